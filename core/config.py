@@ -1,0 +1,109 @@
+"""Every setting in one place, read from the environment and a ``.env`` file.
+
+Names follow the outside contract in DESIGN.md. A missing or malformed setting
+stops start-up with one clear line per bad variable (:class:`SettingsError`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+DEFAULT_API_BASE = "https://mega-api-prod.nemovideo.ai"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed. ``str()`` is one line per bad variable."""
+
+
+def _split_ids(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """The bot's settings. Secrets are ``SecretStr`` so they never print by accident."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    nemo_api_base: str = Field(DEFAULT_API_BASE, alias="NEMO_API_BASE")
+    nemo_token: SecretStr | None = Field(None, alias="NEMO_TOKEN")
+    nemo_bot_db: Path = Field(Path("./data/nemo-bot.db"), alias="NEMO_BOT_DB")
+    skill_source: str = Field("nemo-bot", alias="NEMO_SKILL_SOURCE")
+    skill_version: str = Field("0.1.0", alias="NEMO_SKILL_VERSION")
+    skill_platform: str = Field("python", alias="NEMO_SKILL_PLATFORM")
+    max_upload_mb: int = Field(200, alias="NEMO_MAX_UPLOAD_MB", gt=0, le=100_000)
+    heartbeat_notice_s: float = Field(120.0, alias="NEMO_HEARTBEAT_NOTICE_S", gt=0)
+    heartbeat_timeout_s: float = Field(600.0, alias="NEMO_HEARTBEAT_TIMEOUT_S", gt=0)
+
+    telegram_bot_token: SecretStr | None = Field(None, alias="TELEGRAM_BOT_TOKEN")
+    telegram_api_base: str = Field("https://api.telegram.org", alias="TELEGRAM_API_BASE")
+    telegram_webhook_secret: SecretStr | None = Field(None, alias="TELEGRAM_WEBHOOK_SECRET")
+
+    discord_bot_token: SecretStr | None = Field(None, alias="DISCORD_BOT_TOKEN")
+    discord_api_base: str = Field("https://discord.com/api/v10", alias="DISCORD_API_BASE")
+    discord_gateway_url: str = Field("wss://gateway.discord.gg", alias="DISCORD_GATEWAY_URL")
+
+    allowed_user_ids: list[str] = Field(default_factory=list, alias="NEMO_ALLOWED_USERS")
+    allowed_chat_ids: list[str] = Field(default_factory=list, alias="NEMO_ALLOWED_CHATS")
+
+    log_level: str = Field("INFO", alias="NEMO_LOG_LEVEL")
+
+    @field_validator("allowed_user_ids", "allowed_chat_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        return _split_ids(value)
+
+    @field_validator("nemo_api_base", "telegram_api_base", "discord_api_base")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload cap in bytes."""
+        return self.max_upload_mb * 1024 * 1024
+
+    def is_allowed(self, user_id: str, chat_id: str) -> bool:
+        """Whether the allowlist (if any) admits this user in this chat."""
+        if self.allowed_user_ids and user_id not in self.allowed_user_ids:
+            return False
+        return not (self.allowed_chat_ids and chat_id not in self.allowed_chat_ids)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; raise :class:`SettingsError` with one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            field = Settings.model_fields.get(name)
+            alias = field.alias if field and field.alias else name
+            lines.append(f"{alias}: {err['msg']}")
+        raise SettingsError("\n".join(lines)) from None
