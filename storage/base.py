@@ -108,7 +108,10 @@ class Store(Protocol):
         error: str | None = None,
         attempts: int | None = None,
     ) -> None:
-        """Update the given fields (None leaves a field as it is); completed/failed set completed_at."""
+        """Update the given fields (None leaves a field as it is).
+
+        A status of completed or failed sets completed_at.
+        """
 
     async def claim_delivery(self, render_id: str) -> bool:
         """Atomically mark a render delivered; True only for the first caller (exactly once)."""

@@ -1,0 +1,466 @@
+"""SQLite implementation of :class:`storage.base.Store` on aiosqlite.
+
+One aiosqlite connection (its own worker thread) in autocommit mode, with an
+:class:`asyncio.Lock` so that a statement, or a multi-statement transaction,
+never interleaves with another task's. Every mutating operation is a single
+statement (UPSERT, ``UPDATE ... WHERE``), so each is atomic on its own;
+:meth:`SQLiteStore.claim_delivery` is a conditional ``UPDATE`` whose row count
+decides the winner, which makes it exactly-once even across processes sharing
+the file.
+
+The schema lives in numbered plain-SQL files in ``storage/migrations``
+(``0001_init.sql``, ``0002_....sql``, ...). They are loaded with
+:mod:`importlib.resources` and applied in order, each in its own transaction
+together with the ``PRAGMA user_version`` bump that records it.
+
+The ``users.token`` column holds secrets: nothing here logs row contents, and a
+filter on the ``aiosqlite`` logger strips bound parameters from its DEBUG lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiosqlite
+
+from .base import RenderRecord, SessionRecord, UserRecord
+
+__all__ = ["MEMORY", "Migration", "SQLiteStore", "load_migrations"]
+
+log = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+"""The path that gives a private in-memory database (for tests)."""
+
+BUSY_TIMEOUT_MS = 5000
+"""How long SQLite waits on a lock held by another connection before failing."""
+
+TERMINAL_STATUSES = frozenset({"completed", "failed"})
+"""Render statuses that set ``completed_at``."""
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
+
+_R = TypeVar("_R", UserRecord, SessionRecord, RenderRecord)
+
+
+class _RedactSQLParameters(logging.Filter):
+    """Strip bound parameters (tokens!) from aiosqlite's DEBUG records.
+
+    aiosqlite logs every call it runs as ``executing functools.partial(execute,
+    sql, params)``, so anyone turning on DEBUG logging would see ``users.token``
+    in the clear. This keeps the SQL text (which never embeds values here) and
+    drops the parameters.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args and isinstance(args[0], functools.partial):
+            call = args[0]
+            name = getattr(call.func, "__name__", "call")
+            shown = repr(call.args[0]) if call.args and isinstance(call.args[0], str) else ""
+            extra = ", <parameters redacted>" if len(call.args) > 1 or call.keywords else ""
+            record.args = (f"{name}({shown}{extra})", *args[1:])
+        return True
+
+
+def _install_log_redaction() -> None:
+    target = logging.getLogger("aiosqlite")
+    if not any(isinstance(f, _RedactSQLParameters) for f in target.filters):
+        target.addFilter(_RedactSQLParameters())
+
+
+_install_log_redaction()
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: ``version`` is the ``PRAGMA user_version`` after it."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """The packaged migrations, in order; their versions must run 1, 2, 3, ..."""
+    directory = resources.files(__package__ or "storage").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in directory.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is None:
+            continue
+        found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise RuntimeError(
+                f"migration {migration.name} breaks the sequence (expected {expected:04d}_*.sql)"
+            )
+    return found
+
+
+def _columns(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+_USER_COLUMNS = _columns(UserRecord)
+_SESSION_COLUMNS = _columns(SessionRecord)
+_RENDER_COLUMNS = _columns(RenderRecord)
+
+
+def _from_row(cls: type[_R], row: Mapping[str, Any] | sqlite3.Row) -> _R:
+    """Build a record dataclass from a row selected with ``_columns(cls)``."""
+    return cls(**{name: row[name] for name in _columns(cls)})
+
+
+def _select(table: str, columns: Iterable[str]) -> str:
+    return f"SELECT {', '.join(columns)} FROM {table}"
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the parent directory and an empty 0600 database file if missing."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+class SQLiteStore:
+    """A :class:`storage.base.Store` kept in one SQLite file (or ``":memory:"``).
+
+    Use ``await store.open()`` / ``await store.close()``, or
+    ``async with SQLiteStore(path) as store:``. Safe for many concurrent tasks
+    on one event loop. ``clock`` returns Unix seconds; tests can inject one.
+    """
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
+        """Remember where the database lives; nothing is touched until :meth:`open`."""
+        self._path: Path | None = None if str(path) == MEMORY else Path(path).expanduser()
+        self._clock = clock
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        where = MEMORY if self._path is None else str(self._path)
+        state = "open" if self._conn is not None else "closed"
+        return f"<SQLiteStore {where} {state}>"
+
+    @property
+    def path(self) -> Path | None:
+        """The database file, or None for an in-memory database."""
+        return self._path
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the file (0600) if needed, connect, set pragmas and migrate.
+
+        Opening an already open store does nothing.
+        """
+        if self._conn is not None:
+            return
+        if self._path is not None:
+            await asyncio.to_thread(_prepare_file, self._path)
+        target = MEMORY if self._path is None else str(self._path)
+        conn = await aiosqlite.connect(target, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            if self._path is not None:
+                async with conn.execute("PRAGMA journal_mode = WAL") as cur:
+                    row = await cur.fetchone()
+                if row is None or str(row[0]).lower() != "wal":
+                    log.warning("could not enable WAL journal mode for %s", self._path)
+                await conn.execute("PRAGMA synchronous = NORMAL")
+            await self._migrate(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        """Close the connection (checkpointing the WAL). Closing twice does nothing."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        async with self._lock:
+            await conn.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        migrations = load_migrations()
+        latest = migrations[-1].version if migrations else 0
+        async with conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row is not None else 0
+        if current > latest:
+            raise RuntimeError(
+                f"database schema version {current} is newer than this code knows ({latest})"
+            )
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            log.info("applying storage migration %s", migration.name)
+            script = (
+                "BEGIN IMMEDIATE;\n"
+                f"{migration.sql}\n;\n"
+                f"PRAGMA user_version = {migration.version:d};\n"
+                "COMMIT;\n"
+            )
+            try:
+                await conn.executescript(script)
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.rollback()
+                raise
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _require(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("SQLiteStore is not open (call await store.open())")
+        return self._conn
+
+    async def _write(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> int:
+        """Run one statement under the lock; the number of rows it changed."""
+        conn = self._require()
+        async with self._lock, conn.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def _fetchone(
+        self, sql: str, params: Iterable[Any] | Mapping[str, Any]
+    ) -> sqlite3.Row | None:
+        conn = self._require()
+        async with self._lock, conn.execute(sql, params) as cur:
+            row: sqlite3.Row | None = await cur.fetchone()
+            return row
+
+    async def _fetchall(
+        self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+    ) -> list[sqlite3.Row]:
+        conn = self._require()
+        async with self._lock, conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Hold the lock and an IMMEDIATE transaction; commit on success, else roll back.
+
+        For multi-statement work that must be atomic. Do not call other store
+        methods inside it (the lock is not re-entrant).
+        """
+        conn = self._require()
+        async with self._lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()
+
+    # -- users -------------------------------------------------------------------
+
+    async def get_user(self, platform: str, user_id: str) -> UserRecord | None:
+        """The user, or None."""
+        row = await self._fetchone(
+            f"{_select('users', _USER_COLUMNS)} WHERE platform = ? AND user_id = ?",
+            (platform, user_id),
+        )
+        return None if row is None else _from_row(UserRecord, row)
+
+    async def save_user(self, user: UserRecord) -> None:
+        """Insert or update by (platform, user_id).
+
+        ``created_at`` is kept from the first save; ``updated_at`` is now. Both
+        are written back onto ``user``.
+        """
+        now = self._clock()
+        values = {name: getattr(user, name) for name in _USER_COLUMNS}
+        values["created_at"] = now
+        values["updated_at"] = now
+        keys = ("platform", "user_id", "created_at")
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _USER_COLUMNS if c not in keys)
+        sql = (
+            f"INSERT INTO users ({', '.join(_USER_COLUMNS)}) "
+            f"VALUES ({', '.join(':' + c for c in _USER_COLUMNS)}) "
+            f"ON CONFLICT (platform, user_id) DO UPDATE SET {updates} "
+            "RETURNING created_at"
+        )
+        row = await self._fetchone(sql, values)
+        user.created_at = float(row[0]) if row is not None else now
+        user.updated_at = now
+
+    # -- sessions ----------------------------------------------------------------
+
+    async def get_session(self, platform: str, user_id: str, chat_id: str) -> SessionRecord | None:
+        """The session of this user in this chat, or None."""
+        row = await self._fetchone(
+            f"{_select('sessions', _SESSION_COLUMNS)} "
+            "WHERE platform = ? AND user_id = ? AND chat_id = ?",
+            (platform, user_id, chat_id),
+        )
+        return None if row is None else _from_row(SessionRecord, row)
+
+    async def save_session(self, session: SessionRecord) -> None:
+        """Insert or replace by (platform, user_id, chat_id).
+
+        Every field is overwritten. ``created_at`` is kept while the backend
+        ``session_id`` stays the same and restarts when it changes; ``updated_at``
+        is now. Both are written back onto ``session``. The user must have been
+        saved first (foreign key), else :class:`sqlite3.IntegrityError`.
+        """
+        now = self._clock()
+        values = {name: getattr(session, name) for name in _SESSION_COLUMNS}
+        values["created_at"] = now
+        values["updated_at"] = now
+        sql = (
+            f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "
+            f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)}) "
+            "ON CONFLICT (platform, user_id, chat_id) DO UPDATE SET "
+            "session_id = excluded.session_id, task_id = excluded.task_id, "
+            "draft_json = excluded.draft_json, updated_at = excluded.updated_at, "
+            "created_at = CASE WHEN sessions.session_id = excluded.session_id "
+            "THEN sessions.created_at ELSE excluded.created_at END "
+            "RETURNING created_at"
+        )
+        row = await self._fetchone(sql, values)
+        session.created_at = float(row[0]) if row is not None else now
+        session.updated_at = now
+
+    async def delete_session(self, platform: str, user_id: str, chat_id: str) -> None:
+        """Forget the session (a new project). Deleting a missing session does nothing."""
+        await self._write(
+            "DELETE FROM sessions WHERE platform = ? AND user_id = ? AND chat_id = ?",
+            (platform, user_id, chat_id),
+        )
+
+    async def save_draft(self, platform: str, user_id: str, chat_id: str, draft_json: str) -> None:
+        """Remember the last draft seen for this session; no-op if there is no session."""
+        changed = await self._write(
+            "UPDATE sessions SET draft_json = ?, updated_at = ? "
+            "WHERE platform = ? AND user_id = ? AND chat_id = ?",
+            (draft_json, self._clock(), platform, user_id, chat_id),
+        )
+        if not changed:
+            log.debug("save_draft: no session for %s/%s in chat %s", platform, user_id, chat_id)
+
+    # -- renders -----------------------------------------------------------------
+
+    async def add_render(self, render: RenderRecord) -> None:
+        """Persist a new render job; ``created_at``/``updated_at`` become now.
+
+        A duplicate ``render_id`` raises :class:`sqlite3.IntegrityError`.
+        """
+        now = self._clock()
+        render.created_at = now
+        render.updated_at = now
+        values = {name: getattr(render, name) for name in _RENDER_COLUMNS}
+        await self._write(
+            f"INSERT INTO renders ({', '.join(_RENDER_COLUMNS)}) "
+            f"VALUES ({', '.join(':' + c for c in _RENDER_COLUMNS)})",
+            values,
+        )
+
+    async def get_render(self, render_id: str) -> RenderRecord | None:
+        """The render, or None."""
+        row = await self._fetchone(
+            f"{_select('renders', _RENDER_COLUMNS)} WHERE render_id = ?", (render_id,)
+        )
+        return None if row is None else _from_row(RenderRecord, row)
+
+    async def update_render(
+        self,
+        render_id: str,
+        *,
+        status: str | None = None,
+        progress: int | None = None,
+        output_url: str | None = None,
+        error: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        """Update the given fields (None leaves a field as it is).
+
+        When ``status`` is given: becoming ``completed`` or ``failed`` sets
+        ``completed_at`` to now (kept if it already had that status); any other
+        status clears it (the job is running again). An unknown id does nothing.
+        """
+        now = self._clock()
+        given: dict[str, Any] = {
+            "status": status,
+            "progress": progress,
+            "output_url": output_url,
+            "error": error,
+            "attempts": attempts,
+        }
+        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        sets = [f"{k} = :{k}" for k in params]
+        if status is not None:
+            if status in TERMINAL_STATUSES:
+                sets.append(
+                    "completed_at = CASE WHEN status = :status AND completed_at IS NOT NULL "
+                    "THEN completed_at ELSE :now END"
+                )
+            else:
+                sets.append("completed_at = NULL")
+        sets.append("updated_at = :now")
+        params["now"] = now
+        params["render_id"] = render_id
+        changed = await self._write(
+            f"UPDATE renders SET {', '.join(sets)} WHERE render_id = :render_id", params
+        )
+        if not changed:
+            log.debug("update_render: no render %s", render_id)
+
+    async def claim_delivery(self, render_id: str) -> bool:
+        """Atomically mark a render delivered; True only for the first caller (exactly once)."""
+        now = self._clock()
+        changed = await self._write(
+            "UPDATE renders SET delivered_at = ?, updated_at = ? "
+            "WHERE render_id = ? AND delivered_at IS NULL",
+            (now, now, render_id),
+        )
+        return changed == 1
+
+    async def release_delivery(self, render_id: str) -> None:
+        """Undo a claim whose delivery failed, so a later attempt can deliver."""
+        await self._write(
+            "UPDATE renders SET delivered_at = NULL, updated_at = ? "
+            "WHERE render_id = ? AND delivered_at IS NOT NULL",
+            (self._clock(), render_id),
+        )
+
+    async def undelivered_renders(self) -> list[RenderRecord]:
+        """Renders not yet delivered (any status), oldest first."""
+        rows = await self._fetchall(
+            f"{_select('renders', _RENDER_COLUMNS)} "
+            "WHERE delivered_at IS NULL ORDER BY created_at, rowid"
+        )
+        return [_from_row(RenderRecord, row) for row in rows]

@@ -1,0 +1,425 @@
+"""Tests for the SQLite store: schema, persistence, semantics and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import storage.sqlite as sqlite_mod
+from storage import RenderRecord, SessionRecord, SQLiteStore, Store, UserRecord
+from storage.sqlite import Migration, load_migrations
+
+SECRET = "tok-very-secret-123"
+TABLES = {"users", "sessions", "renders"}
+
+
+class FakeClock:
+    """A settable clock; every call returns the current time."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float = 1.0) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(clock: FakeClock) -> AsyncIterator[SQLiteStore]:
+    async with SQLiteStore(":memory:", clock=clock) as s:
+        yield s
+
+
+def user(uid: str = "u1", **kw: object) -> UserRecord:
+    return UserRecord(platform="telegram", user_id=uid, client_id=f"c-{uid}", **kw)  # type: ignore[arg-type]
+
+
+def session(uid: str = "u1", chat: str = "chat1", sid: str = "s1", **kw: object) -> SessionRecord:
+    return SessionRecord(platform="telegram", user_id=uid, chat_id=chat, session_id=sid, **kw)  # type: ignore[arg-type]
+
+
+def render(rid: str = "r1", **kw: object) -> RenderRecord:
+    return RenderRecord(
+        render_id=rid,
+        session_id="s1",
+        platform="telegram",
+        user_id="u1",
+        chat_id="chat1",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection to inspect a database file from outside the store."""
+    return sqlite3.connect(path)
+
+
+def tables_of(conn: sqlite3.Connection) -> set[str]:
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {r[0] for r in rows}
+
+
+# -- protocol, lifecycle -------------------------------------------------------------
+
+
+def test_store_satisfies_protocol() -> None:
+    s: Store = SQLiteStore(":memory:")
+    assert s is not None
+
+
+async def test_use_before_open_raises() -> None:
+    s = SQLiteStore(":memory:")
+    with pytest.raises(RuntimeError, match="not open"):
+        await s.get_user("telegram", "u1")
+
+
+async def test_open_and_close_are_idempotent(tmp_path: Path) -> None:
+    s = SQLiteStore(tmp_path / "bot.db")
+    await s.open()
+    await s.open()
+    await s.save_user(user())
+    await s.close()
+    await s.close()
+    assert "closed" in repr(s)
+
+
+# -- migrations ------------------------------------------------------------------------
+
+
+def test_packaged_migrations_are_numbered_in_order() -> None:
+    migrations = load_migrations()
+    assert migrations[0].name == "0001_init.sql"
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    for m in migrations:
+        assert "BEGIN" not in m.sql.upper().split("--")[0]  # each runs in the store's own tx
+
+
+async def test_fresh_db_gets_all_tables_and_user_version(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    async with SQLiteStore(path):
+        pass
+    with raw(path) as conn:
+        assert tables_of(conn) >= TABLES
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(load_migrations())
+        indexes = {r[1] for r in conn.execute("PRAGMA index_list(renders)")}
+        assert "renders_delivered_at" in indexes
+
+
+async def test_reopen_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    for _ in range(3):
+        async with SQLiteStore(path) as s:
+            await s.save_user(user())
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(load_migrations())
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 1
+
+
+async def test_migrations_apply_in_order_and_each_is_atomic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bot.db"
+    first = [
+        Migration(1, "0001_a.sql", "CREATE TABLE a (x INTEGER);"),
+        Migration(2, "0002_b.sql", "ALTER TABLE a ADD COLUMN y TEXT; CREATE TABLE b (z);"),
+    ]
+    monkeypatch.setattr(sqlite_mod, "load_migrations", lambda: first)
+    async with SQLiteStore(path):
+        pass
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert {"a", "b"} <= tables_of(conn)
+
+    broken = Migration(3, "0003_c.sql", "CREATE TABLE c (w); INSERT INTO nowhere VALUES (1);")
+    monkeypatch.setattr(sqlite_mod, "load_migrations", lambda: [*first, broken])
+    with pytest.raises(sqlite3.OperationalError, match="nowhere"):
+        await SQLiteStore(path).open()
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert "c" not in tables_of(conn)  # the failed step rolled back entirely
+
+    fixed = Migration(3, "0003_c.sql", "CREATE TABLE c (w);")
+    monkeypatch.setattr(sqlite_mod, "load_migrations", lambda: [*first, fixed])
+    async with SQLiteStore(path):
+        pass
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert "c" in tables_of(conn)
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    async with SQLiteStore(path):
+        pass
+    with raw(path) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    with pytest.raises(RuntimeError, match="newer"):
+        await SQLiteStore(path).open()
+
+
+# -- file, pragmas -----------------------------------------------------------------------
+
+
+async def test_file_created_0600_with_parent_dirs(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "deeper" / "bot.db"
+    async with SQLiteStore(path) as s:
+        await s.save_user(user(token=SECRET))
+        for p in (path, path.with_name("bot.db-wal"), path.with_name("bot.db-shm")):
+            if p.exists():
+                assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    assert path.parent.is_dir()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_wal_foreign_keys_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    async with SQLiteStore(path) as s, s.transaction() as conn:
+        async with conn.execute("PRAGMA journal_mode") as cur:
+            assert (await cur.fetchone())[0] == "wal"  # type: ignore[index]
+        async with conn.execute("PRAGMA foreign_keys") as cur:
+            assert (await cur.fetchone())[0] == 1  # type: ignore[index]
+        async with conn.execute("PRAGMA busy_timeout") as cur:
+            assert (await cur.fetchone())[0] >= 1000  # type: ignore[index]
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent
+
+
+async def test_session_requires_user(store: SQLiteStore) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.save_session(session(uid="nobody"))
+
+
+async def test_persistence_across_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    async with SQLiteStore(path) as s:
+        await s.save_user(user(token=SECRET, language="de", token_expires_at=5.5))
+        await s.save_session(session(task_id="t1"))
+        await s.save_draft("telegram", "u1", "chat1", '{"d": 1}')
+        await s.add_render(render(thread_id="th", reply_to="42", summary="cat video"))
+        await s.update_render("r1", status="completed", output_url="https://x/v.mp4")
+        assert await s.claim_delivery("r1")
+    async with SQLiteStore(str(path)) as s:
+        u = await s.get_user("telegram", "u1")
+        assert u is not None and u.token == SECRET and u.language == "de"
+        assert u.token_expires_at == 5.5
+        sess = await s.get_session("telegram", "u1", "chat1")
+        assert sess is not None and sess.task_id == "t1" and sess.draft_json == '{"d": 1}'
+        r = await s.get_render("r1")
+        assert r is not None and r.status == "completed" and r.summary == "cat video"
+        assert r.thread_id == "th" and r.reply_to == "42" and r.delivered_at is not None
+        assert not await s.claim_delivery("r1")
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+async def test_user_upsert(store: SQLiteStore, clock: FakeClock) -> None:
+    assert await store.get_user("telegram", "u1") is None
+    u = user(token=SECRET, backend_user_id="b1", token_minted_at=900.0)
+    await store.save_user(u)
+    assert (u.created_at, u.updated_at) == (1000.0, 1000.0)
+
+    clock.advance(10)
+    await store.save_user(user(token="new", language="fr"))
+    got = await store.get_user("telegram", "u1")
+    assert got is not None
+    assert got.token == "new" and got.language == "fr"
+    assert got.backend_user_id is None  # a save replaces every field
+    assert (got.created_at, got.updated_at) == (1000.0, 1010.0)
+    assert await store.get_user("discord", "u1") is None
+
+
+async def test_user_token_never_in_repr_or_logs(
+    store: SQLiteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await store.save_user(user(token=SECRET))
+    got = await store.get_user("telegram", "u1")
+    await store.save_draft("telegram", "u1", "missing", "{}")
+    await store.update_render("missing", status="failed")
+    assert SECRET not in repr(got)
+    assert any(r.name == "aiosqlite" for r in caplog.records)  # its DEBUG lines were seen
+    assert "<parameters redacted>" in caplog.text
+    assert SECRET not in caplog.text
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+
+async def test_session_upsert_and_created_at(store: SQLiteStore, clock: FakeClock) -> None:
+    await store.save_user(user())
+    await store.save_session(session(task_id="t1", draft_json="{}"))
+    clock.advance(5)
+    await store.save_session(session(task_id="t2"))
+    got = await store.get_session("telegram", "u1", "chat1")
+    assert got is not None
+    assert got.task_id == "t2" and got.draft_json is None
+    assert (got.created_at, got.updated_at) == (1000.0, 1005.0)  # same backend session
+
+    clock.advance(5)
+    s2 = session(sid="s2")
+    await store.save_session(s2)
+    assert (s2.created_at, s2.updated_at) == (1010.0, 1010.0)  # a new backend session
+    assert await store.get_session("telegram", "u1", "other-chat") is None
+
+
+async def test_delete_session(store: SQLiteStore) -> None:
+    await store.save_user(user())
+    await store.save_session(session())
+    await store.save_session(session(chat="chat2"))
+    await store.delete_session("telegram", "u1", "chat1")
+    await store.delete_session("telegram", "u1", "never-existed")
+    assert await store.get_session("telegram", "u1", "chat1") is None
+    assert await store.get_session("telegram", "u1", "chat2") is not None
+    assert await store.get_user("telegram", "u1") is not None
+
+
+async def test_save_draft(store: SQLiteStore, clock: FakeClock) -> None:
+    await store.save_user(user())
+    await store.save_session(session(task_id="t1"))
+    clock.advance(3)
+    await store.save_draft("telegram", "u1", "chat1", '{"tracks": []}')
+    got = await store.get_session("telegram", "u1", "chat1")
+    assert got is not None
+    assert got.draft_json == '{"tracks": []}' and got.task_id == "t1"
+    assert got.updated_at == 1003.0
+    await store.save_draft("telegram", "u1", "no-such-chat", "{}")  # no-op
+    assert await store.get_session("telegram", "u1", "no-such-chat") is None
+
+
+# -- renders ---------------------------------------------------------------------------------
+
+
+async def test_render_lifecycle(store: SQLiteStore, clock: FakeClock) -> None:
+    assert await store.get_render("r1") is None
+    await store.add_render(render(ref_extra='{"k": 1}'))
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.add_render(render())
+
+    got = await store.get_render("r1")
+    assert got is not None
+    assert (got.status, got.progress, got.attempts) == ("pending", 0, 0)
+    assert got.completed_at is None and got.delivered_at is None
+
+    clock.advance()
+    await store.update_render("r1", status="running", progress=40, attempts=1)
+    await store.update_render("r1", progress=60)  # others untouched
+    got = await store.get_render("r1")
+    assert got is not None
+    assert (got.status, got.progress, got.attempts) == ("running", 60, 1)
+    assert got.completed_at is None and got.updated_at == 1001.0
+
+    clock.advance()
+    await store.update_render("r1", status="failed", error="backend 500")
+    got = await store.get_render("r1")
+    assert got is not None and got.completed_at == 1002.0 and got.error == "backend 500"
+
+    clock.advance()
+    await store.update_render("r1", status="failed")  # same terminal status: time kept
+    got = await store.get_render("r1")
+    assert got is not None and got.completed_at == 1002.0
+
+    clock.advance()
+    await store.update_render("r1", status="running", attempts=2)  # retried
+    got = await store.get_render("r1")
+    assert got is not None and got.completed_at is None
+
+    clock.advance()
+    await store.update_render("r1", status="completed", progress=100, output_url="https://v")
+    got = await store.get_render("r1")
+    assert got is not None
+    assert got.status == "completed" and got.output_url == "https://v"
+    assert got.completed_at == 1005.0 and got.error == "backend 500" and got.attempts == 2
+    assert got.ref_extra == '{"k": 1}'
+
+    await store.update_render("nope", status="completed")  # unknown id: no-op
+    assert await store.get_render("nope") is None
+
+
+async def test_undelivered_claim_and_release(store: SQLiteStore, clock: FakeClock) -> None:
+    for rid in ("r3", "r1", "r2"):  # creation order, not id order
+        await store.add_render(render(rid))
+        clock.advance()
+    assert [r.render_id for r in await store.undelivered_renders()] == ["r3", "r1", "r2"]
+
+    assert await store.claim_delivery("r1")
+    assert not await store.claim_delivery("r1")
+    assert not await store.claim_delivery("missing")
+    got = await store.get_render("r1")
+    assert got is not None and got.delivered_at == 1003.0
+    assert [r.render_id for r in await store.undelivered_renders()] == ["r3", "r2"]
+
+    await store.release_delivery("r1")
+    await store.release_delivery("missing")
+    got = await store.get_render("r1")
+    assert got is not None and got.delivered_at is None
+    assert [r.render_id for r in await store.undelivered_renders()] == ["r3", "r1", "r2"]
+    assert await store.claim_delivery("r1")
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+
+async def test_claim_delivery_exactly_once_under_50_claimers(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    async with SQLiteStore(path) as a, SQLiteStore(path) as b:  # two connections, one file
+        await a.add_render(render())
+        results = await asyncio.gather(*((a, b)[i % 2].claim_delivery("r1") for i in range(50)))
+        assert results.count(True) == 1
+        await a.release_delivery("r1")
+        again = await asyncio.gather(*(a.claim_delivery("r1") for _ in range(50)))
+        assert again.count(True) == 1
+
+
+async def test_200_concurrent_writers(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "bot.db") as s:
+
+        async def work(i: int) -> None:
+            uid = f"u{i}"
+            await s.save_user(user(uid, token=f"t{i}"))
+            await s.save_session(session(uid=uid, sid=f"s{i}"))
+            await s.save_draft("telegram", uid, "chat1", f'{{"i": {i}}}')
+            await s.add_render(render(f"r{i}"))
+            await s.update_render(f"r{i}", status="completed")
+
+        await asyncio.gather(*(work(i) for i in range(200)))
+        for i in range(200):
+            u = await s.get_user("telegram", f"u{i}")
+            assert u is not None and u.token == f"t{i}"
+            sess = await s.get_session("telegram", f"u{i}", "chat1")
+            assert sess is not None and sess.session_id == f"s{i}"
+            assert sess.draft_json == f'{{"i": {i}}}'
+        assert len(await s.undelivered_renders()) == 200
+
+
+async def test_transaction_rolls_back_and_does_not_swallow_others(store: SQLiteStore) -> None:
+    async def failing() -> None:
+        async with store.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO users (platform, user_id, client_id, created_at, updated_at) "
+                "VALUES ('telegram', 'ghost', 'c', 0, 0)"
+            )
+            await asyncio.sleep(0)  # let the other writers queue up
+            raise ValueError("boom")
+
+    results = await asyncio.gather(
+        failing(), *(store.save_user(user(f"u{i}")) for i in range(20)), return_exceptions=True
+    )
+    assert isinstance(results[0], ValueError)
+    assert all(r is None for r in results[1:])
+    assert await store.get_user("telegram", "ghost") is None
+    for i in range(20):
+        assert await store.get_user("telegram", f"u{i}") is not None
