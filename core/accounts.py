@@ -1,0 +1,143 @@
+"""Who is who on the backend: tokens per chat user, sessions per user per chat.
+
+Each chat user (platform, user id) owns one NemoVideo client id and token, so
+credits follow the person; each (platform, user, chat) owns one session. The
+backend limits anonymous tokens per client id and per IP, so tokens are never
+minted freely: a client id is created once and kept, and a new token is asked
+for only when there is none, it has expired, or the backend said 1001 — and at
+most once a minute per user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.client import NemoClient
+from core.errors import TokenExpiredError
+from core.i18n import language_of
+from storage.base import SessionRecord, Store, UserRecord
+
+__all__ = ["Accounts", "Identity"]
+
+log = logging.getLogger("nemo.accounts")
+
+#: Renew a little before the backend's expiry time.
+_EXPIRY_MARGIN_S = 300.0
+#: Never mint more than one token per user in this window.
+_MIN_MINT_INTERVAL_S = 60.0
+
+
+@dataclass(slots=True)
+class Identity:
+    """A user's backend identity for one request: their token and this chat's session."""
+
+    user: UserRecord
+    token: str
+    session: SessionRecord
+
+    def __repr__(self) -> str:
+        return f"Identity(user={self.user.platform}:{self.user.user_id}, session={self.session.session_id})"
+
+
+class Accounts:
+    """Maps chat users to NemoVideo tokens and sessions, kept in the store."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: NemoClient,
+        operator_token: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._operator_token = operator_token
+        self._clock = clock
+        self._user_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def _lock(self, platform: str, user_id: str) -> asyncio.Lock:
+        return self._user_locks.setdefault((platform, user_id), asyncio.Lock())
+
+    async def user(self, platform: str, user_id: str, language: str | None = None) -> UserRecord:
+        """The stored user, created (with a fresh client id) on first contact."""
+        user = await self._store.get_user(platform, user_id)
+        if user is None:
+            user = UserRecord(
+                platform=platform,
+                user_id=user_id,
+                client_id=str(uuid.uuid4()),
+                language=language_of(language),
+            )
+            await self._store.save_user(user)
+        elif language and language_of(language) != user.language:
+            user.language = language_of(language)
+            await self._store.save_user(user)
+        return user
+
+    async def token(self, user: UserRecord) -> str:
+        """A usable token for the user: the operator's, the stored one, or a new anonymous one."""
+        if self._operator_token:
+            return self._operator_token
+        async with self._lock(user.platform, user.user_id):
+            fresh = await self._store.get_user(user.platform, user.user_id) or user
+            if fresh.token and (
+                fresh.token_expires_at is None
+                or fresh.token_expires_at - _EXPIRY_MARGIN_S > self._clock()
+            ):
+                user.token, user.backend_user_id = fresh.token, fresh.backend_user_id
+                return fresh.token
+            return await self._mint(user)
+
+    async def renew(self, user: UserRecord, rejected: str) -> str:
+        """A new token after the backend rejected ``rejected`` (1001); rate-limited per user."""
+        if self._operator_token:
+            raise TokenExpiredError(1001, "the operator token (NEMO_TOKEN) was rejected")
+        async with self._lock(user.platform, user.user_id):
+            fresh = await self._store.get_user(user.platform, user.user_id) or user
+            if fresh.token and fresh.token != rejected:
+                user.token = fresh.token  # another request already renewed it
+                return fresh.token
+            minted = fresh.token_minted_at or 0.0
+            if self._clock() - minted < _MIN_MINT_INTERVAL_S:
+                raise TokenExpiredError(1001, "token rejected again right after renewal")
+            return await self._mint(user)
+
+    async def _mint(self, user: UserRecord) -> str:
+        anon = await self._client.anonymous_token(user.client_id)
+        user.token = anon.token
+        user.backend_user_id = anon.user_id
+        user.token_expires_at = anon.expires_at
+        user.token_minted_at = self._clock()
+        await self._store.save_user(user)
+        log.info("anonymous token issued for %s user", user.platform)
+        return anon.token
+
+    async def session(
+        self, user: UserRecord, chat_id: str, token: str, language: str | None
+    ) -> SessionRecord:
+        """The session of this user in this chat, created on first use."""
+        existing = await self._store.get_session(user.platform, user.user_id, chat_id)
+        if existing is not None:
+            return existing
+        return await self.new_session(user, chat_id, token, language)
+
+    async def new_session(
+        self, user: UserRecord, chat_id: str, token: str, language: str | None
+    ) -> SessionRecord:
+        """Start a fresh backend session (a new project) for this user in this chat."""
+        info = await self._client.create_session(token, language=language_of(language))
+        record = SessionRecord(
+            platform=user.platform,
+            user_id=user.user_id,
+            chat_id=chat_id,
+            session_id=info.session_id,
+            task_id=info.task_id,
+        )
+        await self._store.save_session(record)
+        return record

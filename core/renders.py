@@ -1,0 +1,257 @@
+"""Render jobs: follow an export until its MP4 is delivered, exactly once.
+
+Every export is persisted before the user is told it started, with the
+conversation reference to deliver to, so a restart resumes it
+(:meth:`RenderTracker.resume`). Delivery is claimed atomically in the store
+first, so no render is ever posted twice.
+
+Polling: the backend's docs poll every 30 s, which delays delivery by ~15 s on
+average. We poll adaptively instead: every ``min_interval`` s at first, then at
+half the remaining time the backend's own progress suggests, clamped to
+[``min_interval``, ``max_interval``] — the link lands within a couple of seconds
+of completion while one render never costs more than one poll per
+``min_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from core.client import NemoClient
+from core.errors import NemoError, RateLimitedError, ServerError, TokenExpiredError, TransportError
+from core.i18n import t
+from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
+from storage.base import RenderRecord, Store
+
+__all__ = ["PollPolicy", "RenderTracker", "ref_of"]
+
+log = logging.getLogger("nemo.renders")
+
+TokenSource = Callable[[RenderRecord, str | None], Awaitable[tuple[str, str | None]]]
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """How often to ask the backend about one render."""
+
+    min_interval: float = 1.0
+    max_interval: float = 5.0
+    first_delay: float = 1.0
+    deadline: float = 20 * 60.0
+    max_failures: int = 30
+
+    def next_delay(self, elapsed: float, progress: int | None) -> float:
+        """Seconds until the next poll, from the time so far and the reported progress."""
+        if progress and 0 < progress < 100:
+            remaining = elapsed * (100 - progress) / progress
+            return min(self.max_interval, max(self.min_interval, remaining / 2))
+        return min(self.max_interval, max(self.min_interval, 2.0))
+
+
+def ref_of(render: RenderRecord) -> ConversationRef:
+    """The conversation a render is delivered to."""
+    return ConversationRef(
+        platform=render.platform,
+        chat_id=render.chat_id,
+        user_id=render.user_id,
+        thread_id=render.thread_id,
+        reply_to=render.reply_to,
+        extra=render.ref_extra,
+    )
+
+
+class RenderTracker:
+    """Runs one background task per render in flight; no global queue."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: NemoClient,
+        token_source: TokenSource,
+        policy: PollPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_delivered: Callable[[RenderRecord, float], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._token_source = token_source
+        self._policy = policy or PollPolicy()
+        self._clock = clock
+        self._on_delivered = on_delivered
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._by_session: dict[str, str] = {}
+
+    def active_for(self, session_id: str) -> bool:
+        """Whether a render of this session is being followed right now."""
+        render_id = self._by_session.get(session_id)
+        return render_id is not None and render_id in self._tasks
+
+    @property
+    def in_flight(self) -> int:
+        """How many renders are being followed."""
+        return len(self._tasks)
+
+    def follow(self, render: RenderRecord, replier: Replier, lang: str | None) -> None:
+        """Follow ``render`` in the background and deliver it through ``replier``."""
+        if render.render_id in self._tasks:
+            return
+        task = asyncio.create_task(
+            self._follow(render, replier, lang), name=f"render-{render.render_id}"
+        )
+        self._tasks[render.render_id] = task
+        self._by_session[render.session_id] = render.render_id
+        task.add_done_callback(lambda _t, r=render: self._forget(r))
+
+    def _forget(self, render: RenderRecord) -> None:
+        self._tasks.pop(render.render_id, None)
+        if self._by_session.get(render.session_id) == render.render_id:
+            del self._by_session[render.session_id]
+
+    async def resume(self, adapters: Mapping[str, ChatAdapter], language_of: Callable[[RenderRecord], Awaitable[str | None]]) -> int:
+        """Follow every undelivered render whose platform runs in this process."""
+        resumed = 0
+        for render in await self._store.undelivered_renders():
+            adapter = adapters.get(render.platform)
+            if adapter is None:
+                continue
+            self.follow(render, adapter.replier_for(ref_of(render)), await language_of(render))
+            resumed += 1
+        if resumed:
+            log.info("resumed %d undelivered render(s)", resumed)
+        return resumed
+
+    async def wait_idle(self) -> None:
+        """Wait until every followed render is delivered or failed."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Stop following; unfinished renders stay in the store and resume at next start."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow(self, render: RenderRecord, replier: Replier, lang: str | None) -> None:
+        try:
+            await self._poll_until_done(render, replier, lang)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("render %s: unexpected error while following", render.render_id)
+
+    async def _poll_until_done(self, render: RenderRecord, replier: Replier, lang: str | None) -> None:
+        policy = self._policy
+        token: str | None = None
+        token, _ = await self._token_source(render, None)
+        started = self._clock()
+        failures = 0
+        shown_percent = -1
+        progress: int | None = None
+        delay = policy.first_delay
+        if render.status in ("completed", "failed") and (render.output_url or render.error):
+            await self._finish(render, replier, lang, render.status, render.output_url, render.error)
+            return
+        while True:
+            await asyncio.sleep(delay)
+            elapsed = self._clock() - started
+            try:
+                status = await self._client.render_status(token, render.render_id)
+            except TokenExpiredError:
+                token, _ = await self._token_source(render, token)
+                delay = policy.min_interval
+                continue
+            except (TransportError, ServerError, RateLimitedError) as exc:
+                failures += 1
+                retry_after = getattr(exc, "retry_after", 0.0)
+                delay = max(retry_after, min(policy.max_interval * 2, 2.0**failures)) * (
+                    0.5 + random.random()
+                )
+                if failures >= policy.max_failures or elapsed > policy.deadline:
+                    await self._finish(render, replier, lang, "failed", None, "the video service stopped answering")
+                    return
+                continue
+            failures = 0
+            progress = status.progress if status.progress is not None else progress
+            await self._store.update_render(
+                render.render_id, status=status.status, progress=progress, attempts=render.attempts + 1
+            )
+            render.attempts += 1
+            if status.status in ("completed", "failed"):
+                await self._finish(render, replier, lang, status.status, status.output_url, status.error)
+                return
+            if elapsed > policy.deadline:
+                await self._finish(render, replier, lang, "failed", None, "it took too long")
+                return
+            percent = progress or 0
+            if percent != shown_percent:
+                shown_percent = percent
+                await _quietly(replier.progress(t("export_started", lang, percent=percent), percent))
+            delay = policy.next_delay(elapsed, progress)
+
+    async def _finish(
+        self,
+        render: RenderRecord,
+        replier: Replier,
+        lang: str | None,
+        status: str,
+        url: str | None,
+        error: str | None,
+    ) -> None:
+        if status == "completed" and not url:
+            status, error = "failed", "the video service returned no file"
+        await self._store.update_render(
+            render.render_id, status=status, progress=100 if status == "completed" else None,
+            output_url=url, error=error,
+        )
+        completed_at = self._clock()
+        if not await self._store.claim_delivery(render.render_id):
+            return  # somebody else delivered it already
+        try:
+            if status == "completed" and url:
+                await _quietly(replier.progress(t("export_started", lang, percent=100), 100))
+                client = self._client
+                await replier.send_video(
+                    Video(
+                        url=url,
+                        caption=t("export_done", lang, url=url),
+                        summary=render.summary,
+                        fetch=lambda limit: client.download(url, limit=limit),
+                    )
+                )
+            else:
+                reason = _safe_reason(error)
+                await replier.send_text(t("export_failed", lang, reason=reason), actions=DEFAULT_ACTIONS)
+        except Exception:
+            await self._store.release_delivery(render.render_id)
+            raise
+        if self._on_delivered is not None:
+            self._on_delivered(render, self._clock() - completed_at)
+
+
+def _safe_reason(error: str | None) -> str:
+    """A short, plain reason (never raw JSON)."""
+    if not error:
+        return "unknown error"
+    text = " ".join(str(error).split())
+    if text.startswith(("{", "[")):
+        return "the video service reported an error"
+    return text[:200]
+
+
+async def _quietly(awaitable: Awaitable[None]) -> None:
+    """Progress is a nicety: a failed progress update must not stop a render."""
+    try:
+        await awaitable
+    except Exception:
+        log.warning("progress update failed", exc_info=True)
+
+
+# Re-exported for type checkers of callers that catch everything the tracker may raise.
+_ = NemoError

@@ -1,0 +1,523 @@
+"""The conversation service: one entry point for every chat platform.
+
+``await service.handle(message, replier)`` routes the message
+(:mod:`core.router`), finds the user's token and session
+(:mod:`core.accounts`), calls the backend (:mod:`core.client`) and answers
+through the adapter's :class:`~core.types.Replier`. It never raises: every
+failure becomes a friendly message, and nothing the user sent is lost.
+
+Concurrency: one request per session runs at a time. A request that arrives
+while its session is busy is **queued** (the user is told so) rather than
+refused, so a burst of photos or a quick follow-up is not lost; at most
+``max_queued`` requests wait per session, beyond that the user is asked to
+wait. Read-only requests (status, credits, help) never wait. Different users
+and different chats run fully in parallel; there is no global lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import TypeVar
+
+from core.accounts import Accounts, Identity
+from core.client import ACCEPTED_EXTENSIONS, NemoClient
+from core.config import Settings
+from core.draft import Draft, diff_drafts
+from core.errors import (
+    ApiError,
+    ExportBlockedError,
+    FileTooLargeError,
+    NemoError,
+    OutOfCreditsError,
+    RateLimitedError,
+    SessionNotFoundError,
+    StreamTimeoutError,
+    TokenExpiredError,
+    TransportError,
+    UnsupportedFileError,
+)
+from core.events import (
+    ChatEvent,
+    HeartbeatEvent,
+    StreamErrorEvent,
+    TextEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+from core.gui import SentenceBuffer
+from core.i18n import t
+from core.renders import PollPolicy, RenderTracker
+from core.router import route
+from core.types import (
+    DEFAULT_ACTIONS,
+    Action,
+    ChatAdapter,
+    IncomingMessage,
+    Intent,
+    Replier,
+)
+from storage.base import RenderRecord, Store
+
+__all__ = ["ConversationService"]
+
+log = logging.getLogger("nemo.service")
+T = TypeVar("T")
+
+_EXCLUSIVE = frozenset({Intent.CHAT, Intent.UPLOAD, Intent.EXPORT, Intent.NEW})
+
+
+@dataclass(slots=True)
+class _Gate:
+    """The per-session turnstile: one request runs, a few may wait."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+
+
+@dataclass(slots=True)
+class _Request:
+    """One message being handled: who asks, where to answer, and their identity."""
+
+    msg: IncomingMessage
+    replier: Replier
+    ident: Identity
+
+    @property
+    def lang(self) -> str | None:
+        return self.ident.user.language or self.msg.language
+
+
+class ConversationService:
+    """Routes chat messages to NemoVideo and answers through the adapter."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        client: NemoClient,
+        poll_policy: PollPolicy | None = None,
+        max_queued: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._client = client
+        self._clock = clock
+        self._max_queued = max_queued
+        operator = settings.nemo_token.get_secret_value() if settings.nemo_token else None
+        self.accounts = Accounts(store=store, client=client, operator_token=operator)
+        self.renders = RenderTracker(
+            store=store, client=client, token_source=self._render_token, policy=poll_policy
+        )
+        self._adapters: dict[str, ChatAdapter] = {}
+        self._gates: dict[tuple[str, str, str], _Gate] = {}
+        self._handlers: dict[Intent, Callable[[_Request], Awaitable[None]]] = {
+            Intent.CHAT: self._chat_intent,
+            Intent.UPLOAD: self._upload,
+            Intent.EXPORT: self._export,
+            Intent.STATUS: self._status,
+            Intent.CREDITS: self._credits,
+            Intent.NEW: self._new_project,
+        }
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def register_adapter(self, adapter: ChatAdapter) -> None:
+        """Let the service deliver finished renders to ``adapter``'s platform."""
+        self._adapters[adapter.platform] = adapter
+
+    async def start(self) -> int:
+        """Resume renders that were not delivered before the last stop; returns how many."""
+        return await self.renders.resume(self._adapters, self._render_language)
+
+    async def wait_idle(self) -> None:
+        """Wait for every render in flight to be delivered (the one-shot CLI uses this)."""
+        await self.renders.wait_idle()
+
+    async def aclose(self) -> None:
+        """Stop background work; undelivered renders resume at the next start."""
+        await self.renders.aclose()
+
+    # ------------------------------------------------------------------ the door
+
+    async def handle(self, msg: IncomingMessage, replier: Replier) -> None:
+        """Answer one message. Never raises."""
+        lang = msg.language
+        try:
+            if not self.settings.is_allowed(msg.user_id, msg.chat_id):
+                await replier.send_text(t("not_allowed", lang), private=True)
+                return
+            intent = msg.intent or route(msg.text, has_attachments=bool(msg.attachments))
+            log.info("request platform=%s intent=%s", msg.platform, intent.value)
+            if intent in (Intent.HELP, Intent.START):
+                key = "welcome" if intent is Intent.START else "help"
+                await replier.send_text(t(key, lang))
+                return
+            if intent is Intent.CHAT and not msg.text.strip():
+                await replier.send_text(t("empty_message", lang))
+                return
+            if intent in _EXCLUSIVE:
+                await self._exclusive(msg, replier, intent)
+            else:
+                await self._guarded(msg, replier, intent)
+        except Exception:
+            log.exception("unexpected error while handling a %s message", msg.platform)
+            await _quietly(replier.send_text(t("unexpected", lang)))
+
+    async def _exclusive(self, msg: IncomingMessage, replier: Replier, intent: Intent) -> None:
+        key = (msg.platform, msg.user_id, msg.chat_id)
+        gate = self._gates.setdefault(key, _Gate())
+        if gate.lock.locked():
+            if gate.waiting >= self._max_queued:
+                await replier.send_text(t("busy", msg.language), private=True)
+                return
+            await replier.send_text(t("queued", msg.language))
+        gate.waiting += 1
+        try:
+            async with gate.lock:
+                gate.waiting -= 1
+                await self._guarded(msg, replier, intent)
+        finally:
+            if gate.waiting == 0 and not gate.lock.locked():
+                self._gates.pop(key, None)
+
+    async def _guarded(self, msg: IncomingMessage, replier: Replier, intent: Intent) -> None:
+        """Run the intent's handler; turn every backend failure into a friendly message."""
+        lang = msg.language
+        try:
+            user = await self.accounts.user(msg.platform, msg.user_id, msg.language)
+            lang = user.language
+            token = await self.accounts.token(user)
+            session = await self.accounts.session(user, msg.chat_id, token, user.language)
+            request = _Request(msg, replier, Identity(user, token, session))
+            await self._handlers[intent](request)
+        except OutOfCreditsError as exc:
+            bind = exc.bind_url
+            if bind is None and not self.settings.nemo_token:
+                user_rec = await self._store.get_user(msg.platform, msg.user_id)
+                backend_id = user_rec.backend_user_id if user_rec else None
+                bind = OutOfCreditsError(user_id=backend_id).bind_url
+            text = t("out_of_credits_anon", lang, url=bind) if bind else t("out_of_credits", lang)
+            await replier.send_text(text, private=True)
+        except ExportBlockedError:
+            await replier.send_text(t("export_blocked", lang), private=True)
+        except RateLimitedError:
+            await replier.send_text(t("rate_limited", lang), private=True)
+        except TokenExpiredError:
+            await replier.send_text(t("auth_failed", lang), private=True)
+        except UnsupportedFileError:
+            await replier.send_text(t("unsupported_file", lang, name="that file"), private=True)
+        except FileTooLargeError:
+            limit = self.settings.max_upload_mb
+            await replier.send_text(t("file_too_large", lang, name="That file", limit=limit), private=True)
+        except TransportError:
+            await replier.send_text(t("network", lang), private=True)
+        except (ApiError, NemoError):
+            log.warning("backend error on %s", intent.value, exc_info=True)
+            await replier.send_text(t("unexpected", lang), private=True)
+
+    # ------------------------------------------------------- recovery wrappers
+
+    async def _recover(self, req: _Request, exc: NemoError) -> None:
+        """Fix what a 1001 or 1002 broke, so the call can be tried once more."""
+        ident = req.ident
+        if isinstance(exc, TokenExpiredError):
+            ident.token = await self.accounts.renew(ident.user, ident.token)
+        elif isinstance(exc, SessionNotFoundError):
+            ident.session = await self.accounts.new_session(
+                ident.user, req.msg.chat_id, ident.token, req.lang
+            )
+            await req.replier.send_text(t("session_fresh", req.lang))
+        else:
+            raise exc
+
+    async def _call(self, req: _Request, call: Callable[[Identity], Awaitable[T]]) -> T:
+        """One backend call, retried once after renewing the token or the session."""
+        try:
+            return await call(req.ident)
+        except (TokenExpiredError, SessionNotFoundError) as exc:
+            await self._recover(req, exc)
+            return await call(req.ident)
+
+    async def _events(self, req: _Request, text: str) -> AsyncIterator[ChatEvent]:
+        """The chat stream; a 1001/1002 before the first event is recovered once."""
+        for attempt in (1, 2):
+            stream = self._client.chat(req.ident.token, req.ident.session.session_id, text)
+            try:
+                first = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except (TokenExpiredError, SessionNotFoundError) as exc:
+                if attempt == 2:
+                    raise
+                await self._recover(req, exc)
+                continue
+            yield first
+            async for event in stream:
+                yield event
+            return
+
+    async def _render_token(self, render: RenderRecord, rejected: str | None) -> tuple[str, str | None]:
+        user = await self.accounts.user(render.platform, render.user_id)
+        token = await (self.accounts.renew(user, rejected) if rejected else self.accounts.token(user))
+        return token, user.backend_user_id
+
+    async def _render_language(self, render: RenderRecord) -> str | None:
+        user = await self._store.get_user(render.platform, render.user_id)
+        return user.language if user else None
+
+    # ------------------------------------------------------------------ intents
+
+    async def _chat_intent(self, req: _Request) -> None:
+        await self._chat(req, req.msg.text.strip())
+
+    async def _chat(self, req: _Request, text: str) -> None:
+        """Stream one message through the backend and relay what comes back."""
+        settings, lang = self.settings, req.lang
+        stream = req.replier.stream()
+        buffer = SentenceBuffer()
+        shown = False
+        error: str | None = None
+        dropped = False
+        last_news = self._clock()
+        notices = 0
+        await _quietly(req.replier.working("typing"))
+        try:
+            async for event in self._events(req, text):
+                now = self._clock()
+                if isinstance(event, HeartbeatEvent):
+                    quiet = now - last_news
+                    if quiet >= settings.heartbeat_timeout_s:
+                        raise StreamTimeoutError("only heartbeats for too long")
+                    if quiet >= settings.heartbeat_notice_s * (notices + 1):
+                        notices += 1
+                        await req.replier.send_text(t("still_working", lang))
+                    continue
+                last_news, notices = now, 0
+                if isinstance(event, TextEvent):
+                    out = buffer.feed(event.text)
+                    if out.strip():
+                        shown = True
+                        await stream.append(out)
+                elif isinstance(event, StreamErrorEvent):
+                    error = event.message
+                elif isinstance(event, (ToolCallEvent, ToolResultEvent)):
+                    await _quietly(req.replier.working("typing"))
+        except StreamTimeoutError:
+            await self._finish_stream(stream, buffer, shown)
+            await req.replier.send_text(t("stream_timeout", lang))
+            return
+        except TransportError:
+            dropped = True
+            log.warning("chat stream dropped for a %s user", req.msg.platform)
+        shown = await self._finish_stream(stream, buffer, shown)
+        if dropped:
+            await req.replier.send_text(t("stream_dropped", lang))
+        await self._after_chat(req, shown=shown, error=error, show_timeline=buffer.hints.show_timeline)
+
+    async def _finish_stream(self, stream: object, buffer: SentenceBuffer, shown: bool) -> bool:
+        rest = buffer.flush()
+        if rest.strip():
+            shown = True
+            await stream.append(rest)  # type: ignore[attr-defined]
+        if shown:
+            await stream.finish()  # type: ignore[attr-defined]
+        return shown
+
+    async def _after_chat(
+        self, req: _Request, *, shown: bool, error: str | None, show_timeline: bool
+    ) -> None:
+        """Read the state after a turn: report what changed when the backend said nothing."""
+        lang = req.lang
+        before = Draft.from_json(_loads(req.ident.session.draft_json))
+        state = await self._call(req, lambda i: self._client.state(i.token, i.session.session_id))
+        await self._remember_draft(req, state.raw_draft)
+        draft = state.draft
+        actions = DEFAULT_ACTIONS if draft.is_exportable else (Action.CREDITS,)
+        changes = diff_drafts(before, draft)
+        if error and not changes:
+            await req.replier.send_text(t("stream_error", lang, detail=_safe_detail(error)))
+            return
+        if show_timeline:
+            await req.replier.send_text(draft.summary(), actions=actions)
+        elif not shown:
+            text = t("changes", lang, changes="\n".join(changes)) if changes else t("no_changes", lang)
+            await req.replier.send_text(text, actions=actions)
+        else:
+            await req.replier.send_text(t("actions_hint", lang), actions=actions)
+
+    async def _remember_draft(self, req: _Request, raw: object) -> None:
+        import json
+
+        encoded = json.dumps(raw, separators=(",", ":"), ensure_ascii=False) if raw else None
+        req.ident.session.draft_json = encoded
+        s = req.ident.session
+        await self._store.save_draft(s.platform, s.user_id, s.chat_id, encoded or "")
+
+    async def _status(self, req: _Request) -> None:
+        state = await self._call(req, lambda i: self._client.state(i.token, i.session.session_id))
+        await self._remember_draft(req, state.raw_draft)
+        draft = state.draft
+        if not draft.is_exportable and not draft.tracks:
+            await req.replier.send_text(t("empty_timeline", req.lang))
+            return
+        await req.replier.send_text(draft.summary(), actions=DEFAULT_ACTIONS)
+
+    async def _credits(self, req: _Request) -> None:
+        c = await self._call(req, lambda i: self._client.credits(i.token))
+        text = t("credits", req.lang, available=c.available, frozen=c.frozen, total=c.total)
+        await req.replier.send_text(text, private=True)
+
+    async def _new_project(self, req: _Request) -> None:
+        ident = req.ident
+        ident.session = await self.accounts.new_session(
+            ident.user, req.msg.chat_id, ident.token, req.lang
+        )
+        await req.replier.send_text(t("new_project", req.lang))
+
+    async def _upload(self, req: _Request) -> None:
+        msg, lang = req.msg, req.lang
+        if not msg.attachments:
+            await req.replier.send_text(t("upload_none", lang))
+            return
+        limit = self.settings.max_upload_bytes
+        added: list[str] = []
+        await _quietly(req.replier.working("upload_video"))
+        for att in msg.attachments:
+            name = _display_name(att.filename)
+            if _extension(att.filename) not in ACCEPTED_EXTENSIONS:
+                await req.replier.send_text(t("unsupported_file", lang, name=name))
+                continue
+            if att.size is not None and att.size > limit:
+                await req.replier.send_text(
+                    t("file_too_large", lang, name=name, limit=self.settings.max_upload_mb)
+                )
+                continue
+            try:
+                data = await att.read()
+            except Exception:
+                log.warning("could not download an attachment from %s", msg.platform, exc_info=True)
+                await req.replier.send_text(t("download_failed", lang, name=name))
+                continue
+            if not data:
+                await req.replier.send_text(t("empty_file", lang, name=name))
+                continue
+            if len(data) > limit:
+                await req.replier.send_text(
+                    t("file_too_large", lang, name=name, limit=self.settings.max_upload_mb)
+                )
+                continue
+            try:
+                result = await self._call(
+                    req,
+                    lambda i, a=att, d=data: self._client.upload(
+                        i.token, i.session.session_id, filename=_safe_filename(a.filename), data=d
+                    ),
+                )
+            except UnsupportedFileError:
+                await req.replier.send_text(t("unsupported_file", lang, name=name))
+                continue
+            except FileTooLargeError:
+                await req.replier.send_text(
+                    t("file_too_large", lang, name=name, limit=self.settings.max_upload_mb)
+                )
+                continue
+            added.extend(_describe_upload(f) for f in result.files) if result.files else added.append(name)
+        if added:
+            await req.replier.send_text(t("uploaded", lang, files=", ".join(added)))
+        if msg.text.strip() and added:
+            await self._chat(req, msg.text.strip())
+        elif added:
+            await self._after_chat(req, shown=True, error=None, show_timeline=False)
+
+    async def _export(self, req: _Request) -> None:
+        lang, session = req.lang, req.ident.session
+        if self.renders.active_for(session.session_id):
+            await req.replier.send_text(t("export_already", lang))
+            return
+        state = await self._call(req, lambda i: self._client.state(i.token, i.session.session_id))
+        await self._remember_draft(req, state.raw_draft)
+        if not state.draft.is_exportable:
+            await req.replier.send_text(t("nothing_to_export", lang))
+            return
+        render_id = await self._call(
+            req,
+            lambda i: self._client.submit_render(i.token, i.session.session_id, state.raw_draft),
+        )
+        ref = req.msg.ref()
+        session = req.ident.session
+        render = RenderRecord(
+            render_id=render_id,
+            session_id=session.session_id,
+            platform=ref.platform,
+            user_id=ref.user_id,
+            chat_id=ref.chat_id,
+            thread_id=ref.thread_id,
+            reply_to=ref.reply_to,
+            ref_extra=ref.extra,
+            summary=state.draft.summary(),
+        )
+        await self._store.add_render(render)
+        await _quietly(req.replier.progress(t("export_started", lang, percent=0), 0))
+        await _quietly(req.replier.working("upload_video"))
+        self.renders.follow(render, req.replier, lang)
+
+
+def _loads(raw: str | None) -> object:
+    import json
+
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _extension(filename: str) -> str:
+    return PurePath(filename).suffix.lower().lstrip(".")
+
+
+def _safe_filename(filename: str) -> str:
+    """Only the last path component, without control characters (names can be path-like)."""
+    name = PurePath(filename.replace("\\", "/")).name
+    name = "".join(ch for ch in name if ch.isprintable()).strip() or "upload"
+    return name[:120]
+
+
+def _display_name(filename: str) -> str:
+    return _safe_filename(filename)[:60]
+
+
+def _describe_upload(file: object) -> str:
+    name = getattr(file, "filename", None) or "file"
+    width, height = getattr(file, "width", None), getattr(file, "height", None)
+    duration = getattr(file, "duration", None)
+    parts = []
+    if width and height:
+        parts.append(f"{width}×{height}")
+    if duration:
+        parts.append(f"{float(duration):.1f}s")
+    return f"{name} ({', '.join(parts)})" if parts else str(name)
+
+
+def _safe_detail(error: str) -> str:
+    """A short plain-text reason from a stream error (never raw JSON or a token)."""
+    text = " ".join(str(error).split())
+    if not text or text.startswith(("{", "[")) or "nmv_" in text:
+        return "please try again in a moment"
+    return text[:200]
+
+
+async def _quietly(awaitable: Awaitable[None]) -> None:
+    """Chat actions and progress are niceties: their failure must not stop the work."""
+    try:
+        await awaitable
+    except Exception:
+        log.debug("a best-effort reply failed", exc_info=True)
