@@ -22,7 +22,31 @@ Low-level httpx / httpx-sse errors are translated once, in ``core.client``, with
 
 from __future__ import annotations
 
+import re
+
 REGISTER_URL = "https://nemovideo.com/register"
+
+# Anything that looks like a credential: NemoVideo tokens (``nmv_...``), bearer
+# values, and JWT-shaped strings. Applied to every message the tree builds, so a
+# backend that echoes a header back cannot leak it into logs or chat replies.
+_SECRET_RE = re.compile(
+    r"(?:nmv_[A-Za-z0-9_\-.]+)"
+    r"|(?:(?<=Bearer )[^\s\"',;]+)"
+    r"|(?:eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)",
+    re.IGNORECASE,
+)
+MAX_MESSAGE_CHARS = 500
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with token-like strings (and every string in ``secrets``) masked, shortened."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    text = _SECRET_RE.sub("***", text)
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[: MAX_MESSAGE_CHARS - 1] + "…"
+    return text
 
 
 class NemoError(Exception):
@@ -33,10 +57,16 @@ class ApiError(NemoError):
     """The backend answered, with a failure code."""
 
     def __init__(self, code: int, message: str = "", *, status: int | None = None) -> None:
+        message = redact(message)
         self.code = code
         self.message = message
         self.status = status
-        super().__init__(f"NemoVideo error {code}: {message}" if message else f"NemoVideo error {code}")
+        super().__init__(
+            f"NemoVideo error {code}: {message}" if message else f"NemoVideo error {code}"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
 
 
 class TokenExpiredError(ApiError):
@@ -51,7 +81,11 @@ class OutOfCreditsError(ApiError):
     """No credits left (2001)."""
 
     def __init__(
-        self, code: int = 2001, message: str = "", *, status: int | None = None,
+        self,
+        code: int = 2001,
+        message: str = "",
+        *,
+        status: int | None = None,
         user_id: str | None = None,
     ) -> None:
         super().__init__(code, message, status=status)
@@ -85,7 +119,11 @@ class RateLimitedError(ApiError):
     """429: too many requests; wait ``retry_after`` seconds."""
 
     def __init__(
-        self, code: int = 429, message: str = "", *, status: int | None = None,
+        self,
+        code: int = 429,
+        message: str = "",
+        *,
+        status: int | None = None,
         retry_after: float = 30.0,
     ) -> None:
         super().__init__(code, message, status=status)
@@ -98,6 +136,9 @@ class ServerError(ApiError):
 
 class TransportError(NemoError):
     """The backend could not be reached, or the connection dropped."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(redact(message))
 
 
 class StreamTimeoutError(TransportError):
@@ -121,9 +162,29 @@ _BY_CODE: dict[int, type[ApiError]] = {
 }
 
 
-def error_for(code: int, message: str = "", *, status: int | None = None) -> ApiError:
-    """The ApiError subclass instance for a backend code (or HTTP status)."""
-    if code >= 500 and code < 600:
+def error_for(
+    code: int,
+    message: str = "",
+    *,
+    status: int | None = None,
+    retry_after: float | None = None,
+    user_id: str | None = None,
+) -> ApiError:
+    """The ApiError subclass instance for a backend code (or HTTP status).
+
+    ``retry_after`` feeds :class:`RateLimitedError`, ``user_id`` feeds
+    :class:`OutOfCreditsError`. A 400 whose message names something other than the
+    client id (a bad request body, say) stays a plain :class:`ApiError`.
+    """
+    if 500 <= code < 600:
         return ServerError(code, message, status=status)
+    if code == 429:
+        return RateLimitedError(
+            code, message, status=status, retry_after=30.0 if retry_after is None else retry_after
+        )
+    if code == 2001:
+        return OutOfCreditsError(code, message, status=status, user_id=user_id)
+    if code == 400 and message and "client" not in message.lower():
+        return ApiError(code, message, status=status)
     cls = _BY_CODE.get(code, ApiError)
     return cls(code, message, status=status)
