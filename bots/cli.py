@@ -32,16 +32,29 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("discord", help="run the Discord bot")
     sub.add_parser("run", help="run every platform whose token is set, in one process")
     chat = sub.add_parser("chat", help="chat in the terminal (one-shot with -m)")
-    chat.add_argument("-m", "--message", action="append", default=[], metavar="TEXT",
-                      help="send TEXT (repeatable, in order), print the replies, exit")
-    chat.add_argument("--attach", action="append", default=[], type=Path, metavar="PATH",
-                      help="upload a photo, clip or audio file first (repeatable)")
+    chat.add_argument(
+        "-m",
+        "--message",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="send TEXT (repeatable, in order), print the replies, exit",
+    )
+    chat.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="upload a photo, clip or audio file first (repeatable)",
+    )
     sim = sub.add_parser("sim", help="run the local NemoVideo simulator")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765)
     sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--render-seconds", type=float, default=None,
-                     help="how long a simulated render takes")
+    sim.add_argument(
+        "--render-seconds", type=float, default=None, help="how long a simulated render takes"
+    )
     demo = sub.add_parser("demo", help="simulator + terminal chat, offline, no tokens needed")
     demo.add_argument("-m", "--message", action="append", default=[], metavar="TEXT")
     demo.add_argument("--attach", action="append", default=[], type=Path, metavar="PATH")

@@ -130,6 +130,10 @@ def _attachment(path: Path) -> Attachment:
     return Attachment(filename=path.name, size=path.stat().st_size, read=read, mime_type=mime)
 
 
+def _is_file(path: Path) -> bool:
+    return path.is_file()
+
+
 def _message(text: str, attachments: Sequence[Path] = ()) -> IncomingMessage:
     return IncomingMessage(
         platform=PLATFORM,
@@ -148,14 +152,14 @@ async def run_console(
     attach: Sequence[Path] = (),
     out: TextIO | None = None,
 ) -> int:
-    """Run the terminal chat; one-shot when ``messages`` or ``attach`` are given. Returns an exit code."""
+    """Run the terminal chat (one-shot when ``messages`` or ``attach`` are given); the exit code."""
     adapter = ConsoleAdapter(out)
     service.register_adapter(adapter)
     await service.start()
     replier = adapter.replier_for(ConversationRef(PLATFORM, "terminal", "local"))
     stream = out or sys.stdout
     for path in attach:
-        if not path.is_file():
+        if not _is_file(path):
             stream.write(f"nemo-bot: no such file: {path}\n")
             return 2
     if messages or attach:
@@ -166,7 +170,9 @@ async def run_console(
             await service.handle(_message(text), replier)
         await service.wait_idle()
         return 0
-    stream.write("NemoVideo chat — describe a video; 'status', 'credits', 'export'; Ctrl-D to quit.\n")
+    stream.write(
+        "NemoVideo chat — describe a video; 'status', 'credits', 'export'; Ctrl-D to quit.\n"
+    )
     stream.write("Attach a file with: /attach PATH [instruction]\n")
     while True:
         try:
@@ -178,8 +184,8 @@ async def run_console(
             break
         if line.startswith("/attach "):
             path_text, _, instruction = line.removeprefix("/attach ").strip().partition(" ")
-            path = Path(path_text).expanduser()
-            if not path.is_file():
+            path = Path(path_text)
+            if not _is_file(path):
                 stream.write(f"🤖 No such file: {path}\n")
                 continue
             await service.handle(_message(instruction, [path]), replier)

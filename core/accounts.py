@@ -41,7 +41,8 @@ class Identity:
     session: SessionRecord
 
     def __repr__(self) -> str:
-        return f"Identity(user={self.user.platform}:{self.user.user_id}, session={self.session.session_id})"
+        who = f"{self.user.platform}:{self.user.user_id}"
+        return f"Identity(user={who}, session={self.session.session_id})"
 
 
 class Accounts:

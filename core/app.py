@@ -23,7 +23,10 @@ async def open_core(
     Register adapters on the service, then call ``await service.start()`` to
     resume renders that were not delivered before the last stop.
     """
-    async with SQLiteStore(settings.nemo_bot_db) as store, NemoClient.from_settings(settings) as client:
+    async with (
+        SQLiteStore(settings.nemo_bot_db) as store,
+        NemoClient.from_settings(settings) as client,
+    ):
         service = ConversationService(
             settings=settings, store=store, client=client, poll_policy=poll_policy
         )

@@ -98,12 +98,10 @@ class SentenceBuffer:
     def feed(self, delta: str) -> str:
         """Add a chunk; return the translated text of every sentence it completed."""
         self._pending += delta
-        last = None
-        for last in _SENTENCE_END.finditer(self._pending):
-            pass
-        if last is None:
+        ends = [m.end() for m in _SENTENCE_END.finditer(self._pending)]
+        if not ends:
             return ""
-        done, self._pending = self._pending[: last.end()], self._pending[last.end() :]
+        done, self._pending = self._pending[: ends[-1]], self._pending[ends[-1] :]
         done, self._held = self._held + done, ""
         match = _TEMP_ISSUE.search(done)
         if match:

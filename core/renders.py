@@ -16,6 +16,7 @@ of completion while one render never costs more than one poll per
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -23,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from core.client import NemoClient
-from core.errors import NemoError, RateLimitedError, ServerError, TokenExpiredError, TransportError
+from core.errors import RateLimitedError, ServerError, TokenExpiredError, TransportError
 from core.i18n import t
 from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
 from storage.base import RenderRecord, Store
@@ -106,14 +107,18 @@ class RenderTracker:
         )
         self._tasks[render.render_id] = task
         self._by_session[render.session_id] = render.render_id
-        task.add_done_callback(lambda _t, r=render: self._forget(r))
+        task.add_done_callback(functools.partial(self._forget, render))
 
-    def _forget(self, render: RenderRecord) -> None:
+    def _forget(self, render: RenderRecord, _task: object = None) -> None:
         self._tasks.pop(render.render_id, None)
         if self._by_session.get(render.session_id) == render.render_id:
             del self._by_session[render.session_id]
 
-    async def resume(self, adapters: Mapping[str, ChatAdapter], language_of: Callable[[RenderRecord], Awaitable[str | None]]) -> int:
+    async def resume(
+        self,
+        adapters: Mapping[str, ChatAdapter],
+        language_of: Callable[[RenderRecord], Awaitable[str | None]],
+    ) -> int:
         """Follow every undelivered render whose platform runs in this process."""
         resumed = 0
         for render in await self._store.undelivered_renders():
@@ -146,7 +151,9 @@ class RenderTracker:
         except Exception:
             log.exception("render %s: unexpected error while following", render.render_id)
 
-    async def _poll_until_done(self, render: RenderRecord, replier: Replier, lang: str | None) -> None:
+    async def _poll_until_done(
+        self, render: RenderRecord, replier: Replier, lang: str | None
+    ) -> None:
         policy = self._policy
         token: str | None = None
         token, _ = await self._token_source(render, None)
@@ -156,7 +163,9 @@ class RenderTracker:
         progress: int | None = None
         delay = policy.first_delay
         if render.status in ("completed", "failed") and (render.output_url or render.error):
-            await self._finish(render, replier, lang, render.status, render.output_url, render.error)
+            await self._finish(
+                render, replier, lang, render.status, render.output_url, render.error
+            )
             return
         while True:
             await asyncio.sleep(delay)
@@ -174,17 +183,24 @@ class RenderTracker:
                     0.5 + random.random()
                 )
                 if failures >= policy.max_failures or elapsed > policy.deadline:
-                    await self._finish(render, replier, lang, "failed", None, "the video service stopped answering")
+                    await self._finish(
+                        render, replier, lang, "failed", None, "the video service stopped answering"
+                    )
                     return
                 continue
             failures = 0
             progress = status.progress if status.progress is not None else progress
             await self._store.update_render(
-                render.render_id, status=status.status, progress=progress, attempts=render.attempts + 1
+                render.render_id,
+                status=status.status,
+                progress=progress,
+                attempts=render.attempts + 1,
             )
             render.attempts += 1
             if status.status in ("completed", "failed"):
-                await self._finish(render, replier, lang, status.status, status.output_url, status.error)
+                await self._finish(
+                    render, replier, lang, status.status, status.output_url, status.error
+                )
                 return
             if elapsed > policy.deadline:
                 await self._finish(render, replier, lang, "failed", None, "it took too long")
@@ -192,7 +208,9 @@ class RenderTracker:
             percent = progress or 0
             if percent != shown_percent:
                 shown_percent = percent
-                await _quietly(replier.progress(t("export_started", lang, percent=percent), percent))
+                await _quietly(
+                    replier.progress(t("export_started", lang, percent=percent), percent)
+                )
             delay = policy.next_delay(elapsed, progress)
 
     async def _finish(
@@ -207,8 +225,11 @@ class RenderTracker:
         if status == "completed" and not url:
             status, error = "failed", "the video service returned no file"
         await self._store.update_render(
-            render.render_id, status=status, progress=100 if status == "completed" else None,
-            output_url=url, error=error,
+            render.render_id,
+            status=status,
+            progress=100 if status == "completed" else None,
+            output_url=url,
+            error=error,
         )
         completed_at = self._clock()
         if not await self._store.claim_delivery(render.render_id):
@@ -227,7 +248,9 @@ class RenderTracker:
                 )
             else:
                 reason = _safe_reason(error)
-                await replier.send_text(t("export_failed", lang, reason=reason), actions=DEFAULT_ACTIONS)
+                await replier.send_text(
+                    t("export_failed", lang, reason=reason), actions=DEFAULT_ACTIONS
+                )
         except Exception:
             await self._store.release_delivery(render.render_id)
             raise
@@ -251,7 +274,3 @@ async def _quietly(awaitable: Awaitable[None]) -> None:
         await awaitable
     except Exception:
         log.warning("progress update failed", exc_info=True)
-
-
-# Re-exported for type checkers of callers that catch everything the tracker may raise.
-_ = NemoError

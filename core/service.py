@@ -17,6 +17,8 @@ and different chats run fully in parallel; there is no global lock.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -61,6 +63,7 @@ from core.types import (
     Intent,
     Replier,
 )
+from core.wire import UploadResult
 from storage.base import RenderRecord, Store
 
 __all__ = ["ConversationService"]
@@ -215,7 +218,9 @@ class ConversationService:
             await replier.send_text(t("unsupported_file", lang, name="that file"), private=True)
         except FileTooLargeError:
             limit = self.settings.max_upload_mb
-            await replier.send_text(t("file_too_large", lang, name="That file", limit=limit), private=True)
+            await replier.send_text(
+                t("file_too_large", lang, name="That file", limit=limit), private=True
+            )
         except TransportError:
             await replier.send_text(t("network", lang), private=True)
         except (ApiError, NemoError):
@@ -263,9 +268,13 @@ class ConversationService:
                 yield event
             return
 
-    async def _render_token(self, render: RenderRecord, rejected: str | None) -> tuple[str, str | None]:
+    async def _render_token(
+        self, render: RenderRecord, rejected: str | None
+    ) -> tuple[str, str | None]:
         user = await self.accounts.user(render.platform, render.user_id)
-        token = await (self.accounts.renew(user, rejected) if rejected else self.accounts.token(user))
+        token = await (
+            self.accounts.renew(user, rejected) if rejected else self.accounts.token(user)
+        )
         return token, user.backend_user_id
 
     async def _render_language(self, render: RenderRecord) -> str | None:
@@ -319,7 +328,9 @@ class ConversationService:
         shown = await self._finish_stream(stream, buffer, shown)
         if dropped:
             await req.replier.send_text(t("stream_dropped", lang))
-        await self._after_chat(req, shown=shown, error=error, show_timeline=buffer.hints.show_timeline)
+        await self._after_chat(
+            req, shown=shown, error=error, show_timeline=buffer.hints.show_timeline
+        )
 
     async def _finish_stream(self, stream: object, buffer: SentenceBuffer, shown: bool) -> bool:
         rest = buffer.flush()
@@ -347,14 +358,14 @@ class ConversationService:
         if show_timeline:
             await req.replier.send_text(draft.summary(), actions=actions)
         elif not shown:
-            text = t("changes", lang, changes="\n".join(changes)) if changes else t("no_changes", lang)
+            text = (
+                t("changes", lang, changes="\n".join(changes)) if changes else t("no_changes", lang)
+            )
             await req.replier.send_text(text, actions=actions)
         else:
             await req.replier.send_text(t("actions_hint", lang), actions=actions)
 
     async def _remember_draft(self, req: _Request, raw: object) -> None:
-        import json
-
         encoded = json.dumps(raw, separators=(",", ":"), ensure_ascii=False) if raw else None
         req.ident.session.draft_json = encoded
         s = req.ident.session
@@ -415,10 +426,7 @@ class ConversationService:
                 continue
             try:
                 result = await self._call(
-                    req,
-                    lambda i, a=att, d=data: self._client.upload(
-                        i.token, i.session.session_id, filename=_safe_filename(a.filename), data=d
-                    ),
+                    req, functools.partial(self._upload_bytes, name=att.filename, data=data)
                 )
             except UnsupportedFileError:
                 await req.replier.send_text(t("unsupported_file", lang, name=name))
@@ -428,13 +436,20 @@ class ConversationService:
                     t("file_too_large", lang, name=name, limit=self.settings.max_upload_mb)
                 )
                 continue
-            added.extend(_describe_upload(f) for f in result.files) if result.files else added.append(name)
+            added.extend(
+                _describe_upload(f) for f in result.files
+            ) if result.files else added.append(name)
         if added:
             await req.replier.send_text(t("uploaded", lang, files=", ".join(added)))
         if msg.text.strip() and added:
             await self._chat(req, msg.text.strip())
         elif added:
             await self._after_chat(req, shown=True, error=None, show_timeline=False)
+
+    async def _upload_bytes(self, ident: Identity, *, name: str, data: bytes) -> UploadResult:
+        return await self._client.upload(
+            ident.token, ident.session.session_id, filename=_safe_filename(name), data=data
+        )
 
     async def _export(self, req: _Request) -> None:
         lang, session = req.lang, req.ident.session
@@ -470,8 +485,6 @@ class ConversationService:
 
 
 def _loads(raw: str | None) -> object:
-    import json
-
     if not raw:
         return None
     try:

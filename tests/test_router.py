@@ -1,4 +1,4 @@
-"""The intent router: the table, the whole-message rule, and prompts that merely mention a command."""
+"""The intent router: the table, the whole-message rule, prompts that merely mention a command."""
 
 from __future__ import annotations
 

@@ -1,0 +1,291 @@
+"""The conversation service against the simulator over real HTTP/SSE, with a collecting adapter."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from core.app import open_core
+from core.config import Settings
+from core.renders import PollPolicy
+from core.service import ConversationService
+from core.types import Attachment, IncomingMessage, Intent
+from simulator.server import SimConfig, Simulator
+from tests.fakes.collecting import CollectingAdapter, CollectingReplier
+
+FAST_POLL = PollPolicy(min_interval=0.05, max_interval=0.2, first_delay=0.05)
+
+
+def settings_for(sim: Simulator, tmp_path: Path, **extra: object) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        NEMO_API_BASE=sim.base_url,
+        NEMO_BOT_DB=tmp_path / "bot.db",
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def core_for(
+    sim: Simulator, tmp_path: Path, **extra: object
+) -> AsyncIterator[tuple[ConversationService, CollectingAdapter]]:
+    adapter = CollectingAdapter()
+    async with open_core(settings_for(sim, tmp_path, **extra), poll_policy=FAST_POLL) as service:
+        service.register_adapter(adapter)
+        await service.start()
+        yield service, adapter
+
+
+def msg(text: str = "", *, user: str = "u1", chat: str = "c1", **kw: object) -> IncomingMessage:
+    return IncomingMessage(platform="test", user_id=user, chat_id=chat, text=text, **kw)  # type: ignore[arg-type]
+
+
+def file_att(name: str, data: bytes, *, size: int | None = None) -> tuple[Attachment, list[int]]:
+    reads: list[int] = []
+
+    async def read() -> bytes:
+        reads.append(1)
+        return data
+
+    return Attachment(filename=name, size=len(data) if size is None else size, read=read), reads
+
+
+async def test_whole_scenario_generate_edit_status_credits_export(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("generate a 10-second clip of a futuristic city at night"), r)
+        await service.handle(msg("add lo-fi background music"), r)
+        await service.handle(msg('add a title "Urban Dreams"'), r)
+        r.clear()
+        await service.handle(msg("status"), r)
+        summary = r.all_text()
+        assert summary.startswith("Timeline (3 tracks)")
+        assert "Urban Dreams" in summary
+        r.clear()
+        await service.handle(msg("credits"), r)
+        assert r.said[-1].private and "available" in r.said[-1].text
+        r.clear()
+        await service.handle(msg("export"), r)
+        video = await asyncio.wait_for(r.videos.get(), 20)
+        assert video.url.startswith(sim.base_url)
+        assert video.summary and video.summary.startswith("Timeline (3 tracks)")
+        assert r.fetched[-1] is not None and r.fetched[-1][4:8] == b"ftyp"
+        percents = [s.percent for s in r.said if s.kind == "progress"]
+        assert percents[0] == 0 and percents[-1] == 100
+
+
+async def test_first_contact_is_silent_and_reuses_the_token(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("make a video of a sunrise"), r)
+        await service.handle(msg("add piano music"), r)
+        await service.handle(msg("credits", chat="other"), r)
+    text = r.all_text()
+    assert "nmv_" not in text and "token" not in text.lower()
+    assert sim.stats["tokens_minted"] == 1
+    # the same user after a restart: same token, same session
+    async with core_for(sim, tmp_path) as (service, _):
+        await service.handle(msg("status"), CollectingReplier())
+    assert sim.stats["tokens_minted"] == 1
+
+
+async def test_token_expired_is_renewed_and_retried_once(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("make a video of a forest"), r)
+        sim.inject("token_expired", count=1, endpoint="chat")
+        r.clear()
+        await service.handle(msg("add rain sounds music"), r)
+        assert not any("sign in" in t for t in r.texts())
+        assert any(s.kind in ("stream", "text") for s in r.said)
+
+
+async def test_lost_session_starts_fresh_and_says_so(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("make a video of a beach"), r)
+        sim.inject("session_lost", count=1, endpoint="chat")
+        r.clear()
+        await service.handle(msg("make a video of the sea at dawn"), r)
+        assert any("starts fresh" in t for t in r.texts())
+        assert len(r.texts()) >= 2
+
+
+async def test_out_of_credits_links_registration_for_anonymous_users(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("credits"), r)
+        sim.inject("no_credits", count=1, endpoint="chat")
+        r.clear()
+        await service.handle(msg("make a video of snow"), r)
+        assert "https://nemovideo.com/register?bind=anon_" in r.all_text()
+
+
+async def test_export_blocked_explains_the_plan(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("make a video of a desert"), r)
+        sim.inject("export_blocked", count=1, endpoint="render")
+        r.clear()
+        await service.handle(msg("export"), r)
+        assert "free plan" in r.all_text()
+
+
+async def test_export_with_an_empty_timeline_says_so(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("export"), r)
+        assert "nothing to export" in r.all_text().lower()
+        assert sim.stats.get("renders", 0) == 0
+
+
+async def test_dropped_stream_is_reported_checked_and_not_resent(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("make a video of a city"), r)
+        chats_before = sim.stats["calls"]["chat"]
+        sim.inject("drop_stream", count=1, endpoint="chat")
+        r.clear()
+        await service.handle(msg("add jazz music"), r)
+        assert sim.stats["calls"]["chat"] == chats_before + 1
+        assert any("connection to the video service dropped" in t for t in r.texts())
+
+
+async def test_silent_edit_reports_what_changed(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("make a 10-second video of a city at night"), r)
+        sim.inject("silent_edit", count=1, endpoint="chat")
+        r.clear()
+        await service.handle(msg("add lo-fi background music"), r)
+        text = r.all_text()
+        assert "Added" in text and "audio" in text.lower()
+
+
+async def test_heartbeat_only_stream_times_out_with_a_message(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with core_for(
+        sim, tmp_path, NEMO_HEARTBEAT_NOTICE_S=0.2, NEMO_HEARTBEAT_TIMEOUT_S=0.6
+    ) as (service, _):
+        r = CollectingReplier()
+        sim.inject("heartbeat_only", count=1, endpoint="chat")
+        await service.handle(msg("make a video of mountains"), r)
+        texts = r.texts()
+        assert any("Still working" in t for t in texts)
+        assert any("long time" in t for t in texts)
+
+
+async def test_stream_error_line_becomes_a_friendly_message(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        sim.inject("stream_error", count=1, endpoint="chat")
+        await service.handle(msg("make a video of a storm"), r)
+        text = r.all_text()
+        assert "{" not in text and "Traceback" not in text
+        assert text
+
+
+async def test_uploads_checked_before_download(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path, NEMO_MAX_UPLOAD_MB=1) as (service, _):
+        r = CollectingReplier()
+        big, big_reads = file_att("huge.mp4", b"", size=5 * 1024 * 1024)
+        exe, exe_reads = file_att("tool.exe", b"MZ")
+        empty, _ = file_att("empty.png", b"")
+        await service.handle(msg(attachments=(big, exe, empty)), r)
+        text = r.all_text()
+        assert "too large" in text and "MP4, MOV" in text and "empty" in text
+        assert big_reads == [] and exe_reads == []
+        assert sim.stats["calls"].get("upload", 0) == 0
+
+
+async def test_photo_upload_with_caption_runs_the_instruction(
+    sim: Simulator, tmp_path: Path, png_bytes: bytes
+) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        photo, reads = file_att("../../etc/photo.png", png_bytes)
+        await service.handle(msg("make this the opening shot", attachments=(photo,)), r)
+        assert reads == [1]
+        assert "Added photo.png" in r.all_text()
+        assert sim.stats["calls"]["upload"] == 1
+        assert sim.stats["calls"]["chat"] == 1
+
+
+async def test_one_request_per_session_others_queue(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r1, r2, r3 = CollectingReplier(), CollectingReplier(), CollectingReplier()
+        await asyncio.gather(
+            service.handle(msg("make a video of a cat"), r1),
+            service.handle(msg("add cheerful music"), r2),
+            service.handle(msg("make a video of a dog", user="u2"), r3),
+        )
+        assert any("right after" in t for t in r2.texts())
+        assert not any("right after" in t for t in r3.texts())
+        assert sim.stats.get("concurrent_duplicates", 0) == 0
+
+
+async def test_new_project_gets_a_new_session_not_a_new_token(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("make a video of a lake"), r)
+        await service.handle(msg("new project"), r)
+        await service.handle(msg("status"), r)
+        assert "empty" in r.texts()[-1]
+    assert sim.stats["tokens_minted"] == 1
+    assert sim.stats["calls"]["session"] == 2
+
+
+async def test_allowlist_refuses_politely(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path, NEMO_ALLOWED_USERS="someone-else") as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("make a video"), r)
+        await service.handle(msg("x", intent=Intent.EXPORT), r)
+        assert all("private" in t for t in r.texts())
+        assert sim.stats["calls"].get("token", 0) == 0
+
+
+async def test_render_resumes_after_restart_and_is_delivered_once(tmp_path: Path) -> None:
+    async with Simulator(SimConfig(seed=3, render_seconds=1.5, chunk_delay=0.0)) as sim:
+        async with core_for(sim, tmp_path) as (service, _):
+            await service.handle(msg("make a video of a bridge"), CollectingReplier())
+            await service.handle(msg("export"), CollectingReplier())
+        # the process stopped before the render finished; a new one picks it up
+        async with core_for(sim, tmp_path) as (service, adapter):
+            replier = adapter.replier_for(msg().ref())
+            video = await asyncio.wait_for(replier.videos.get(), 20)
+            assert video.url.startswith(sim.base_url)
+        async with core_for(sim, tmp_path) as (service, adapter):
+            await asyncio.sleep(0.3)
+            assert service.renders.in_flight == 0
+            assert adapter.repliers == {}
+
+
+@pytest.fixture(scope="session")
+def png_bytes() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    raw = b"".join(b"\x00" + b"\x80\x80\x80" * 4 for _ in range(4))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
