@@ -60,6 +60,7 @@ from core.wire import (
     SessionState,
     UploadResult,
     unwrap,
+    unwrap_render_status,
 )
 
 if TYPE_CHECKING:
@@ -370,7 +371,8 @@ class NemoClient:
     async def render_status(self, token: str, render_id: str) -> RenderStatus:
         """Poll one render (either reply shape)."""
         path = f"/api/render/proxy/lambda/{quote(render_id, safe='')}"
-        return RenderStatus.from_data(await self._call("GET", path, token=token))
+        data = await self._call("GET", path, token=token, unwrapper=unwrap_render_status)
+        return RenderStatus.from_data(data)
 
     async def cancel_render(self, token: str, render_id: str) -> None:
         """Ask the backend to stop a render (cancelling twice is harmless)."""
@@ -488,6 +490,7 @@ class NemoClient:
         idempotent: bool = True,
         resendable: Callable[[], bool] = lambda: True,
         secrets: tuple[str, ...] = (),
+        unwrapper: Callable[..., Any] = unwrap,
     ) -> Any:
         """Send one JSON call with the retry policy above; return the unwrapped payload."""
         url = self.base_url + path
@@ -526,7 +529,7 @@ class NemoClient:
                 (time.monotonic() - started) * 1000,
             )
             try:
-                return unwrap(
+                return unwrapper(
                     response.status_code,
                     response.content,
                     retry_after=response.headers.get("retry-after"),

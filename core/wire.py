@@ -36,6 +36,7 @@ __all__ = [
     "UploadedFile",
     "parse_retry_after",
     "unwrap",
+    "unwrap_render_status",
 ]
 
 DEFAULT_RETRY_AFTER = 30.0
@@ -151,6 +152,34 @@ def unwrap(
     if status >= 400:
         raise _error(status, "", status, retry_after, secrets)
     return body
+
+
+def unwrap_render_status(
+    status: int,
+    body: bytes | str | Any,
+    *,
+    retry_after: str | None = None,
+    secrets: tuple[str, ...] = (),
+) -> Any:
+    """Like :func:`unwrap`, but a failed *render* is a status, not an error.
+
+    A wrapped poll reply may say ``{"success": false, "error": "...", "data":
+    {"status": "failed", ...}}``: the call worked, the render did not.
+    """
+    if isinstance(body, bytes | str):
+        try:
+            parsed = json.loads(body) if body.strip() else None
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            body = parsed
+    if isinstance(body, Mapping) and status < 400 and body.get("success") is False:
+        data = body.get("data")
+        if isinstance(data, Mapping) and "status" in data:
+            merged = dict(data)
+            merged.setdefault("error", body.get("error"))
+            return merged
+    return unwrap(status, body, retry_after=retry_after, secrets=secrets)
 
 
 def _error(

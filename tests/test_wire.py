@@ -32,6 +32,7 @@ from core.wire import (
     UploadResult,
     parse_retry_after,
     unwrap,
+    unwrap_render_status,
 )
 
 TOKEN = "nmv_usr_SECRET123abc"
@@ -252,3 +253,17 @@ def test_render_status_both_envelopes_through_unwrap() -> None:
     wrapped = {"success": True, "data": {"status": "completed", "outputUrl": "u"}}
     assert RenderStatus.from_data(unwrap(200, flat)) == RenderStatus.from_data(unwrap(200, wrapped))
     assert RenderStatus.from_data(unwrap(200, flat)).done
+
+
+def test_failed_render_in_a_failure_envelope_is_a_status() -> None:
+    body = {
+        "success": False,
+        "error": "Lambda render failed",
+        "data": {"id": "r", "status": "failed", "progress": 50},
+    }
+    status = RenderStatus.from_data(unwrap_render_status(200, json.dumps(body)))
+    assert status == RenderStatus("failed", 50, None, "Lambda render failed")
+    with pytest.raises(ApiError):
+        unwrap_render_status(404, {"success": False, "error": "Render not found"})
+    with pytest.raises(TokenExpiredError):
+        unwrap_render_status(200, {"code": 1001, "message": "expired"})
