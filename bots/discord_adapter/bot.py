@@ -1,0 +1,382 @@
+"""The Discord bot: a :class:`discord.Client` that turns slash commands, button presses,
+mentions and DMs into :class:`~core.types.IncomingMessage` for the core.
+
+Dependencies come in through the constructor (settings, the conversation
+service); asynchronous set-up (persistent buttons, command sync, registering
+the adapter with the core) happens in :meth:`DiscordBot.setup_hook`.
+:func:`run_discord` drives one bot inside a bigger process until a stop event.
+
+Only unprivileged gateway intents are requested: the message-content intent may
+be unavailable, and Discord still delivers the content of DMs and of messages
+that mention the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+
+from core.config import Settings, SettingsError
+from core.types import Action, ConversationRef, IncomingMessage, Intent, Replier
+
+from .commands import build_commands
+from .replier import DiscordReplier
+from .requests import attachment_problem, chat_ids, strip_mentions, to_core_attachment
+from .texts import NemoTranslator, language_of, text
+from .views import ActionButton
+
+__all__ = [
+    "ConversationHandler",
+    "DiscordAdapter",
+    "DiscordBot",
+    "configure_endpoints",
+    "run_discord",
+]
+
+log = logging.getLogger("bots.discord")
+
+TOKEN_LIFETIME = 14 * 60.0
+"""Seconds an interaction token is used for (Discord allows 15 minutes; keep a margin)."""
+
+EDIT_INTERVAL = 1.5
+"""Seconds between two edits of one message."""
+
+_ACTION_INTENTS: dict[Action, tuple[Intent, str]] = {
+    Action.EXPORT: (Intent.EXPORT, "export"),
+    Action.TIMELINE: (Intent.STATUS, "timeline"),
+    Action.CREDITS: (Intent.CREDITS, "credits"),
+}
+
+
+class ConversationHandler(Protocol):
+    """The part of :class:`core.service.ConversationService` the bot needs."""
+
+    async def handle(self, msg: IncomingMessage, replier: Replier) -> None:
+        """Answer one request; never raises."""
+
+
+class _Redact(logging.Filter):
+    """Keeps bot tokens out of this module's log records (message and traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        for secret in self.secrets:
+            if secret in message:
+                message = message.replace(secret, "[token]")
+                record.msg, record.args = message, ()
+            if record.exc_text and secret in record.exc_text:
+                record.exc_text = record.exc_text.replace(secret, "[token]")
+        return True
+
+
+_REDACT = _Redact()
+log.addFilter(_REDACT)
+
+
+def configure_endpoints(settings: Settings) -> None:
+    """Point discord.py's REST root and gateway at ``DISCORD_API_BASE``/``DISCORD_GATEWAY_URL``.
+
+    Both are class attributes in discord.py (``Route.BASE`` serves the bot and the
+    interaction webhooks alike; ``DiscordWebSocket.DEFAULT_GATEWAY`` is where a
+    non-sharded client connects and falls back to), so they are process-wide.
+    """
+    discord.http.Route.BASE = settings.discord_api_base
+    gateway = yarl.URL(settings.discord_gateway_url)
+    DiscordWebSocket.DEFAULT_GATEWAY = gateway if gateway.path else gateway.with_path("/")
+
+
+class DiscordAdapter:
+    """The :class:`core.types.ChatAdapter` for Discord: finds a conversation again."""
+
+    platform = "discord"
+
+    def __init__(self, bot: DiscordBot) -> None:
+        self.bot = bot
+        self.ready = asyncio.Event()
+
+    def replier_for(self, ref: ConversationRef) -> Replier:
+        """A channel replier for a stored conversation (e.g. a render after a restart)."""
+        channel_id = int(ref.thread_id or ref.chat_id)
+        channel = self.bot.get_channel(channel_id)
+        guild = getattr(channel, "guild", None)
+        return DiscordReplier(
+            self.bot,
+            channel_id=channel_id,
+            user_id=int(ref.user_id),
+            reply_to=int(ref.reply_to) if ref.reply_to else None,
+            guild_id=guild.id if guild is not None else None,
+            mention_on_delivery=True,
+            wait_ready=True,
+        )
+
+
+class DiscordBot(discord.Client):
+    """The nemo-bot Discord client.
+
+    ``edit_interval`` (seconds between edits of one message) and
+    ``token_lifetime`` (seconds an interaction token is relied on) are knobs for
+    tests; ``options`` go to :class:`discord.Client` (e.g. ``guild_ready_timeout``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        service: ConversationHandler,
+        *,
+        edit_interval: float = EDIT_INTERVAL,
+        token_lifetime: float = TOKEN_LIFETIME,
+        **options: Any,
+    ) -> None:
+        options.setdefault("intents", discord.Intents.default())
+        options.setdefault(
+            "allowed_mentions", discord.AllowedMentions(everyone=False, roles=False, users=True)
+        )
+        super().__init__(**options)
+        self.settings = settings
+        self.service = service
+        self.edit_interval = edit_interval
+        self.token_lifetime = token_lifetime
+        self.adapter = DiscordAdapter(self)
+        self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = self._on_app_command_error  # type: ignore[method-assign]
+        for command in build_commands():
+            self.tree.add_command(command)
+        token = settings.discord_bot_token
+        if token is not None and len(token.get_secret_value()) >= 4:
+            _REDACT.secrets.add(token.get_secret_value())
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def setup_hook(self) -> None:
+        """Persistent buttons, localised command sync, and registration with the core."""
+        self.add_dynamic_items(ActionButton)
+        await self.tree.set_translator(NemoTranslator())
+        try:
+            synced = await self.tree.sync()
+            log.info("discord: synced %d slash commands", len(synced))
+        except discord.HTTPException as exc:
+            log.warning(
+                "discord: command sync failed (%s %s); using the old set", exc.status, exc.code
+            )
+        register = getattr(self.service, "register_adapter", None)
+        if register is not None:
+            register(self.adapter)
+
+    async def on_ready(self) -> None:
+        """Log the identity once connected and release waiting deliveries."""
+        log.info("discord: connected as %s", self.user)
+        self.adapter.ready.set()
+
+    async def on_connect(self) -> None:
+        """Keep resuming through a configured gateway proxy rather than Discord's node."""
+        if self.ws is not None and str(DiscordWebSocket.DEFAULT_GATEWAY).rstrip("/") != (
+            "wss://gateway.discord.gg"
+        ):
+            self.ws.gateway = DiscordWebSocket.DEFAULT_GATEWAY
+
+    async def close(self) -> None:
+        """Close the connection; deliveries wait again until the next ready."""
+        self.adapter.ready.clear()
+        await super().close()
+
+    # ------------------------------------------------------------------ requests
+
+    def _interaction_replier(
+        self, interaction: discord.Interaction, *, ephemeral: bool
+    ) -> DiscordReplier:
+        replier = DiscordReplier(
+            self,
+            channel_id=interaction.channel_id or interaction.user.id,
+            user_id=interaction.user.id,
+            interaction=interaction,
+            guild_id=interaction.guild_id,
+            language=language_of(interaction.locale),
+        )
+        replier.mark_deferred(ephemeral=ephemeral)
+        return replier
+
+    def _interaction_message(
+        self,
+        interaction: discord.Interaction,
+        *,
+        text: str,
+        intent: Intent | None,
+        attachments: Sequence[discord.Attachment] = (),
+    ) -> IncomingMessage:
+        chat_id, thread_id = chat_ids(interaction.channel, interaction.channel_id or 0)
+        return IncomingMessage(
+            platform="discord",
+            user_id=str(interaction.user.id),
+            chat_id=chat_id,
+            text=text,
+            thread_id=thread_id,
+            attachments=tuple(to_core_attachment(a) for a in attachments),
+            language=language_of(interaction.locale),
+            is_group=interaction.guild_id is not None,
+            addressed_to_bot=True,
+            intent=intent,
+            user_display=interaction.user.display_name,
+        )
+
+    async def run_command(
+        self,
+        interaction: discord.Interaction,
+        *,
+        text: str = "",
+        intent: Intent | None = None,
+        attachments: Sequence[discord.Attachment] = (),
+        ephemeral: bool = False,
+    ) -> None:
+        """Defer at once, check attachments, then let the core answer through a replier."""
+        await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+        replier = self._interaction_replier(interaction, ephemeral=ephemeral)
+        for attachment in attachments:
+            problem = attachment_problem(
+                attachment, max_bytes=self.settings.max_upload_bytes, language=replier.language
+            )
+            if problem:
+                await replier.send_text(problem, private=True)
+                return
+        msg = self._interaction_message(
+            interaction, text=text, intent=intent, attachments=attachments
+        )
+        await self._dispatch(msg, replier)
+
+    async def handle_action(
+        self, interaction: discord.Interaction, action: Action, owner_id: int
+    ) -> None:
+        """A button press: the owner's goes to the core, anyone else's is refused privately."""
+        language = language_of(interaction.locale)
+        if interaction.user.id != owner_id:
+            await interaction.response.send_message(text("not_owner", language), ephemeral=True)
+            return
+        ephemeral = action is Action.CREDITS
+        await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+        replier = self._interaction_replier(interaction, ephemeral=ephemeral)
+        intent, words = _ACTION_INTENTS[action]
+        msg = self._interaction_message(interaction, text=words, intent=intent)
+        await self._dispatch(msg, replier)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """A DM, or a server message that mentions the bot, is a request."""
+        me = self.user
+        if me is None or message.author.bot or message.author.id == me.id:
+            return
+        is_dm = message.guild is None
+        if not is_dm and not any(user.id == me.id for user in message.mentions):
+            return
+        content = strip_mentions(message.content or "", me.id)
+        chat_id, thread_id = chat_ids(message.channel, message.channel.id)
+        replier = DiscordReplier(
+            self,
+            channel_id=message.channel.id,
+            user_id=message.author.id,
+            reply_to=message.id,
+            guild_id=message.guild.id if message.guild else None,
+        )
+        for attachment in message.attachments:
+            problem = attachment_problem(
+                attachment, max_bytes=self.settings.max_upload_bytes, language=None
+            )
+            if problem:
+                await replier.send_text(problem, private=True)
+                return
+        intent = None
+        if not content and not message.attachments:
+            # No text (perhaps no message-content intent) and no files: explain.
+            intent = Intent.HELP
+        msg = IncomingMessage(
+            platform="discord",
+            user_id=str(message.author.id),
+            chat_id=chat_id,
+            text=content,
+            thread_id=thread_id,
+            attachments=tuple(to_core_attachment(a) for a in message.attachments),
+            language=None,
+            is_group=not is_dm,
+            addressed_to_bot=True,
+            intent=intent,
+            message_id=str(message.id),
+            user_display=message.author.display_name,
+        )
+        await self._dispatch(msg, replier)
+
+    async def _dispatch(self, msg: IncomingMessage, replier: DiscordReplier) -> None:
+        try:
+            await self.service.handle(msg, replier)
+        except Exception:  # the core promises not to raise; a user still gets an answer
+            log.exception("discord: the core failed on a %s request", msg.intent or "chat")
+            with contextlib.suppress(discord.HTTPException):
+                await replier.send_text(text("error", replier.language), private=True)
+        finally:
+            await replier.close_pending()
+
+    # ------------------------------------------------------------------ errors
+
+    async def _on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """Log a failed command without secrets and tell the user something friendly."""
+        name = interaction.command.name if interaction.command else "?"
+        log.error("discord: /%s failed: %s", name, type(error).__name__, exc_info=error)
+        notice = text("error", language_of(interaction.locale))
+        with contextlib.suppress(discord.HTTPException):
+            if interaction.response.is_done():
+                await interaction.followup.send(notice, ephemeral=True)
+            else:
+                await interaction.response.send_message(notice, ephemeral=True)
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Log a failed event handler (redacted) instead of crashing or printing to stderr."""
+        log.exception("discord: handler %s failed", event_method)
+
+
+async def run_discord(
+    settings: Settings,
+    service: ConversationHandler,
+    *,
+    stop_event: asyncio.Event | None = None,
+    **options: Any,
+) -> None:
+    """Run the Discord bot until ``stop_event`` is set (or the connection ends for good).
+
+    Raises :class:`core.config.SettingsError` when ``DISCORD_BOT_TOKEN`` is unset.
+    ``options`` go to :class:`DiscordBot` (test knobs).
+    """
+    if settings.discord_bot_token is None:
+        raise SettingsError("DISCORD_BOT_TOKEN: not set")
+    configure_endpoints(settings)
+    bot = DiscordBot(settings, service, **options)
+    async with bot:
+        runner = asyncio.create_task(bot.start(settings.discord_bot_token.get_secret_value()))
+        if stop_event is None:
+            await runner
+            return
+        stopper = asyncio.create_task(stop_event.wait())
+        try:
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            await bot.close()
+            if runner.done():
+                runner.result()  # surface a failed login/connection
+            else:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner

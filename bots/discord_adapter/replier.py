@@ -1,0 +1,423 @@
+"""How the core answers on Discord: the :class:`core.types.Replier` implementation.
+
+One :class:`DiscordReplier` serves one request (a slash command, a button press, a
+mention or a DM) or one stored conversation (a render delivered after a restart).
+
+* While the interaction token lives (15 minutes, tracked from when the
+  interaction arrived), answers go through it: the first one fills the deferred
+  "thinking" response, later ones are followups, and ``private`` answers are
+  ephemeral. After that, and for messages, answers are ordinary channel
+  messages (a DM channel where the request came from a DM).
+* Streamed text and progress edit one message, at most once per
+  ``edit_interval`` seconds and never with unchanged content; text past 2000
+  characters continues in a new message.
+* A finished video is attached when it fits the real upload cap (the
+  interaction's ``attachment_size_limit``, else the guild's ``filesize_limit``),
+  otherwise linked, with the timeline summary in an embed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from core.types import Action, Video
+
+from .texts import MESSAGE_LIMIT, progress_text, split_once, split_text
+from .views import actions_view
+
+if TYPE_CHECKING:
+    from .bot import DiscordBot
+
+__all__ = ["DEFAULT_UPLOAD_CAP", "DiscordReplier", "DiscordTextStream", "EditableMessage"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UPLOAD_CAP = 10 * 1024 * 1024
+"""Discord's upload cap when nothing better is known (10 MiB)."""
+
+TYPING_EVERY = 8.0
+"""A typing indicator lasts ~10 s; don't send another one sooner than this."""
+
+EditFn = Callable[..., Awaitable[Any]]
+
+
+class EditableMessage:
+    """A posted message that can be edited, with throttling and de-duplication.
+
+    ``edit`` is the bound edit call (an interaction's original response, a
+    followup, or a channel message); ``expires_at`` (monotonic seconds) is when
+    an interaction-token edit stops working, ``None`` for channel messages.
+    """
+
+    def __init__(
+        self, edit: EditFn, *, shown: str, interval: float, expires_at: float | None = None
+    ) -> None:
+        self._edit = edit
+        self.shown = shown
+        self.wanted = shown
+        self.interval = interval
+        self.expires_at = expires_at
+        self._last_edit = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def alive(self) -> bool:
+        """Whether edits can still reach this message."""
+        return self.expires_at is None or time.monotonic() < self.expires_at
+
+    async def update(self, content: str) -> None:
+        """Show ``content`` soon: now if the last edit is old enough, else in one later edit."""
+        self.wanted = content[:MESSAGE_LIMIT]
+        if self.wanted == self.shown or (self._task is not None and not self._task.done()):
+            return
+        delay = self._last_edit + self.interval - time.monotonic()
+        if delay <= 0:
+            await self._flush()
+        else:
+            self._task = asyncio.create_task(self._flush_later(delay))
+
+    async def final(self, content: str | None = None, **extra: Any) -> None:
+        """The last edit: waits out the throttle, then shows ``content`` and ``extra`` fields."""
+        if content is not None:
+            self.wanted = content[:MESSAGE_LIMIT]
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.wanted == self.shown and not extra:
+            return
+        delay = self._last_edit + self.interval - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self._flush(**extra)
+
+    async def _flush_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._flush()
+
+    async def _flush(self, **extra: Any) -> None:
+        async with self._lock:
+            content = self.wanted
+            if content == self.shown and not extra:
+                return
+            try:
+                await self._edit(content=content, **extra)
+            except discord.HTTPException as exc:
+                log.warning("discord: edit failed (%s %s)", exc.status, exc.code)
+                return
+            self.shown = content
+            self._last_edit = time.monotonic()
+
+
+class DiscordReplier:
+    """Answers one Discord conversation; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        bot: DiscordBot,
+        *,
+        channel_id: int,
+        user_id: int,
+        interaction: discord.Interaction | None = None,
+        reply_to: int | None = None,
+        guild_id: int | None = None,
+        language: str | None = None,
+        mention_on_delivery: bool = False,
+        wait_ready: bool = False,
+    ) -> None:
+        self.bot = bot
+        self.channel_id = channel_id
+        self.user_id = user_id
+        self.interaction = interaction
+        self.reply_to = reply_to
+        self.guild_id = guild_id
+        self.language = language
+        self.mention_on_delivery = mention_on_delivery
+        self._wait_ready = wait_ready
+        self._received = time.monotonic()
+        self._original_pending = False
+        self._original_ephemeral = False
+        self._progress: EditableMessage | None = None
+        self._claim = asyncio.Lock()
+        self._last_typing = 0.0
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two edits of one message."""
+        return self.bot.edit_interval
+
+    def mark_deferred(self, *, ephemeral: bool) -> None:
+        """Record that the interaction was deferred with a "thinking" response."""
+        self._original_pending = True
+        self._original_ephemeral = ephemeral
+
+    def token_expires_at(self) -> float | None:
+        """Monotonic time the interaction token stops working (``None``: no interaction)."""
+        if self.interaction is None:
+            return None
+        return self._received + self.bot.token_lifetime
+
+    def interaction_alive(self) -> bool:
+        """Whether answers can still go through the interaction token."""
+        expires = self.token_expires_at()
+        return expires is not None and time.monotonic() < expires
+
+    def upload_cap(self) -> int:
+        """The real cap for a file this bot posts here."""
+        if self.interaction is not None:
+            return int(self.interaction.filesize_limit)
+        channel = self.bot.get_channel(self.channel_id)
+        guild = getattr(channel, "guild", None)
+        if guild is None and self.guild_id is not None:
+            guild = self.bot.get_guild(self.guild_id)
+        return int(guild.filesize_limit) if guild is not None else DEFAULT_UPLOAD_CAP
+
+    # ------------------------------------------------------------------ posting
+
+    async def _ready(self) -> None:
+        if self._wait_ready:
+            await asyncio.wait_for(self.bot.adapter.ready.wait(), timeout=120)
+
+    def _channel(self) -> discord.abc.Messageable:
+        channel = self.bot.get_channel(self.channel_id)
+        if isinstance(channel, discord.abc.Messageable):
+            return channel
+        return self.bot.get_partial_messageable(self.channel_id, guild_id=self.guild_id)
+
+    async def post(
+        self,
+        content: str | None,
+        *,
+        ephemeral: bool = False,
+        view: discord.ui.View | None = None,
+        embed: discord.Embed | None = None,
+        file: discord.File | None = None,
+        delivery: bool = False,
+    ) -> EditableMessage | None:
+        """Post one new message the best way available; return it as editable."""
+        await self._ready()
+        content = content[:MESSAGE_LIMIT] if content else None
+        if self.interaction is not None and self.interaction_alive():
+            try:
+                return await self._post_interaction(content, ephemeral, view, embed, file)
+            except discord.NotFound:
+                log.info("discord: interaction token no longer valid; posting to the channel")
+                self.interaction = None
+        return await self._post_channel(content, view, embed, file, delivery)
+
+    async def _post_interaction(
+        self,
+        content: str | None,
+        ephemeral: bool,
+        view: discord.ui.View | None,
+        embed: discord.Embed | None,
+        file: discord.File | None,
+    ) -> EditableMessage:
+        interaction = self.interaction
+        assert interaction is not None
+        expires = self.token_expires_at()
+        kwargs: dict[str, Any] = {}
+        if view is not None:
+            kwargs["view"] = view
+        if embed is not None:
+            kwargs["embed"] = embed
+        async with self._claim:
+            use_original = self._original_pending and (ephemeral == self._original_ephemeral)
+            if self._original_pending and not use_original and ephemeral:
+                # A followup would replace the public "thinking" placeholder with
+                # an answer meant for one person: remove the placeholder instead.
+                self._original_pending = False
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.delete_original_response()
+            if use_original:
+                self._original_pending = False
+                if file is not None:
+                    kwargs["attachments"] = [file]
+                await interaction.edit_original_response(content=content, **kwargs)
+                return EditableMessage(
+                    interaction.edit_original_response,
+                    shown=content or "",
+                    interval=self.interval,
+                    expires_at=expires,
+                )
+        if file is not None:
+            kwargs["file"] = file
+        msg = await interaction.followup.send(
+            content=content or discord.utils.MISSING, ephemeral=ephemeral, wait=True, **kwargs
+        )
+        return EditableMessage(
+            msg.edit, shown=content or "", interval=self.interval, expires_at=expires
+        )
+
+    async def _post_channel(
+        self,
+        content: str | None,
+        view: discord.ui.View | None,
+        embed: discord.Embed | None,
+        file: discord.File | None,
+        delivery: bool,
+    ) -> EditableMessage | None:
+        if delivery and self.mention_on_delivery and self.guild_id is not None:
+            content = f"<@{self.user_id}> {content or ''}".strip()[:MESSAGE_LIMIT]
+        kwargs: dict[str, Any] = {
+            "allowed_mentions": discord.AllowedMentions(
+                everyone=False, roles=False, users=[discord.Object(self.user_id)]
+            )
+        }
+        if view is not None:
+            kwargs["view"] = view
+        if embed is not None:
+            kwargs["embed"] = embed
+        if file is not None:
+            kwargs["file"] = file
+        if self.reply_to is not None:
+            kwargs["reference"] = discord.MessageReference(
+                message_id=self.reply_to, channel_id=self.channel_id, fail_if_not_exists=False
+            )
+            kwargs["mention_author"] = False
+        try:
+            msg = await self._channel().send(content=content, **kwargs)
+        except discord.Forbidden:
+            # The channel is closed to the bot (or it was a DM between other people):
+            # fall back to the user's own DM.
+            log.info("discord: cannot post in channel; falling back to a DM")
+            kwargs.pop("reference", None)
+            kwargs.pop("mention_author", None)
+            if file is not None:
+                file.reset()
+            try:
+                dm = await self.bot.create_dm(discord.Object(self.user_id))
+                msg = await dm.send(content=content, **kwargs)
+            except discord.HTTPException as exc:
+                log.warning("discord: DM fallback failed (%s %s)", exc.status, exc.code)
+                return None
+        return EditableMessage(msg.edit, shown=content or "", interval=self.interval)
+
+    async def close_pending(self) -> None:
+        """Remove an unused "thinking" placeholder once the request is handled."""
+        if self.interaction is None or not self._original_pending or not self.interaction_alive():
+            return
+        async with self._claim:
+            if not self._original_pending:
+                return
+            self._original_pending = False
+            with contextlib.suppress(discord.HTTPException):
+                await self.interaction.delete_original_response()
+
+    # ------------------------------------------------------------------ Replier
+
+    async def send_text(
+        self, text: str, *, actions: Sequence[Action] = (), private: bool = False
+    ) -> None:
+        """Send a whole message (split at 2000 chars); ``private`` is ephemeral where possible."""
+        pieces = split_text(text)
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            view = actions_view(actions, self.user_id, self.language) if last else None
+            if not piece and view is None:
+                continue
+            await self.post(piece or None, ephemeral=private, view=view)
+
+    def stream(self) -> DiscordTextStream:
+        """Start a streamed reply that edits one message as text arrives."""
+        return DiscordTextStream(self)
+
+    async def progress(self, text: str, percent: int | None = None) -> None:
+        """Show or update this conversation's single progress message."""
+        content = progress_text(text, percent)
+        if self._progress is not None and self._progress.alive():
+            await self._progress.update(content)
+            return
+        self._progress = await self.post(content)
+
+    async def send_video(self, video: Video) -> None:
+        """Attach the MP4 if it fits the real cap, else link it; the summary goes in an embed."""
+        cap = self.upload_cap()
+        data: bytes | None = None
+        if video.fetch is not None:
+            try:
+                data = await video.fetch(cap)
+            except Exception as exc:  # the link still works: degrade, don't fail
+                log.warning("discord: video download failed (%s); posting the link", type(exc))
+        if data is not None and len(data) > cap:
+            data = None
+        content = video.caption if data is not None else f"{video.caption}\n{video.url}".strip()
+        content = content[:MESSAGE_LIMIT]
+        embed = None
+        if video.summary:
+            embed = discord.Embed(description=video.summary[:4096], colour=0x5865F2)
+        file = discord.File(io.BytesIO(data), filename="nemo-video.mp4") if data else None
+        progress, self._progress = self._progress, None
+        if progress is not None and progress.alive():
+            extra: dict[str, Any] = {"embed": embed}
+            if file is not None:
+                extra["attachments"] = [file]
+            await progress.final(content, **extra)
+            return
+        await self.post(content, embed=embed, file=file, delivery=True)
+
+    async def working(self, kind: str = "typing") -> None:
+        """Show a typing indicator (not needed while a "thinking" response shows)."""
+        if self._original_pending and self.interaction_alive():
+            return
+        now = time.monotonic()
+        if now - self._last_typing < TYPING_EVERY:
+            return
+        self._last_typing = now
+        try:
+            await self._ready()
+            await self._channel().typing()
+        except (TimeoutError, discord.HTTPException):
+            pass
+
+
+class DiscordTextStream:
+    """A reply that grows: one message edited in place, continued in a new one past 2000 chars."""
+
+    def __init__(self, replier: DiscordReplier) -> None:
+        self._replier = replier
+        self._text = ""
+        self._message: EditableMessage | None = None
+        self._lock = asyncio.Lock()
+
+    async def append(self, text: str) -> None:
+        """Add text; shown right away the first time, then at most once per interval."""
+        async with self._lock:
+            self._text += text
+            while len(self._text) > MESSAGE_LIMIT:
+                head, self._text = split_once(self._text)
+                await self._show(head, final=True)
+                self._message = None
+            await self._show(self._text, final=False)
+
+    async def finish(self, actions: Sequence[Action] = ()) -> None:
+        """Show the rest, with the action buttons under it."""
+        async with self._lock:
+            view = actions_view(actions, self._replier.user_id, self._replier.language)
+            if self._message is None or not self._message.alive():
+                if self._text.strip() or view is not None:
+                    await self._replier.post(self._text.strip() or None, view=view)
+                return
+            extra: dict[str, Any] = {"view": view} if view is not None else {}
+            await self._message.final(self._text, **extra)
+
+    async def _show(self, content: str, *, final: bool) -> None:
+        if not content.strip():
+            return
+        if self._message is None or not self._message.alive():
+            self._message = await self._replier.post(content)
+            return
+        if final:
+            await self._message.final(content)
+        else:
+            await self._message.update(content)

@@ -1,0 +1,734 @@
+"""A small fake of Discord's REST API and gateway, for end-to-end tests of the adapter.
+
+It runs on 127.0.0.1 (port 0) inside the test's event loop and speaks just enough
+of Discord for the real discord.py client: log-in (``/users/@me``,
+``/oauth2/applications/@me``), command sync, interaction callbacks, webhook
+(interaction) messages, channel messages with JSON or multipart bodies, DMs,
+typing, and a WebSocket gateway (HELLO, IDENTIFY -> READY + GUILD_CREATE,
+heartbeat ACKs). Every frame is a text frame: discord.py only decompresses
+binary frames, so ignoring the ``compress`` query parameter is enough.
+
+Every REST call is recorded as a :class:`Recorded` (method, path, JSON body or
+multipart parts) so tests can assert on the exact traffic; helpers dispatch
+``INTERACTION_CREATE`` (slash commands, button presses) and ``MESSAGE_CREATE``
+(mentions, DMs) with attachments served from a local CDN path.
+
+Usage::
+
+    async with FakeDiscord() as fake:
+        settings = Settings(
+            DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url, ...
+        )
+        ...
+        await fake.slash("video", {"prompt": "a city"}, user=fake.alice)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+__all__ = ["FakeDiscord", "Part", "Recorded"]
+
+DISCORD_EPOCH_MS = 1420070400000
+JSON = "application/json"  # exactly: discord.py checks the header verbatim
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(slots=True)
+class Part:
+    """One part of a multipart request body."""
+
+    name: str
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+@dataclass(slots=True)
+class Recorded:
+    """One REST request the fake received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any = None
+    parts: list[Part] = field(default_factory=list)
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def payload(self) -> Any:
+        """The JSON body, or a multipart request's ``payload_json``."""
+        if self.json is not None:
+            return self.json
+        for part in self.parts:
+            if part.name == "payload_json":
+                return json.loads(part.data)
+        return None
+
+    @property
+    def files(self) -> list[Part]:
+        """The file parts of a multipart request."""
+        return [p for p in self.parts if p.filename is not None]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+class FakeDiscord:
+    """A fake Discord REST + gateway server bound to 127.0.0.1 on a free port."""
+
+    def __init__(self, *, heartbeat_interval_ms: int = 41250) -> None:
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self._ids = itertools.count(1)
+        self.app_id = self.snowflake()
+        self.guild_id = self.snowflake()
+        self.channel_id = self.snowflake()
+        self.thread_id = self.snowflake()
+        self.bot_user = self._user("nemo", bot=True)
+        self.alice = self._user("alice")
+        self.bob = self._user("bob")
+        self.requests: list[Recorded] = []
+        self.commands: list[dict[str, Any]] = []
+        self.identifies: list[dict[str, Any]] = []
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.guild_premium_tier = 0
+        self._originals: dict[str, str] = {}  # interaction token -> message id
+        self._cdn: dict[str, tuple[bytes, str]] = {}
+        self._sockets: list[tuple[web.WebSocketResponse, Iterator[int]]] = []
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> FakeDiscord:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/cdn/{key}/{filename}", self._cdn_get)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def base(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        """The REST root, for ``DISCORD_API_BASE``."""
+        return f"{self.base}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        """The gateway root, for ``DISCORD_GATEWAY_URL``."""
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    # ------------------------------------------------------------------ payload builders
+
+    def snowflake(self) -> str:
+        """A fresh snowflake whose timestamp is now."""
+        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        return str((ms << 22) | (next(self._ids) & 0x3FFFFF))
+
+    def _user(self, name: str, *, bot: bool = False) -> dict[str, Any]:
+        return {
+            "id": self.snowflake(),
+            "username": name,
+            "discriminator": "0",
+            "global_name": name.title(),
+            "avatar": None,
+            "bot": bot,
+            "flags": 0,
+            "public_flags": 0,
+        }
+
+    def _member(self, user: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "user": user,
+            "roles": [],
+            "joined_at": _now_iso(),
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "permissions": str((1 << 41) - 1),
+        }
+
+    def _text_channel(self) -> dict[str, Any]:
+        return {
+            "id": self.channel_id,
+            "type": 0,
+            "guild_id": self.guild_id,
+            "name": "video-lab",
+            "position": 0,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "topic": None,
+            "rate_limit_per_user": 0,
+            "last_message_id": None,
+        }
+
+    def _thread(self) -> dict[str, Any]:
+        return {
+            "id": self.thread_id,
+            "type": 11,
+            "guild_id": self.guild_id,
+            "parent_id": self.channel_id,
+            "owner_id": self.alice["id"],
+            "name": "city-edit",
+            "message_count": 0,
+            "member_count": 2,
+            "rate_limit_per_user": 0,
+            "last_message_id": None,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": _now_iso(),
+                "locked": False,
+            },
+        }
+
+    def guild_payload(self) -> dict[str, Any]:
+        """The GUILD_CREATE payload of the one test guild."""
+        return {
+            "id": self.guild_id,
+            "name": "Nemo Test Guild",
+            "icon": None,
+            "owner_id": self.alice["id"],
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "premium_tier": self.guild_premium_tier,
+            "preferred_locale": "en-US",
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "roles": [
+                {
+                    "id": self.guild_id,
+                    "name": "@everyone",
+                    "permissions": str((1 << 41) - 1),
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "channels": [self._text_channel()],
+            "threads": [self._thread()],
+            "members": [self._member(u) for u in (self.bot_user, self.alice, self.bob)],
+            "member_count": 3,
+            "large": False,
+            "unavailable": False,
+            "joined_at": _now_iso(),
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+        }
+
+    def _message(
+        self,
+        channel_id: str,
+        body: dict[str, Any],
+        *,
+        author: dict[str, Any] | None = None,
+        files: list[Part] | None = None,
+        message_id: str | None = None,
+        webhook_id: str | None = None,
+    ) -> dict[str, Any]:
+        attachments = [
+            {
+                "id": self.snowflake(),
+                "filename": f.filename or "file",
+                "size": len(f.data),
+                "url": f"{self.base}/cdn/out/{f.filename}",
+                "proxy_url": f"{self.base}/cdn/out/{f.filename}",
+                "content_type": f.content_type,
+            }
+            for f in files or []
+        ]
+        msg: dict[str, Any] = {
+            "id": message_id or self.snowflake(),
+            "channel_id": channel_id,
+            "author": author or self.bot_user,
+            "content": body.get("content") or "",
+            "timestamp": _now_iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments,
+            "embeds": body.get("embeds") or [],
+            "components": body.get("components") or [],
+            "pinned": False,
+            "type": 0,
+            "flags": body.get("flags") or 0,
+        }
+        if webhook_id:
+            msg["webhook_id"] = webhook_id
+            msg["application_id"] = self.app_id
+        return msg
+
+    def _store(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.messages[msg["id"]] = msg
+        return msg
+
+    def _edit(self, message_id: str, body: dict[str, Any], files: list[Part]) -> dict[str, Any]:
+        msg = self.messages.get(message_id)
+        if msg is None:
+            msg = self._message(self.channel_id, {}, message_id=message_id)
+        for key in ("content", "embeds", "components", "flags"):
+            if key in body:
+                msg[key] = body[key] if body[key] is not None else ([] if key != "content" else "")
+        if files:
+            msg["attachments"] = self._message("0", {}, files=files)["attachments"]
+        elif "attachments" in body and not body["attachments"]:
+            msg["attachments"] = []
+        msg["edited_timestamp"] = _now_iso()
+        return self._store(msg)
+
+    # ------------------------------------------------------------------ recording
+
+    async def _record(self, request: web.Request) -> Recorded:
+        rec = Recorded(request.method, request.path, dict(request.query))
+        ctype = request.headers.get("Content-Type", "")
+        if ctype.startswith("multipart/"):
+            reader = await request.multipart()
+            while True:
+                part = await reader.next()
+                if part is None:
+                    break
+                data = await part.read()  # type: ignore[union-attr]
+                rec.parts.append(
+                    Part(
+                        name=part.name or "",  # type: ignore[union-attr]
+                        filename=part.filename,  # type: ignore[union-attr]
+                        content_type=part.headers.get("Content-Type"),
+                        data=bytes(data),
+                    )
+                )
+        elif request.can_read_body:
+            raw = await request.read()
+            if raw:
+                try:
+                    rec.json = json.loads(raw)
+                except ValueError:
+                    rec.json = {"_raw": raw.decode(errors="replace")}
+        async with self._changed:
+            self.requests.append(rec)
+            self._changed.notify_all()
+        return rec
+
+    async def wait_for(
+        self, predicate: Callable[[Recorded], bool], *, within: float = 10.0, count: int = 1
+    ) -> list[Recorded]:
+        """Wait until ``count`` recorded requests match ``predicate``; return them."""
+
+        def matches() -> list[Recorded]:
+            return [r for r in self.requests if predicate(r)]
+
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(matches()) >= count)
+        return matches()
+
+    def find(self, method: str, path_part: str) -> list[Recorded]:
+        """Recorded requests with this method whose path contains ``path_part``."""
+        return [r for r in self.requests if r.method == method and path_part in r.path]
+
+    # ------------------------------------------------------------------ REST
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        rec = await self._record(request)
+        tail = "/" + request.match_info["tail"]
+        seg = tail.strip("/").split("/")
+        method = request.method
+        body = rec.payload if isinstance(rec.payload, dict) else {}
+        files = rec.files
+
+        if method == "GET" and tail == "/gateway/bot":
+            return _json(
+                {
+                    "url": self.gateway_url,
+                    "shards": 1,
+                    "session_start_limit": {
+                        "total": 1000,
+                        "remaining": 999,
+                        "reset_after": 0,
+                        "max_concurrency": 1,
+                    },
+                }
+            )
+        if method == "GET" and tail == "/gateway":
+            return _json({"url": self.gateway_url})
+        if method == "GET" and tail == "/users/@me":
+            return _json(self.bot_user)
+        if method == "GET" and tail == "/oauth2/applications/@me":
+            return _json(self._application())
+        if seg[0] == "applications" and seg[-1] == "commands" and method == "PUT":
+            cmds = rec.json or []
+            self.commands = [
+                {
+                    **c,
+                    "id": self.snowflake(),
+                    "application_id": self.app_id,
+                    "version": self.snowflake(),
+                    "type": c.get("type", 1),
+                    "description": c.get("description", ""),
+                    "default_member_permissions": c.get("default_member_permissions"),
+                    "nsfw": c.get("nsfw", False),
+                }
+                for c in cmds
+            ]
+            return _json(self.commands)
+        if seg[0] == "applications" and seg[-1] == "commands" and method == "GET":
+            return _json(self.commands)
+        if seg[0] == "interactions" and seg[-1] == "callback":
+            return self._callback(seg[1], seg[2], body, files)
+        if seg[0] == "webhooks":
+            return self._webhook(method, seg, body, files)
+        if seg[0] == "channels":
+            return self._channel(method, seg, body, files)
+        if tail == "/users/@me/channels" and method == "POST":
+            dm_id = self._dm_channel_id(str(body.get("recipient_id")))
+            return _json(self._dm_payload(dm_id, str(body.get("recipient_id"))))
+        return _json({"message": f"fake: unknown route {method} {tail}", "code": 0}, status=404)
+
+    def _application(self) -> dict[str, Any]:
+        return {
+            "id": self.app_id,
+            "name": "Nemo",
+            "description": "",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": self.alice,
+            "verify_key": "0" * 64,
+            "flags": 0,
+            "summary": "",
+        }
+
+    def _callback(
+        self, interaction_id: str, token: str, body: dict[str, Any], files: list[Part]
+    ) -> web.Response:
+        kind = int(body.get("type", 0))
+        data = body.get("data") or {}
+        flags = int(data.get("flags") or 0)
+        info: dict[str, Any] = {"id": interaction_id, "type": 2}
+        resource: dict[str, Any] = {"type": kind}
+        if kind in (4, 5):  # a message (or its "thinking" placeholder) now exists
+            msg = self._message(self.channel_id, data, files=files, webhook_id=self.app_id)
+            msg["flags"] = flags | (128 if kind == 5 else 0)
+            self._store(msg)
+            self._originals[token] = msg["id"]
+            info.update(
+                response_message_id=msg["id"],
+                response_message_loading=kind == 5,
+                response_message_ephemeral=bool(flags & 64),
+            )
+            resource["message"] = msg
+        return _json({"interaction": info, "resource": resource})
+
+    def _webhook(
+        self, method: str, seg: list[str], body: dict[str, Any], files: list[Part]
+    ) -> web.Response:
+        # /webhooks/{app_id}/{token}[/messages/{id|@original}]
+        token = seg[2] if len(seg) > 2 else ""
+        if len(seg) == 3 and method == "POST":  # followup
+            msg = self._store(
+                self._message(self.channel_id, body, files=files, webhook_id=self.app_id)
+            )
+            return _json(msg)
+        if len(seg) == 5 and seg[3] == "messages":
+            mid = self._originals.get(token, "") if seg[4] == "@original" else seg[4]
+            if method == "DELETE":
+                self.messages.pop(mid, None)
+                return web.Response(status=204)
+            if method == "GET":
+                found = self.messages.get(mid)
+                if found is None:
+                    return _json({"message": "Unknown Message", "code": 10008}, status=404)
+                return _json(found)
+            if method == "PATCH":
+                return _json(self._edit(mid, body, files))
+        return _json({"message": "fake: unknown webhook route"}, status=404)
+
+    def _channel(
+        self, method: str, seg: list[str], body: dict[str, Any], files: list[Part]
+    ) -> web.Response:
+        channel_id = seg[1]
+        if len(seg) == 2 and method == "GET":
+            if channel_id == self.channel_id:
+                return _json(self._text_channel())
+            if channel_id == self.thread_id:
+                return _json(self._thread())
+            return _json(self._dm_payload(channel_id, self.alice["id"]))
+        if len(seg) == 3 and seg[2] == "typing":
+            return web.Response(status=204)
+        if len(seg) == 3 and seg[2] == "messages" and method == "POST":
+            return _json(self._store(self._message(channel_id, body, files=files)))
+        if len(seg) == 4 and seg[2] == "messages" and method == "PATCH":
+            return _json(self._edit(seg[3], body, files))
+        if len(seg) == 4 and seg[2] == "messages" and method == "DELETE":
+            self.messages.pop(seg[3], None)
+            return web.Response(status=204)
+        return _json({"message": "fake: unknown channel route"}, status=404)
+
+    def _dm_channel_id(self, user_id: str) -> str:
+        return str(int(user_id) + 1)
+
+    def _dm_payload(self, channel_id: str, user_id: str) -> dict[str, Any]:
+        user = next((u for u in (self.alice, self.bob) if u["id"] == user_id), self.alice)
+        return {"id": channel_id, "type": 1, "recipients": [user], "last_message_id": None}
+
+    async def _cdn_get(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        self.requests.append(Recorded("GET", request.path, dict(request.query)))
+        if key not in self._cdn:
+            return web.Response(status=404)
+        data, ctype = self._cdn[key]
+        return web.Response(body=data, content_type=ctype)
+
+    def attachment(
+        self, filename: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> dict[str, Any]:
+        """Serve ``data`` from the local CDN and return a Discord attachment payload."""
+        key = self.snowflake()
+        self._cdn[key] = (data, content_type)
+        url = f"{self.base}/cdn/{key}/{filename}"
+        return {
+            "id": key,
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
+
+    # ------------------------------------------------------------------ gateway
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        seq = itertools.count(1)
+        await ws.send_str(
+            json.dumps({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+        )
+        async for frame in ws:
+            if frame.type != WSMsgType.TEXT:
+                continue
+            payload = json.loads(frame.data)
+            op = payload.get("op")
+            if op == 1:
+                await ws.send_str(json.dumps({"op": 11}))
+            elif op == 2:
+                self.identifies.append(payload["d"])
+                await self._send(ws, seq, "READY", self._ready())
+                await self._send(ws, seq, "GUILD_CREATE", self.guild_payload())
+                async with self._changed:
+                    self._sockets.append((ws, seq))
+                    self._changed.notify_all()
+            elif op == 6:  # RESUME: not supported, ask for a fresh IDENTIFY
+                await ws.send_str(json.dumps({"op": 9, "d": False}))
+        self._sockets = [(s, q) for s, q in self._sockets if s is not ws]
+        return ws
+
+    def _ready(self) -> dict[str, Any]:
+        return {
+            "v": 10,
+            "user": self.bot_user,
+            "guilds": [{"id": self.guild_id, "unavailable": True}],
+            "session_id": f"session-{self.snowflake()}",
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": self.app_id, "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
+
+    @staticmethod
+    async def _send(
+        ws: web.WebSocketResponse, seq: Iterator[int], event: str, data: dict[str, Any]
+    ) -> None:
+        await ws.send_str(json.dumps({"op": 0, "s": next(seq), "t": event, "d": data}))
+
+    async def wait_connected(self, count: int = 1, *, within: float = 10.0) -> None:
+        """Wait until ``count`` clients have identified and are connected."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self._sockets) >= count)
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send a dispatch event to every connected client."""
+        if not self._sockets:
+            raise RuntimeError("no gateway client connected")
+        for ws, seq in list(self._sockets):
+            if not ws.closed:
+                await self._send(ws, seq, event, data)
+
+    async def disconnect_all(self) -> None:
+        """Close every gateway connection."""
+        for ws, _ in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await ws.close()
+        self._sockets.clear()
+
+    # ------------------------------------------------------------------ events
+
+    def _interaction_base(
+        self, kind: int, user: dict[str, Any], *, dm: bool, locale: str, size_limit: int
+    ) -> dict[str, Any]:
+        token = f"itok-{self.snowflake()}"
+        payload: dict[str, Any] = {
+            "id": self.snowflake(),
+            "application_id": self.app_id,
+            "type": kind,
+            "token": token,
+            "version": 1,
+            "locale": locale,
+            "attachment_size_limit": size_limit,
+            "app_permissions": str((1 << 41) - 1),
+            "entitlements": [],
+            "authorizing_integration_owners": {},
+        }
+        if dm:
+            dm_id = self._dm_channel_id(user["id"])
+            payload.update(
+                channel_id=dm_id,
+                channel=self._dm_payload(dm_id, user["id"]),
+                user=user,
+                context=1,
+            )
+        else:
+            payload.update(
+                guild_id=self.guild_id,
+                guild_locale="en-US",
+                channel_id=self.channel_id,
+                channel=self._text_channel(),
+                member=self._member(user),
+                context=0,
+            )
+        return payload
+
+    async def slash(
+        self,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user: dict[str, Any] | None = None,
+        attachments: dict[str, dict[str, Any]] | None = None,
+        dm: bool = False,
+        locale: str = "en-US",
+        size_limit: int = 10 * 1024 * 1024,
+    ) -> dict[str, Any]:
+        """Dispatch a slash command; ``attachments`` maps option name -> attachment payload."""
+        user = user or self.alice
+        payload = self._interaction_base(2, user, dm=dm, locale=locale, size_limit=size_limit)
+        opts: list[dict[str, Any]] = [
+            {"name": k, "type": 3, "value": v} for k, v in (options or {}).items()
+        ]
+        resolved: dict[str, Any] = {}
+        for opt_name, att in (attachments or {}).items():
+            opts.append({"name": opt_name, "type": 11, "value": att["id"]})
+            resolved.setdefault("attachments", {})[att["id"]] = att
+        cmd = next((c for c in self.commands if c["name"] == name), {"id": self.snowflake()})
+        payload["data"] = {"id": cmd["id"], "name": name, "type": 1, "options": opts}
+        if resolved:
+            payload["data"]["resolved"] = resolved
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def press(
+        self,
+        custom_id: str,
+        *,
+        user: dict[str, Any] | None = None,
+        message_id: str | None = None,
+        size_limit: int = 10 * 1024 * 1024,
+    ) -> dict[str, Any]:
+        """Dispatch a button press on a message (by default the newest one with that button)."""
+        user = user or self.alice
+        payload = self._interaction_base(3, user, dm=False, locale="en-US", size_limit=size_limit)
+        msg = self.messages.get(message_id or "") or self._message(
+            self.channel_id,
+            {
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [
+                            {"type": 2, "style": 2, "label": "x", "custom_id": custom_id}
+                        ],
+                    }
+                ]
+            },
+        )
+        payload["message"] = msg
+        payload["data"] = {"custom_id": custom_id, "component_type": 2}
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def user_message(
+        self,
+        content: str,
+        *,
+        user: dict[str, Any] | None = None,
+        mention_bot: bool = True,
+        dm: bool = False,
+        attachments: list[dict[str, Any]] | None = None,
+        thread: bool = False,
+    ) -> dict[str, Any]:
+        """Dispatch MESSAGE_CREATE from a user (a mention in the guild, or a DM)."""
+        user = user or self.alice
+        if dm:
+            channel_id = self._dm_channel_id(user["id"])
+        else:
+            channel_id = self.thread_id if thread else self.channel_id
+        msg = self._message(channel_id, {"content": content}, author=user)
+        msg["attachments"] = attachments or []
+        if mention_bot and not dm:
+            msg["mentions"] = [self.bot_user]
+        if not dm:
+            msg["guild_id"] = self.guild_id
+            msg["member"] = {k: v for k, v in self._member(user).items() if k != "user"}
+        self._store(msg)
+        await self.dispatch("MESSAGE_CREATE", msg)
+        return msg
+
+
+def _json(data: Any, *, status: int = 200) -> web.Response:
+    # Set the header by hand: ``content_type=`` would append "; charset=utf-8", and
+    # discord.py compares the header verbatim before it parses JSON.
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": JSON}
+    )
