@@ -1,1 +1,32 @@
 """Shared test fixtures. Every server in the tests listens on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from simulator.server import SimConfig, Simulator
+
+
+def fast_sim_config(**overrides: object) -> SimConfig:
+    """Simulator settings for tests: short renders, chunk delays and heartbeats."""
+    settings: dict[str, object] = {
+        "render_seconds": 1.0,
+        "chunk_delay": 0.005,
+        "heartbeat_interval": 0.05,
+        "slow_step_seconds": 0.1,
+        "heartbeat_only_seconds": 0.3,
+    }
+    settings.update(overrides)
+    return SimConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    """A started NemoVideo simulator on 127.0.0.1 with fast settings (seed 0).
+
+    Media are made once per process (and cached on disk), so starting one is cheap.
+    """
+    async with Simulator(fast_sim_config()) as running:
+        yield running
