@@ -1,0 +1,6 @@
+"""The Telegram adapter (python-telegram-bot): :func:`run_telegram` and :class:`TelegramBot`."""
+
+from bots.telegram.bot import TelegramBot, TokenRedactor, run_telegram, telegram_limits
+from bots.telegram.replier import TelegramReplier
+
+__all__ = ["TelegramBot", "TelegramReplier", "TokenRedactor", "run_telegram", "telegram_limits"]

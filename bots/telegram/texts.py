@@ -1,0 +1,77 @@
+"""The few texts the Telegram adapter says itself, in English and Simplified Chinese.
+
+Everything else (welcome, help, refusals, progress) is the core's to say; these
+are only the answers the adapter gives *before* a message reaches the core:
+a file that is too big or of the wrong kind, a button pressed by someone who
+doesn't own the project, and the last-resort apology of the error handler.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMMANDS", "FORMATS", "SUPPORTED_EXTENSIONS", "lang_of", "text"]
+
+#: File extensions the backend accepts (NEMO_API.md, "Upload").
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
+    {"mp4", "mov", "avi", "webm", "mkv", "jpg", "jpeg", "png", "gif", "webp"}
+    | {"mp3", "wav", "m4a", "aac"}
+)
+FORMATS = "MP4, MOV, AVI, WEBM, MKV, JPG, PNG, GIF, WEBP, MP3, WAV, M4A, AAC"
+
+_TEXTS: dict[str, dict[str, str]] = {
+    "too_large": {
+        "en": (
+            "⚠️ {name} is too large for me to download from Telegram (max {limit} MB). "
+            "Please compress or trim it and send it again.\nSupported formats: {formats}."
+        ),
+        "zh": (
+            "⚠️ {name} 太大了，我无法从 Telegram 下载（最大 {limit} MB）。"
+            "请压缩或裁剪后重新发送。\n支持的格式：{formats}。"
+        ),
+    },
+    "unsupported": {
+        "en": "⚠️ I can't use {name}. Supported formats: {formats}.",
+        "zh": "⚠️ 无法使用 {name}。支持的格式：{formats}。",
+    },
+    "not_owner": {
+        "en": "This project belongs to someone else. Mention me to start your own!",
+        "zh": "这个项目属于其他人。@我 即可开始你自己的项目！",
+    },
+    "error": {
+        "en": "😵 Something went wrong on my side. Please try again in a moment.",
+        "zh": "😵 我这边出了点问题，请稍后再试。",
+    },
+    "done": {"en": "✅ Done.", "zh": "✅ 完成。"},
+    "button_export": {"en": "🎬 Export", "zh": "🎬 导出"},
+    "button_timeline": {"en": "🧾 Timeline", "zh": "🧾 时间线"},
+    "button_credits": {"en": "💳 Credits", "zh": "💳 积分"},
+}
+
+#: Bot menu commands, set with setMyCommands at start-up (default + "zh").
+COMMANDS: dict[str, list[tuple[str, str]]] = {
+    "en": [
+        ("start", "Start and see what I can do"),
+        ("help", "How to use the bot"),
+        ("new", "Start a new video project"),
+        ("status", "Show the project timeline"),
+        ("credits", "Show your credit balance"),
+        ("export", "Render and send the 1080p MP4"),
+    ],
+    "zh": [
+        ("start", "开始，看看我能做什么"),
+        ("help", "使用帮助"),
+        ("new", "开始一个新的视频项目"),
+        ("status", "查看项目时间线"),
+        ("credits", "查看积分余额"),
+        ("export", "渲染并发送 1080p MP4"),
+    ],
+}
+
+
+def lang_of(language: str | None) -> str:
+    """``zh`` for any Chinese language code, else ``en``."""
+    return "zh" if language and language.lower().startswith("zh") else "en"
+
+
+def text(key: str, language: str | None, **values: object) -> str:
+    """The adapter text ``key`` in the user's language, with ``values`` filled in."""
+    return _TEXTS[key][lang_of(language)].format(formats=FORMATS, **values)
