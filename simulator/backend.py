@@ -70,6 +70,15 @@ class RecordedRequest:
         return f"<RecordedRequest {self.method} {self.path} endpoint={self.endpoint}>"
 
 
+def missing_attribution(request: web.Request) -> bool:
+    """True when any X-Skill-* attribution header is absent or blank."""
+    return any(not request.headers.get(h, "").strip() for h in ATTRIBUTION)
+
+
+#: Where the middleware keeps the request's record.
+RECORD = web.RequestKey("sim_record", RecordedRequest)
+
+
 class Backend:
     """All backend state plus the handlers of the auth, session, chat, credits and
     state endpoints (uploads and renders live in mixins)."""
@@ -124,10 +133,10 @@ class Backend:
         (if any) left for the handler to act on."""
         self.stats[endpoint] += 1
         self.stats["calls"] += 1
-        record: RecordedRequest | None = request.get("sim_record")
+        record = request.get(RECORD)
         if record is not None:
             record.endpoint = endpoint
-        if endpoint != "token" and any(h not in request.headers for h in ATTRIBUTION):
+        if endpoint != "token" and missing_attribution(request):
             self.stats["missing_attribution"] += 1
         fault = self.faults.take(endpoint)
         if fault is None:
@@ -191,7 +200,7 @@ class Backend:
             raise Reply(self.err(400, "Request body is not valid JSON", status=400)) from None
         if not isinstance(body, dict):
             raise Reply(self.err(400, "Request body must be a JSON object", status=400))
-        record: RecordedRequest | None = request.get("sim_record")
+        record = request.get(RECORD)
         if record is not None:
             record.json = body
         return body

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from simulator import media
-from simulator.backend import ATTRIBUTION, Backend, Reply
+from simulator.backend import Backend, Reply, missing_attribution
 from simulator.state import is_ready, title_of
 from simulator.world import RenderJob, now
 
@@ -46,7 +46,7 @@ class Renders:
         b = self.b
         fault = b.begin(request, "render")
         user = b.auth(request)
-        if fault == "export_blocked" or any(h not in request.headers for h in ATTRIBUTION):
+        if fault == "export_blocked" or missing_attribution(request):
             return b.err(
                 402,
                 "Export is not available on the free plan. Upgrade your subscription to export.",

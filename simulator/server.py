@@ -32,7 +32,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from simulator import media
-from simulator.backend import Backend, RecordedRequest, Reply
+from simulator.backend import RECORD, Backend, RecordedRequest, Reply
 from simulator.config import ENDPOINTS, FAULT_KINDS, SimConfig
 from simulator.renders import Renders
 from simulator.uploads import upload
@@ -175,7 +175,7 @@ class Simulator:
         app.router.add_post("/api/auth/anonymous-token", b.token)
         app.router.add_post("/api/tasks/me/with-session/nemo_agent", b.session)
         app.router.add_post("/run_sse", b.chat)
-        app.router.add_post("/api/upload-video/nemo_agent/me/{sid}", lambda q: upload(b, q))
+        app.router.add_post("/api/upload-video/nemo_agent/me/{sid}", self._upload)
         app.router.add_get("/api/credits/balance/simple", b.credits)
         app.router.add_get("/api/state/nemo_agent/me/{sid}/latest", b.state)
         app.router.add_post("/api/render/proxy/lambda", r.submit)
@@ -198,7 +198,7 @@ class Simulator:
             record = RecordedRequest(
                 request.method, request.path, CIMultiDict(request.headers), request.query_string
             )
-            request["sim_record"] = record
+            request[RECORD] = record
             b.requests.append(record)
             if len(b.requests) > self.config.max_recorded_requests:
                 del b.requests[: len(b.requests) - self.config.max_recorded_requests]
@@ -206,6 +206,9 @@ class Simulator:
             return await handler(request)
         except Reply as reply:
             return reply.response
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        return await upload(self.backend, request)
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         """GET /media/{name}: uploads, samples and finished renders (Range supported)."""
