@@ -109,12 +109,48 @@ def telegram_limits(settings: Settings) -> tuple[int, int]:
     return settings.max_upload_bytes, LOCAL_UPLOAD_CAP
 
 
+#: Loggers that may see Bot API URLs (PTB logs them at DEBUG when building the bot).
+_URL_LOGGERS = (
+    "telegram",
+    "telegram.Bot",
+    "telegram.ext",
+    "telegram.ext.ExtBot",
+    "telegram.ext.Application",
+    "telegram.ext.Updater",
+    "telegram.ext.AIORateLimiter",
+    "telegram.request",
+    "telegram.request.BaseRequest",
+    "telegram.request.HTTPXRequest",
+    "httpx",
+    "httpcore",
+    __name__,
+)
+
+
 class TokenRedactor(logging.Filter):
-    """Replaces the bot token in log records (PTB and httpx can put URLs in messages)."""
+    """Replaces the bot token in log records (PTB and httpx can put URLs in messages).
+
+    Logger filters only see records created by their own logger, so :meth:`install`
+    puts it on every logger that may see a Bot API URL and on the root handlers.
+    """
 
     def __init__(self, token: str) -> None:
         super().__init__()
         self._token = token
+
+    def install(self) -> None:
+        """Filter the URL-bearing loggers and whatever handlers the root logger has now."""
+        for name in _URL_LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self)
+
+    def uninstall(self) -> None:
+        """Undo :meth:`install`."""
+        for name in _URL_LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record if the token shows up anywhere in it."""
@@ -166,6 +202,7 @@ class TelegramBot:
         self.download_cap, self.upload_cap = telegram_limits(settings)
         self._token = settings.telegram_bot_token.get_secret_value()
         self._redactor = TokenRedactor(self._token)
+        self._redactor.install()  # before build(): PTB logs its URLs while building
         self._pacers = PacerPool(private_interval=edit_interval, group_interval=group_edit_interval)
         self._albums = AlbumCollector(album_delay, self._on_album)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -187,8 +224,7 @@ class TelegramBot:
     async def start(self) -> None:
         """Connect (getMe), set the command menus, register with the core, start updates."""
         _quiet_http_loggers()
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(self._redactor)
+        self._redactor.install()  # again: handlers may have been added since __init__
         await self.app.initialize()
         try:
             await self._set_commands()
@@ -234,9 +270,8 @@ class TelegramBot:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self._shutdown_app()
-        for handler in logging.getLogger().handlers:
-            handler.removeFilter(self._redactor)
         log.info("telegram: stopped")
+        self._redactor.uninstall()
 
     async def _shutdown_app(self) -> None:
         if self.app.running:

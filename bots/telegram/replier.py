@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
@@ -83,6 +84,11 @@ class PacerPool:
             interval = self.group_interval if chat_id < 0 else self.private_interval
             pacer = self._pacers[chat_id] = ChatPacer(interval)
         return pacer
+
+
+def _seconds(value: float | timedelta) -> float:
+    # PTB 22 gives int seconds, later versions a timedelta.
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _markup_key(markup: InlineKeyboardMarkup | None) -> str | None:
@@ -167,7 +173,7 @@ class LiveMessage:
                 )
                 return
             except RetryAfter as exc:  # the rate limiter gave up retrying: keep trying
-                await asyncio.sleep(exc.retry_after.total_seconds() + 0.1)  # type: ignore[union-attr]
+                await asyncio.sleep(_seconds(exc.retry_after) + 0.1)
             except BadRequest as exc:
                 reason = str(exc).lower()
                 if "not modified" in reason:

@@ -64,6 +64,7 @@ class SentMessage:
     reply_markup: JSON | None = None
     video: bytes | None = None
     caption: str | None = None
+    reply_to: int | None = None
     edits: list[str] = field(default_factory=list)
 
     def as_json(self, bot: JSON, chat: JSON) -> JSON:
@@ -526,6 +527,8 @@ class FakeTelegram:
         thread = params.get("message_thread_id")
         sent.thread_id = int(thread) if thread is not None else None
         sent.reply_markup = params.get("reply_markup") or None
+        reply = params.get("reply_parameters")
+        sent.reply_to = reply.get("message_id") if isinstance(reply, dict) else None
         self.messages[(chat_id, sent.message_id)] = sent
         return sent.as_json(self.bot_user, chat)
 
