@@ -30,7 +30,14 @@ import mimetypes
 import random
 import secrets
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Sequence,
+)
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -219,7 +226,7 @@ class NemoClient:
         )
         return SessionInfo.from_data(data)
 
-    async def chat(self, token: str, session_id: str, text: str) -> AsyncIterator[ChatEvent]:
+    async def chat(self, token: str, session_id: str, text: str) -> AsyncGenerator[ChatEvent, None]:
         """Send one message; yield the agent's events until the stream closes.
 
         An error reply before streaming (e.g. session not found) raises the mapped
@@ -608,7 +615,7 @@ class NemoClient:
                 log.info("POST /run_sse rate-limited; retrying in %.1f s", retry_after)
                 await self._sleep(retry_after)
 
-    async def _read_events(self, response: httpx.Response) -> AsyncIterator[ChatEvent]:
+    async def _read_events(self, response: httpx.Response) -> AsyncGenerator[ChatEvent, None]:
         """Decode the stream, enforce the heartbeat-only limit, translate read errors."""
         decoder = SSEChatDecoder()
         utf8 = codecs.getincrementaldecoder("utf-8")("replace")
@@ -632,6 +639,6 @@ class NemoClient:
                     last_real = now
                 elif now - last_real > self.heartbeat_timeout:
                     raise StreamTimeoutError(
-                        f"no progress from NemoVideo for {self.heartbeat_timeout:.0f} s"
+                        f"no progress from NemoVideo for {self.heartbeat_timeout:g} s"
                     )
                 yield event
