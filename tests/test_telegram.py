@@ -26,6 +26,7 @@ from core.renders import PollPolicy
 from core.service import ConversationService
 from core.types import DEFAULT_ACTIONS, IncomingMessage, Intent, Replier, Video
 from simulator.server import Simulator
+from tests.conftest import fast_sim_config
 from tests.fakes.telegram_server import FakeTelegram
 
 TOKEN = "123:ABC"
@@ -398,6 +399,22 @@ async def test_video_upload_and_link_fallback(tg: FakeTelegram, tmp_path: Path) 
     assert tg.calls_of("sendChatAction")
 
 
+async def test_handler_errors_reach_the_error_handler(
+    tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = ScriptedService()
+    async with running(tg_settings(tg, tmp_path), service):
+        tg.private_text(16, "hello")
+        await tg.wait_for(finished(tg, 16))
+        tg.fail("answerCallbackQuery", 1, error=(400, "Bad Request: query is too old"))
+        tg.press(17, tg.sent_to(16)[0], "a:export:16")
+        await tg.wait_for(lambda: tg.calls_of("answerCallbackQuery"))
+    assert "query is too old" in caplog.text.lower() and TOKEN not in caplog.text
+    [apology] = tg.calls_of("answerCallbackQuery")
+    assert "went wrong" in apology.params["text"]
+    assert len(service.received) == 1
+
+
 async def test_webhook_mode_checks_the_secret(tg: FakeTelegram, tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -541,3 +558,20 @@ def png() -> bytes:
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
+
+
+async def test_render_finished_after_a_restart_is_delivered_to_its_topic(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    async with Simulator(fast_sim_config(render_seconds=3.0)) as sim:
+        async with real_core(sim, tg, tmp_path):
+            tg.group_text(-500, 71, "make a clip of waves", mention=True, thread_id=9)
+            await tg.wait_for(finished(tg, -500), within=15)
+            export = tg.group_text(-500, 71, "/export", thread_id=9)
+            await tg.wait_for(lambda: any("%" in (m.text or "") for m in tg.sent_to(-500)))
+        assert not tg.calls_of("sendVideo")
+        async with real_core(sim, tg, tmp_path):  # a new process: same database
+            await tg.wait_for(lambda: tg.calls_of("sendVideo"), within=20)
+    [video] = tg.calls_of("sendVideo")
+    assert (video.params["chat_id"], video.params["message_thread_id"]) == (-500, 9)
+    assert video.params["reply_parameters"]["message_id"] == export["message_id"]

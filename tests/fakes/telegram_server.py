@@ -158,9 +158,10 @@ class FakeTelegram:
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._chats: dict[int, JSON] = {}
         self._new_update = asyncio.Event()
-        self._failures: dict[str, list[int]] = {}
+        self._failures: dict[str, list[tuple[Any, ...]]] = {}
         self._last_send: dict[int, float] = {}
         self._runner: web.AppRunner | None = None
+        self._closing = False
         self.base_url = ""
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -178,14 +179,27 @@ class FakeTelegram:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._closing = True
+        self._new_update.set()  # end pending long polls now, not at their time-out
         if self._runner is not None:
             await self._runner.cleanup()
 
     # -- test controls -------------------------------------------------------------------
 
-    def fail(self, method: str, times: int = 1, *, retry_after: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` with 429 ``retry_after``."""
-        self._failures.setdefault(method, []).extend([retry_after] * times)
+    def fail(
+        self,
+        method: str,
+        times: int = 1,
+        *,
+        retry_after: int = 1,
+        error: tuple[int, str] | None = None,
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` with 429 ``retry_after``.
+
+        ``error=(status, description)`` answers with that error instead (e.g. a 400).
+        """
+        failure = error or (429, f"Too Many Requests: retry after {retry_after}", retry_after)
+        self._failures.setdefault(method, []).extend([failure] * times)
 
     def calls_of(self, method: str, *, ok_only: bool = True) -> list[Call]:
         """Recorded calls of ``method`` (by default only the ones that succeeded)."""
@@ -437,10 +451,8 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return self._error(call, 401, "Unauthorized")
         if self._failures.get(method):
-            retry_after = self._failures[method].pop(0)
-            return self._error(
-                call, 429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after
-            )
+            status, description, *retry = self._failures[method].pop(0)
+            return self._error(call, status, description, retry_after=retry[0] if retry else None)
         if self.flood_limit and method in _MESSAGE_METHODS:
             chat_id = int(params.get("chat_id", 0))
             last = self._last_send.get(chat_id)
@@ -477,7 +489,8 @@ class FakeTelegram:
         timeout = float(params.get("timeout") or 0)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
-        self._new_update.clear()
+        if not self._closing:
+            self._new_update.clear()
         if not self._updates and timeout > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new_update.wait(), timeout)
