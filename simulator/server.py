@@ -137,7 +137,10 @@ class Simulator:
         b.media["sample.png"] = await asyncio.to_thread(media.sample_image)
         b.media["sample.wav"] = await asyncio.to_thread(media.sample_audio)
         app = self._app()
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Streams still open at shutdown (clients gone) must not hold stop() for 60 s.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
