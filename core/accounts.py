@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,8 +29,8 @@ log = logging.getLogger("nemo.accounts")
 
 #: Renew a little before the backend's expiry time.
 _EXPIRY_MARGIN_S = 300.0
-#: Never mint more than one token per user in this window.
-_MIN_MINT_INTERVAL_S = 60.0
+#: At most this many renewals per user per hour (the backend limits tokens per IP).
+_MAX_RENEWALS_PER_HOUR = 5
 
 
 @dataclass(slots=True)
@@ -61,6 +62,7 @@ class Accounts:
         self._operator_token = operator_token
         self._clock = clock
         self._user_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._renewals: dict[tuple[str, str], deque[float]] = {}
 
     def _lock(self, platform: str, user_id: str) -> asyncio.Lock:
         return self._user_locks.setdefault((platform, user_id), asyncio.Lock())
@@ -104,9 +106,13 @@ class Accounts:
             if fresh.token and fresh.token != rejected:
                 user.token = fresh.token  # another request already renewed it
                 return fresh.token
-            minted = fresh.token_minted_at or 0.0
-            if self._clock() - minted < _MIN_MINT_INTERVAL_S:
-                raise TokenExpiredError(1001, "token rejected again right after renewal")
+            now = self._clock()
+            recent = self._renewals.setdefault((user.platform, user.user_id), deque())
+            while recent and now - recent[0] > 3600:
+                recent.popleft()
+            if len(recent) >= _MAX_RENEWALS_PER_HOUR:
+                raise TokenExpiredError(1001, "too many token renewals for this user")
+            recent.append(now)
             return await self._mint(user)
 
     async def _mint(self, user: UserRecord) -> str:

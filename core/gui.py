@@ -44,7 +44,7 @@ _RULES: list[tuple[re.Pattern[str], str, str | None]] = [
     ),
     (
         re.compile(r"\bdrag(?: and drop)? (.{1,80}?)(?=[.!?\n]|$)", _I),
-        "tell me “move \\1”",
+        "just tell me in a message how to move \\1",
         None,
     ),
     (

@@ -17,7 +17,7 @@ _TEXTS: dict[str, dict[str, str]] = {
             "Try:\n"
             "• generate a 10-second clip of a futuristic city at night\n"
             "• add lo-fi background music\n"
-            "• add a title \"Urban Dreams\"\n"
+            '• add a title "Urban Dreams"\n'
             "Send photos or clips to use them. Say status to see the timeline, "
             "credits for your balance, and export to get the 1080p MP4."
         ),
@@ -172,10 +172,6 @@ _TEXTS: dict[str, dict[str, str]] = {
     "unexpected": {
         "en": "⚠️ Something went wrong on my side. Nothing was lost — please try again.",
         "zh": "⚠️ 我这边出了点问题。没有丢失任何内容——请重试。",
-    },
-    "actions_hint": {
-        "en": "Next: export · status · credits",
-        "zh": "接下来：导出 · 状态 · 积分",
     },
 }
 

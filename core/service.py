@@ -17,11 +17,12 @@ and different chats run fully in parallel; there is no global lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TypeVar
@@ -62,6 +63,7 @@ from core.types import (
     IncomingMessage,
     Intent,
     Replier,
+    TextStream,
 )
 from core.wire import UploadResult
 from storage.base import RenderRecord, Store
@@ -250,23 +252,24 @@ class ConversationService:
             await self._recover(req, exc)
             return await call(req.ident)
 
-    async def _events(self, req: _Request, text: str) -> AsyncIterator[ChatEvent]:
+    async def _events(self, req: _Request, text: str) -> AsyncGenerator[ChatEvent, None]:
         """The chat stream; a 1001/1002 before the first event is recovered once."""
         for attempt in (1, 2):
-            stream = self._client.chat(req.ident.token, req.ident.session.session_id, text)
-            try:
-                first = await anext(stream)
-            except StopAsyncIteration:
+            chat = self._client.chat(req.ident.token, req.ident.session.session_id, text)
+            async with contextlib.aclosing(chat) as stream:
+                try:
+                    first = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except (TokenExpiredError, SessionNotFoundError) as exc:
+                    if attempt == 2:
+                        raise
+                    await self._recover(req, exc)
+                    continue
+                yield first
+                async for event in stream:
+                    yield event
                 return
-            except (TokenExpiredError, SessionNotFoundError) as exc:
-                if attempt == 2:
-                    raise
-                await self._recover(req, exc)
-                continue
-            yield first
-            async for event in stream:
-                yield event
-            return
 
     async def _render_token(
         self, render: RenderRecord, rejected: str | None
@@ -298,72 +301,91 @@ class ConversationService:
         notices = 0
         await _quietly(req.replier.working("typing"))
         try:
-            async for event in self._events(req, text):
-                now = self._clock()
-                if isinstance(event, HeartbeatEvent):
-                    quiet = now - last_news
-                    if quiet >= settings.heartbeat_timeout_s:
-                        raise StreamTimeoutError("only heartbeats for too long")
-                    if quiet >= settings.heartbeat_notice_s * (notices + 1):
-                        notices += 1
-                        await req.replier.send_text(t("still_working", lang))
-                    continue
-                last_news, notices = now, 0
-                if isinstance(event, TextEvent):
-                    out = buffer.feed(event.text)
-                    if out.strip():
-                        shown = True
-                        await stream.append(out)
-                elif isinstance(event, StreamErrorEvent):
-                    error = event.message
-                elif isinstance(event, (ToolCallEvent, ToolResultEvent)):
-                    await _quietly(req.replier.working("typing"))
+            async with contextlib.aclosing(self._events(req, text)) as events:
+                async for event in events:
+                    now = self._clock()
+                    if isinstance(event, HeartbeatEvent):
+                        quiet = now - last_news
+                        if quiet >= settings.heartbeat_timeout_s:
+                            raise StreamTimeoutError("only heartbeats for too long")
+                        if quiet >= settings.heartbeat_notice_s * (notices + 1):
+                            notices += 1
+                            await req.replier.send_text(t("still_working", lang))
+                        continue
+                    last_news, notices = now, 0
+                    if isinstance(event, TextEvent):
+                        out = buffer.feed(event.text)
+                        if out.strip():
+                            shown = True
+                            await stream.append(out)
+                    elif isinstance(event, StreamErrorEvent):
+                        error = event.message
+                    elif isinstance(event, (ToolCallEvent, ToolResultEvent)):
+                        await _quietly(req.replier.working("typing"))
         except StreamTimeoutError:
-            await self._finish_stream(stream, buffer, shown)
+            if await self._flush(stream, buffer, shown):
+                await stream.finish()
             await req.replier.send_text(t("stream_timeout", lang))
             return
         except TransportError:
             dropped = True
             log.warning("chat stream dropped for a %s user", req.msg.platform)
-        shown = await self._finish_stream(stream, buffer, shown)
+        shown = await self._flush(stream, buffer, shown)
         if dropped:
+            if shown:
+                await stream.finish()
             await req.replier.send_text(t("stream_dropped", lang))
         await self._after_chat(
-            req, shown=shown, error=error, show_timeline=buffer.hints.show_timeline
+            req,
+            stream if shown and not dropped else None,
+            error=error,
+            show_timeline=buffer.hints.show_timeline,
         )
 
-    async def _finish_stream(self, stream: object, buffer: SentenceBuffer, shown: bool) -> bool:
+    @staticmethod
+    async def _flush(stream: TextStream, buffer: SentenceBuffer, shown: bool) -> bool:
+        """Send what the buffer still holds; whether any text was shown at all."""
         rest = buffer.flush()
         if rest.strip():
-            shown = True
-            await stream.append(rest)  # type: ignore[attr-defined]
-        if shown:
-            await stream.finish()  # type: ignore[attr-defined]
+            await stream.append(rest)
+            return True
         return shown
 
     async def _after_chat(
-        self, req: _Request, *, shown: bool, error: str | None, show_timeline: bool
+        self,
+        req: _Request,
+        stream: TextStream | None,
+        *,
+        error: str | None = None,
+        show_timeline: bool = False,
+        note: str | None = None,
     ) -> None:
-        """Read the state after a turn: report what changed when the backend said nothing."""
+        """Read the state after a turn; close the reply with the actions that make sense now.
+
+        ``stream`` is the reply that showed the backend's text, if any; without one
+        the user hears what changed in the timeline (or ``note``).
+        """
         lang = req.lang
         before = Draft.from_json(_loads(req.ident.session.draft_json))
         state = await self._call(req, lambda i: self._client.state(i.token, i.session.session_id))
         await self._remember_draft(req, state.raw_draft)
         draft = state.draft
         actions = DEFAULT_ACTIONS if draft.is_exportable else (Action.CREDITS,)
-        changes = diff_drafts(before, draft)
-        if error and not changes:
-            await req.replier.send_text(t("stream_error", lang, detail=_safe_detail(error)))
+        if stream is not None:
+            await stream.finish(() if show_timeline else actions)
+            if show_timeline:
+                await req.replier.send_text(draft.summary(), actions=actions)
             return
-        if show_timeline:
-            await req.replier.send_text(draft.summary(), actions=actions)
-        elif not shown:
-            text = (
-                t("changes", lang, changes="\n".join(changes)) if changes else t("no_changes", lang)
-            )
-            await req.replier.send_text(text, actions=actions)
+        changes = diff_drafts(before, draft)
+        if note:
+            text = note
+        elif error and not changes:
+            text = t("stream_error", lang, detail=_safe_detail(error))
+        elif changes:
+            text = t("changes", lang, changes="\n".join(changes))
         else:
-            await req.replier.send_text(t("actions_hint", lang), actions=actions)
+            text = t("no_changes", lang)
+        await req.replier.send_text(text, actions=actions)
 
     async def _remember_draft(self, req: _Request, raw: object) -> None:
         encoded = json.dumps(raw, separators=(",", ":"), ensure_ascii=False) if raw else None
@@ -439,12 +461,14 @@ class ConversationService:
             added.extend(
                 _describe_upload(f) for f in result.files
             ) if result.files else added.append(name)
-        if added:
-            await req.replier.send_text(t("uploaded", lang, files=", ".join(added)))
-        if msg.text.strip() and added:
+        if not added:
+            return
+        uploaded = t("uploaded", lang, files=", ".join(added))
+        if msg.text.strip():
+            await req.replier.send_text(uploaded)
             await self._chat(req, msg.text.strip())
-        elif added:
-            await self._after_chat(req, shown=True, error=None, show_timeline=False)
+        else:
+            await self._after_chat(req, None, note=uploaded)
 
     async def _upload_bytes(self, ident: Identity, *, name: str, data: bytes) -> UploadResult:
         return await self._client.upload(

@@ -26,7 +26,9 @@ def test_panels_and_timeline_previews_show_the_timeline() -> None:
 
 
 def test_drag_and_drop_becomes_a_message() -> None:
-    assert translate("Drag the clip to the start.") == "Tell me “move the clip to the start”."
+    assert translate("Drag the clip to the start.") == (
+        "Just tell me in a message how to move the clip to the start."
+    )
 
 
 def test_other_buttons_become_words_to_say() -> None:

@@ -14,7 +14,8 @@ from core.config import Settings
 from core.renders import PollPolicy
 from core.service import ConversationService
 from core.types import Attachment, IncomingMessage, Intent
-from simulator.server import SimConfig, Simulator
+from simulator.server import Simulator
+from tests.conftest import fast_sim_config
 from tests.fakes.collecting import CollectingAdapter, CollectingReplier
 
 FAST_POLL = PollPolicy(min_interval=0.05, max_interval=0.2, first_delay=0.05)
@@ -144,7 +145,7 @@ async def test_export_with_an_empty_timeline_says_so(sim: Simulator, tmp_path: P
         r = CollectingReplier()
         await service.handle(msg("export"), r)
         assert "nothing to export" in r.all_text().lower()
-        assert sim.stats.get("renders", 0) == 0
+        assert sim.stats["renders"] == 0
 
 
 async def test_dropped_stream_is_reported_checked_and_not_resent(
@@ -153,11 +154,11 @@ async def test_dropped_stream_is_reported_checked_and_not_resent(
     async with core_for(sim, tmp_path) as (service, _):
         r = CollectingReplier()
         await service.handle(msg("make a video of a city"), r)
-        chats_before = sim.stats["calls"]["chat"]
+        chats_before = sim.stats["chat"]
         sim.inject("drop_stream", count=1, endpoint="chat")
         r.clear()
         await service.handle(msg("add jazz music"), r)
-        assert sim.stats["calls"]["chat"] == chats_before + 1
+        assert sim.stats["chat"] == chats_before + 1
         assert any("connection to the video service dropped" in t for t in r.texts())
 
 
@@ -172,12 +173,15 @@ async def test_silent_edit_reports_what_changed(sim: Simulator, tmp_path: Path) 
         assert "Added" in text and "audio" in text.lower()
 
 
-async def test_heartbeat_only_stream_times_out_with_a_message(
-    sim: Simulator, tmp_path: Path
-) -> None:
-    async with core_for(
-        sim, tmp_path, NEMO_HEARTBEAT_NOTICE_S=0.2, NEMO_HEARTBEAT_TIMEOUT_S=0.6
-    ) as (service, _):
+async def test_heartbeat_only_stream_times_out_with_a_message(tmp_path: Path) -> None:
+    config = fast_sim_config(heartbeat_only_seconds=5.0)
+    async with (
+        Simulator(config) as sim,
+        core_for(sim, tmp_path, NEMO_HEARTBEAT_NOTICE_S=0.2, NEMO_HEARTBEAT_TIMEOUT_S=0.6) as (
+            service,
+            _,
+        ),
+    ):
         r = CollectingReplier()
         sim.inject("heartbeat_only", count=1, endpoint="chat")
         await service.handle(msg("make a video of mountains"), r)
@@ -206,7 +210,7 @@ async def test_uploads_checked_before_download(sim: Simulator, tmp_path: Path) -
         text = r.all_text()
         assert "too large" in text and "MP4, MOV" in text and "empty" in text
         assert big_reads == [] and exe_reads == []
-        assert sim.stats["calls"].get("upload", 0) == 0
+        assert sim.stats["upload"] == 0
 
 
 async def test_photo_upload_with_caption_runs_the_instruction(
@@ -218,8 +222,8 @@ async def test_photo_upload_with_caption_runs_the_instruction(
         await service.handle(msg("make this the opening shot", attachments=(photo,)), r)
         assert reads == [1]
         assert "Added photo.png" in r.all_text()
-        assert sim.stats["calls"]["upload"] == 1
-        assert sim.stats["calls"]["chat"] == 1
+        assert sim.stats["upload"] == 1
+        assert sim.stats["chat"] == 1
 
 
 async def test_one_request_per_session_others_queue(sim: Simulator, tmp_path: Path) -> None:
@@ -232,7 +236,7 @@ async def test_one_request_per_session_others_queue(sim: Simulator, tmp_path: Pa
         )
         assert any("right after" in t for t in r2.texts())
         assert not any("right after" in t for t in r3.texts())
-        assert sim.stats.get("concurrent_duplicates", 0) == 0
+        assert sim.stats["concurrent_duplicates"] == 0
 
 
 async def test_new_project_gets_a_new_session_not_a_new_token(
@@ -245,7 +249,7 @@ async def test_new_project_gets_a_new_session_not_a_new_token(
         await service.handle(msg("status"), r)
         assert "empty" in r.texts()[-1]
     assert sim.stats["tokens_minted"] == 1
-    assert sim.stats["calls"]["session"] == 2
+    assert sim.stats["session"] == 2
 
 
 async def test_allowlist_refuses_politely(sim: Simulator, tmp_path: Path) -> None:
@@ -254,11 +258,11 @@ async def test_allowlist_refuses_politely(sim: Simulator, tmp_path: Path) -> Non
         await service.handle(msg("make a video"), r)
         await service.handle(msg("x", intent=Intent.EXPORT), r)
         assert all("private" in t for t in r.texts())
-        assert sim.stats["calls"].get("token", 0) == 0
+        assert sim.stats["token"] == 0
 
 
 async def test_render_resumes_after_restart_and_is_delivered_once(tmp_path: Path) -> None:
-    async with Simulator(SimConfig(seed=3, render_seconds=1.5, chunk_delay=0.0)) as sim:
+    async with Simulator(fast_sim_config(seed=3, render_seconds=1.5)) as sim:
         async with core_for(sim, tmp_path) as (service, _):
             await service.handle(msg("make a video of a bridge"), CollectingReplier())
             await service.handle(msg("export"), CollectingReplier())
