@@ -160,6 +160,7 @@ async def run_turn(turn: Turn) -> None:
             put(events.text(reply, partial=False, turn_complete=done))
         put(sse.END)
     finally:
+        put(sse.END)  # harmless after an earlier END/DROP; unblocks the handler on cancel
         if not charged:
             turn.user.frozen -= cost
         s.running[turn.text] -= 1

@@ -106,15 +106,20 @@ def apply_message(draft: Draft, text: str, rng: random.Random) -> Change:
         return _music(draft, text, rng)
     if _TEXT.search(text) and ("add" in low or _REMOVE.search(text) or "put" in low):
         return _text(draft, text, rng)
-    if not is_ready(draft) or _CHATTY.search(text) or text.strip().endswith("?"):
-        return Change(
-            "chat",
-            "",
-            {},
+    if not is_ready(draft):
+        reply = (
             "I'm your video assistant. Tell me what to make, for example "
-            '"make a 10-second clip of a futuristic city at night".',
-            changed=False,
+            '"make a 10-second clip of a futuristic city at night".'
         )
+        return Change("chat", "", {}, reply, changed=False)
+    if _CHATTY.search(text) or text.strip().endswith("?"):
+        tracks = len(draft["t"])
+        reply = (
+            f"Your project has {tracks} track{'s' if tracks != 1 else ''} "
+            f"({draft['d'] / 1000:g}s). Open the timeline panel to review it, "
+            "or tell me what to change."
+        )
+        return Change("chat", "", {}, reply, changed=False)
     return other_edit(draft, text, rng)
 
 
