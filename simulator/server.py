@@ -217,6 +217,8 @@ class Simulator:
         """GET /media/{name}: uploads, samples and finished renders (Range supported)."""
         name = request.match_info["name"]
         self.backend.stats["media"] += 1
+        if (record := request.get(RECORD)) is not None:
+            record.endpoint = "media"
         path = self.backend.media.get(name)
         job = self.renders.output(name)
         if job is not None:

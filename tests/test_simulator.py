@@ -403,6 +403,20 @@ async def test_turn_keeps_running_after_client_disconnect(sim: Simulator) -> Non
         assert (await api.draft())["t"][0]["sg"][0]["m"]["title"] == "owls"
 
 
+async def test_stop_does_not_wait_for_open_streams() -> None:
+    sim = Simulator(fast_sim_config(heartbeat_only_seconds=60))
+    await sim.start()
+    api = Api(sim)
+    await api.login()
+    await api.new_session()
+    sim.inject("heartbeat_only")
+    reader = asyncio.create_task(api.chat("hello"))
+    await asyncio.sleep(0.2)
+    await asyncio.wait_for(sim.stop(), 3)
+    await asyncio.wait_for(reader, 3)
+    await api.http.aclose()
+
+
 # ------------------------------------------------------------------------------ upload
 async def test_multipart_upload_streams_describes_and_serves(sim: Simulator) -> None:
     png, wav, mp4 = media.sample_image(), media.sample_audio(), media.sample_video()
