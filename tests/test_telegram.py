@@ -488,6 +488,23 @@ async def test_full_session_generate_edit_upload_status_credits_export(
     print("Bot API calls:", " ".join(methods))
 
 
+async def test_failed_download_is_reported_without_leaking_the_url(
+    sim: Simulator, tg: FakeTelegram, tmp_path: Path, png: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with real_core(sim, tg, tmp_path):
+        photo = tg.photo(tg.private_chat(81), 81, png, caption="use it")
+        tg.broken_downloads.update(tg.file_paths())
+        await tg.wait_for(lambda: tg.sent_to(81), within=10)
+    assert tg.downloads and photo["photo"][-1]["file_id"]
+    assert "download" in tg.texts(81)[0].lower()
+    assert TOKEN not in caplog.text
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud and not [r for r in loud if "/file/bot" in (r.getMessage() + (r.exc_text or ""))]
+    assert not [r for r in sim.requests if r.endpoint == "upload"]
+    assert_no_secrets_reached(sim)
+
+
 async def test_forum_topic_export_lands_in_the_topic(
     sim: Simulator, tg: FakeTelegram, tmp_path: Path
 ) -> None:

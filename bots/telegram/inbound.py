@@ -22,6 +22,7 @@ from core.types import Attachment
 
 __all__ = [
     "AlbumCollector",
+    "DownloadError",
     "FileInfo",
     "addressing",
     "files_of",
@@ -52,6 +53,10 @@ _MIME_EXT = {
 }
 _DOWNLOAD_TIMEOUT = 300.0
 _SPACES = re.compile(r"[ \t]{2,}")
+
+
+class DownloadError(Exception):
+    """A Telegram file could not be downloaded (the message never contains its URL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +127,13 @@ def to_attachment(bot: Bot, info: FileInfo) -> Attachment:
     """
 
     async def read() -> bytes:
-        file = await bot.get_file(info.file_id)
-        return bytes(await file.download_as_bytearray(read_timeout=_DOWNLOAD_TIMEOUT))
+        try:
+            file = await bot.get_file(info.file_id)
+            return bytes(await file.download_as_bytearray(read_timeout=_DOWNLOAD_TIMEOUT))
+        except Exception as exc:
+            # A fresh error without the chain: nothing that might quote the URL travels on.
+            reason = f"{type(exc).__name__}: {exc}".replace(bot.token, "<bot-token>")
+            raise DownloadError(f"could not download {info.filename} ({reason})") from None
 
     return Attachment(filename=info.filename, size=info.size, read=read, mime_type=info.mime_type)
 

@@ -147,6 +147,7 @@ class FakeTelegram:
         self.download_limit = download_limit
         self.calls: list[Call] = []
         self.downloads: list[str] = []
+        self.broken_downloads: set[str] = set()  # file paths whose download answers 500
         self.messages: dict[tuple[int, int], SentMessage] = {}
         self.errors: list[tuple[str, str]] = []
         self.webhook: JSON | None = None
@@ -226,6 +227,10 @@ class FakeTelegram:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting; calls: {[c.method for c in self.calls]}")
             await asyncio.sleep(interval)
+
+    def file_paths(self) -> list[str]:
+        """The paths of every stored file (as getFile reports them)."""
+        return [path for path, _, _ in self._files.values()]
 
     def add_file(self, data: bytes, *, file_path: str = "photos/file_0.jpg") -> str:
         """Store a downloadable file; returns its file_id."""
@@ -590,6 +595,8 @@ class FakeTelegram:
         self.downloads.append(path)
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401}, status=401)
+        if path in self.broken_downloads:
+            return web.json_response({"ok": False, "error_code": 500}, status=500)
         for stored_path, data, _ in self._files.values():
             if stored_path == path:
                 return web.Response(body=data, content_type="application/octet-stream")
