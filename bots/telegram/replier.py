@@ -232,8 +232,16 @@ class TelegramTextStream:
 
 
 def _with_link(body: str, url: str, limit: int) -> str:
-    """``body`` then ``url`` on its own line, cut to ``limit`` without ever cutting the link."""
-    body = body.replace(url, "").rstrip() if url in body else body.rstrip()
+    """``body`` with ``url`` in it, cut to ``limit`` without ever cutting the link.
+
+    A body that already quotes the link and fits is kept as it is; otherwise the
+    link goes on a line of its own at the end.
+    """
+    body = body.rstrip()
+    if url in body:
+        if utf16_len(body) <= limit:
+            return body
+        body = body.replace(url, "").rstrip()
     if not body:
         return url
     return truncate(body, limit - utf16_len(url) - 1) + "\n" + url
