@@ -207,6 +207,7 @@ class DiscordBot(discord.Client):
             interaction=interaction,
             guild_id=interaction.guild_id,
             language=language_of(interaction.locale),
+            mention_on_delivery=True,
         )
         replier.mark_deferred(ephemeral=ephemeral)
         return replier
@@ -289,6 +290,7 @@ class DiscordBot(discord.Client):
             user_id=message.author.id,
             reply_to=message.id,
             guild_id=message.guild.id if message.guild else None,
+            mention_on_delivery=True,
         )
         for attachment in message.attachments:
             problem = attachment_problem(

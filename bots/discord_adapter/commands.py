@@ -40,11 +40,13 @@ def build_commands() -> list[app_commands.Command[Any, ..., None]]:
         clip: discord.Attachment | None = None,
     ) -> None:
         """Generate or edit a video."""
+        files = [a for a in (image, clip) if a is not None]
+        # With files the core uploads them first, then sends the prompt.
         await _bot(interaction).run_command(
             interaction,
             text=prompt,
-            intent=Intent.CHAT,
-            attachments=[a for a in (image, clip) if a is not None],
+            intent=Intent.UPLOAD if files else Intent.CHAT,
+            attachments=files,
         )
 
     @app_commands.command(

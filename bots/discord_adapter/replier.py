@@ -267,7 +267,10 @@ class DiscordReplier:
         file: discord.File | None,
         delivery: bool,
     ) -> EditableMessage | None:
-        if delivery and self.mention_on_delivery and self.guild_id is not None:
+        # A finished video pings its owner in a server: as a reply when there is a
+        # message to answer, else with a mention (nobody else is ever pinged).
+        ping = delivery and self.mention_on_delivery and self.guild_id is not None
+        if ping and self.reply_to is None:
             content = f"<@{self.user_id}> {content or ''}".strip()[:MESSAGE_LIMIT]
         kwargs: dict[str, Any] = {
             "allowed_mentions": discord.AllowedMentions(
@@ -284,7 +287,7 @@ class DiscordReplier:
             kwargs["reference"] = discord.MessageReference(
                 message_id=self.reply_to, channel_id=self.channel_id, fail_if_not_exists=False
             )
-            kwargs["mention_author"] = False
+            kwargs["mention_author"] = ping
         try:
             msg = await self._channel().send(content=content, **kwargs)
         except discord.Forbidden:

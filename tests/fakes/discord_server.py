@@ -680,6 +680,7 @@ class FakeDiscord:
         """Dispatch a button press on a message (by default the newest one with that button)."""
         user = user or self.alice
         payload = self._interaction_base(3, user, dm=False, locale="en-US", size_limit=size_limit)
+        message_id = message_id or self.message_with(custom_id)
         msg = self.messages.get(message_id or "") or self._message(
             self.channel_id,
             {
@@ -697,6 +698,14 @@ class FakeDiscord:
         payload["data"] = {"custom_id": custom_id, "component_type": 2}
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
+
+    def message_with(self, custom_id: str) -> str | None:
+        """The id of the newest stored message that shows a button with ``custom_id``."""
+        for msg in reversed(list(self.messages.values())):
+            for row in msg.get("components") or []:
+                if any(c.get("custom_id") == custom_id for c in row.get("components", [])):
+                    return str(msg["id"])
+        return None
 
     async def user_message(
         self,

@@ -1,0 +1,571 @@
+"""The Discord adapter end to end: the real discord.py client over HTTP and WebSocket
+against a local fake of Discord (tests/fakes/discord_server.py), and the real
+conversation service against the NemoVideo simulator.
+
+Slash commands can't be driven by dpytest, so the fake dispatches real
+INTERACTION_CREATE events and records every REST call the bot makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from bots.discord_adapter import DiscordBot, configure_endpoints, run_discord
+from bots.discord_adapter.texts import split_text
+from bots.discord_adapter.views import custom_id
+from core.app import open_core
+from core.config import Settings
+from core.renders import PollPolicy
+from core.service import ConversationService
+from core.types import Action, IncomingMessage, Intent, Replier, Video
+from simulator import media
+from simulator.server import Simulator
+from tests.fakes.discord_server import FakeDiscord, Recorded
+
+TOKEN = "discord-test-token-do-not-log"
+FAST_POLL = PollPolicy(min_interval=0.05, max_interval=0.2, first_delay=0.05)
+EDIT_INTERVAL = 0.1
+
+
+# ---------------------------------------------------------------------- harness
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    """A fake Discord (REST + gateway) on 127.0.0.1."""
+    async with FakeDiscord() as running:
+        yield running
+
+
+def discord_settings(fake: FakeDiscord, tmp_path: Path, **extra: Any) -> Settings:
+    """Settings that point the bot at the fake (and, with NEMO_API_BASE, at the simulator)."""
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        DISCORD_BOT_TOKEN=SecretStr(TOKEN),
+        DISCORD_API_BASE=fake.api_base,
+        DISCORD_GATEWAY_URL=fake.gateway_url,
+        NEMO_BOT_DB=tmp_path / "bot.db",
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def running_bot(
+    fake: FakeDiscord, settings: Settings, service: Any, **options: Any
+) -> AsyncIterator[DiscordBot]:
+    """Start a DiscordBot against the fake; yield it once it is ready; close it after."""
+    configure_endpoints(settings)
+    options.setdefault("edit_interval", EDIT_INTERVAL)
+    bot = DiscordBot(settings, service, guild_ready_timeout=0.05, **options)
+    task = asyncio.create_task(bot.start(TOKEN))
+    try:
+        async with asyncio.timeout(10):
+            waiter = asyncio.create_task(bot.adapter.ready.wait())
+            done, _ = await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                waiter.cancel()
+                task.result()
+        yield bot
+    finally:
+        await bot.close()
+        await asyncio.wait_for(task, 10)
+
+
+@asynccontextmanager
+async def real_core(
+    sim: Simulator, fake: FakeDiscord, tmp_path: Path, **extra: Any
+) -> AsyncIterator[tuple[ConversationService, Settings]]:
+    """The real service (SQLite + NemoVideo client) against the simulator."""
+    settings = discord_settings(fake, tmp_path, NEMO_API_BASE=sim.base_url, **extra)
+    async with open_core(settings, poll_policy=FAST_POLL) as service:
+        yield service, settings
+
+
+def is_callback(rec: Recorded) -> bool:
+    return rec.method == "POST" and rec.path.endswith("/callback")
+
+
+def original_edits(payload: dict[str, Any]) -> Any:
+    token = payload["token"]
+    return lambda r: r.method == "PATCH" and f"/{token}/messages/@original" in r.path
+
+
+def answered_with_buttons(payload: dict[str, Any]) -> Any:
+    """The interaction's answer carrying buttons: the original response or a followup."""
+    token = payload["token"]
+    return lambda r: (
+        f"/webhooks/{payload['application_id']}/{token}" in r.path and bool(custom_ids(r))
+    )
+
+
+def content_of(rec: Recorded) -> str:
+    payload = rec.payload
+    return str(payload.get("content") or "") if isinstance(payload, dict) else ""
+
+
+def custom_ids(rec: Recorded) -> list[str]:
+    payload = rec.payload
+    rows = (payload.get("components") or []) if isinstance(payload, dict) else []
+    return [c["custom_id"] for row in rows for c in row.get("components", [])]
+
+
+class ScriptedService:
+    """A stand-in core: records requests and answers with a scripted coroutine."""
+
+    def __init__(self, script: Any = None) -> None:
+        self.messages: list[IncomingMessage] = []
+        self.adapters: list[Any] = []
+        self.repliers: list[Replier] = []
+        self.script = script
+        self.done = asyncio.Event()
+
+    def register_adapter(self, adapter: Any) -> None:
+        self.adapters.append(adapter)
+
+    async def handle(self, msg: IncomingMessage, replier: Replier) -> None:
+        self.messages.append(msg)
+        self.repliers.append(replier)
+        try:
+            if self.script is not None:
+                await self.script(msg, replier)
+            else:
+                await replier.send_text(f"echo: {msg.text}", actions=(Action.EXPORT,))
+        finally:
+            self.done.set()
+
+
+# ---------------------------------------------------------------------- start-up
+
+
+async def test_login_sync_and_gateway_use_the_configured_endpoints(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    service = ScriptedService()
+    async with running_bot(fake, discord_settings(fake, tmp_path), service) as bot:
+        assert bot.user is not None and str(bot.user.id) == fake.bot_user["id"]
+        assert service.adapters == [bot.adapter]
+        assert bot.get_guild(int(fake.guild_id)) is not None
+    paths = [str(r) for r in fake.requests]
+    assert paths[:3] == [
+        "GET /api/v10/users/@me",
+        "GET /api/v10/oauth2/applications/@me",
+        f"PUT /api/v10/applications/{fake.app_id}/commands",
+    ]
+    identify = fake.identifies[0]
+    assert identify["token"] == TOKEN
+    assert identify["intents"] & (1 << 15) == 0  # no privileged message-content intent
+
+
+async def test_command_sync_payload_has_english_and_chinese_descriptions(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async with running_bot(fake, discord_settings(fake, tmp_path), ScriptedService()):
+        pass
+    (sync,) = fake.find("PUT", f"/applications/{fake.app_id}/commands")
+    commands = {c["name"]: c for c in sync.json}
+    assert set(commands) == {"video", "upload", "export", "status", "credits", "new", "help"}
+    for command in commands.values():
+        assert command["description"]
+        assert command["description_localizations"]["zh-CN"]
+        assert "name_localizations" not in command or not command["name_localizations"]
+    video = commands["video"]
+    assert video["description"] == "Generate a video, or edit the current one"
+    assert video["description_localizations"] == {"zh-CN": "生成视频，或修改当前视频"}
+    options = {o["name"]: o for o in video["options"]}
+    assert options["prompt"]["type"] == 3 and options["prompt"]["required"] is True
+    assert options["image"]["type"] == 11 and not options["image"].get("required")
+    assert options["clip"]["type"] == 11
+    assert options["prompt"]["description_localizations"] == {"zh-CN": "想生成或修改的内容"}
+    upload = {o["name"]: o for o in commands["upload"]["options"]}
+    assert upload["file"]["type"] == 11 and upload["file"]["required"] is True
+    assert upload["note"]["type"] == 3
+
+
+# ---------------------------------------------------------------------- with the real core
+
+
+async def test_video_is_deferred_at_once_then_answered_with_buttons(
+    sim: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async with (
+        real_core(sim, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        sent_at = time.monotonic()
+        payload = await fake.slash(
+            "video", {"prompt": "make a 10-second clip of a futuristic city at night"}
+        )
+        (callback,) = await fake.wait_for(is_callback)
+        assert callback.at - sent_at < 3.0
+        assert callback.path == f"/api/v10/interactions/{payload['id']}/{payload['token']}/callback"
+        assert callback.json == {"type": 5}  # deferred, public "thinking"
+        # The streamed answer fills the original response; the last edit carries the buttons.
+        (final,) = await fake.wait_for(answered_with_buttons(payload), within=20)
+    assert content_of(final).strip()
+    alice = fake.alice["id"]
+    assert custom_ids(final) == [
+        custom_id(Action.EXPORT, int(alice)),
+        custom_id(Action.TIMELINE, int(alice)),
+        custom_id(Action.CREDITS, int(alice)),
+    ]
+    every_edit = [r for r in fake.requests if original_edits(payload)(r)]
+    contents = [content_of(r) for r in every_edit]
+    for (a, b), later in zip(itertools.pairwise(contents), every_edit[1:], strict=True):
+        assert a != b or custom_ids(later)  # never an edit that changes nothing
+    assert sim.stats["chat"] >= 1
+
+
+async def test_video_with_an_image_option_uploads_it_to_the_backend(
+    sim: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    png = media.sample_image().read_bytes()
+    image = fake.attachment("city.png", png, "image/png")
+    async with (
+        real_core(sim, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        payload = await fake.slash(
+            "video", {"prompt": "use this photo as the opening shot"}, attachments={"image": image}
+        )
+        await fake.wait_for(answered_with_buttons(payload), within=20)
+    assert fake.find("GET", f"/cdn/{image['id']}/city.png")  # downloaded from Discord's CDN
+    assert sim.stats["uploads"] == 1
+    assert sim.stats["upload_bytes"] == len(png)
+    assert sim.stats["chat"] >= 1  # the prompt followed the upload
+
+
+async def test_a_mention_in_the_server_is_answered_in_the_channel(
+    sim: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async with (
+        real_core(sim, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        mention = f"<@{fake.bot_user['id']}> make a 10-second clip of a futuristic city at night"
+        message = await fake.user_message(mention)
+        posts = await fake.wait_for(
+            lambda r: (
+                r.method == "POST" and r.path.endswith(f"/channels/{fake.channel_id}/messages")
+            )
+        )
+        first = posts[0].json
+        assert str(first["message_reference"]["message_id"]) == message["id"]
+        assert first["allowed_mentions"]["parse"] == []
+        await fake.wait_for(
+            lambda r: (
+                r.path.startswith(f"/api/v10/channels/{fake.channel_id}/messages")
+                and bool(custom_ids(r))
+            ),
+            within=20,
+        )
+    assert any(str(r) == f"POST /api/v10/channels/{fake.channel_id}/typing" for r in fake.requests)
+
+
+async def test_export_edits_progress_then_attaches_the_mp4(
+    sim: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async with (
+        real_core(sim, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        first = await fake.slash("video", {"prompt": "make a 10-second clip of a city at night"})
+        await fake.wait_for(answered_with_buttons(first), within=20)
+        export = await fake.slash("export")
+        done = await fake.wait_for(lambda r: original_edits(export)(r) and bool(r.files), within=20)
+    edits = [r for r in fake.requests if original_edits(export)(r)]
+    assert "%" in content_of(edits[0])  # progress first, in the same message
+    final = done[0]
+    (mp4,) = final.files
+    assert mp4.filename == "nemo-video.mp4" and mp4.data[4:8] == b"ftyp"
+    assert final.payload["embeds"][0]["description"]  # the timeline summary
+    assert final.payload["attachments"][0]["filename"] == "nemo-video.mp4"
+
+
+async def test_export_posts_the_link_when_the_file_is_over_the_cap(
+    sim: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async with (
+        real_core(sim, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        first = await fake.slash("video", {"prompt": "make a 10-second clip of a city at night"})
+        await fake.wait_for(answered_with_buttons(first), within=20)
+        export = await fake.slash("export", size_limit=1024)  # a 1 KiB upload cap
+        done = await fake.wait_for(
+            lambda r: original_edits(export)(r) and "http" in content_of(r), within=20
+        )
+    assert not done[-1].files
+    assert sim.base_url in content_of(done[-1])
+
+
+async def test_credits_are_ephemeral(sim: Simulator, fake: FakeDiscord, tmp_path: Path) -> None:
+    async with (
+        real_core(sim, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        payload = await fake.slash("credits")
+        (callback,) = await fake.wait_for(is_callback)
+        (answer,) = await fake.wait_for(original_edits(payload))
+    assert callback.json == {"type": 5, "data": {"flags": 64}}
+    assert content_of(answer)
+    assert fake.messages[fake._originals[payload["token"]]]["flags"] & 64
+
+
+async def test_a_refusal_for_one_person_is_ephemeral(
+    sim: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async with (
+        real_core(sim, fake, tmp_path, NEMO_ALLOWED_USERS="someone-else") as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        payload = await fake.slash("video", {"prompt": "a city"})
+        (followup,) = await fake.wait_for(
+            lambda r: (
+                r.method == "POST"
+                and r.path.endswith(f"/webhooks/{fake.app_id}/{payload['token']}")
+            )
+        )
+    assert followup.json["flags"] == 64
+    # The public "thinking" placeholder was removed rather than filled with the refusal.
+    assert fake.find("DELETE", f"/{payload['token']}/messages/@original")
+    assert sim.stats["chat"] == 0
+
+
+async def test_buttons_refuse_others_and_survive_a_restart(
+    sim: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    alice = int(fake.alice["id"])
+    async with real_core(sim, fake, tmp_path) as (service, settings):
+        async with running_bot(fake, settings, service):
+            first = await fake.slash(
+                "video", {"prompt": "make a 10-second clip of a city at night"}
+            )
+            (result,) = await fake.wait_for(answered_with_buttons(first), within=20)
+            message_id = fake.message_with(custom_id(Action.EXPORT, alice))
+            assert message_id is not None
+            refused = await fake.press(
+                custom_id(Action.EXPORT, alice), user=fake.bob, message_id=message_id
+            )
+            (callback,) = await fake.wait_for(lambda r: is_callback(r) and refused["id"] in r.path)
+            assert callback.json["type"] == 4
+            assert callback.json["data"]["flags"] == 64
+            assert "belong" in callback.json["data"]["content"]
+        fake.requests.clear()
+        # A new process: a new client instance, the same custom_id on the old message.
+        async with running_bot(fake, settings, service):
+            press = await fake.press(custom_id(Action.CREDITS, alice), message_id=message_id)
+            (callback,) = await fake.wait_for(lambda r: is_callback(r) and press["id"] in r.path)
+            (answer,) = await fake.wait_for(original_edits(press))
+    assert callback.json == {"type": 5, "data": {"flags": 64}}
+    assert content_of(answer)
+    assert custom_ids(result)
+
+
+async def test_an_unsupported_file_gets_the_list_of_formats_without_a_download(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    service = ScriptedService()
+    notes = fake.attachment("notes.txt", b"hello", "text/plain")
+    async with running_bot(fake, discord_settings(fake, tmp_path), service):
+        await fake.user_message(f"<@{fake.bot_user['id']}> use this", attachments=[notes])
+        (reply,) = await fake.wait_for(
+            lambda r: r.method == "POST" and r.path.endswith("/messages")
+        )
+    assert "notes.txt" in content_of(reply) and "mp4" in content_of(reply)
+    assert "webp" in content_of(reply)
+    assert not fake.find("GET", "/cdn/")
+    assert service.messages == []
+
+
+async def test_a_too_large_file_is_refused_before_download(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    service = ScriptedService()
+    clip = fake.attachment("big.mp4", b"\0" * 2048, "video/mp4")
+    clip["size"] = 5 * 1024 * 1024  # Discord reports the size up front
+    settings = discord_settings(fake, tmp_path, NEMO_MAX_UPLOAD_MB=1)
+    async with running_bot(fake, settings, service):
+        payload = await fake.slash("upload", attachments={"file": clip})
+        (followup,) = await fake.wait_for(
+            lambda r: r.method == "POST" and r.path.endswith(payload["token"])
+        )
+    assert "big.mp4" in content_of(followup) and followup.json["flags"] == 64
+    assert not fake.find("GET", "/cdn/")
+    assert service.messages == []
+
+
+# ---------------------------------------------------------------------- with a scripted core
+
+
+async def test_requests_carry_ids_language_and_attachments(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    service = ScriptedService()
+    clip = fake.attachment("shot.mp4", b"fake-mp4-bytes", "video/mp4")
+    async with running_bot(fake, discord_settings(fake, tmp_path), service):
+        await fake.slash("upload", {"note": "opening"}, attachments={"file": clip}, locale="zh-CN")
+        await fake.wait_for(lambda r: r.method == "PATCH")
+        read = await service.messages[0].attachments[0].read()
+        await fake.user_message("hello there", dm=True, user=fake.bob)
+        await fake.wait_for(lambda r: r.method == "POST" and "/channels/" in r.path)
+        await fake.user_message(f"<@{fake.bot_user['id']}>", thread=True)
+        await fake.wait_for(lambda r: r.method == "POST" and "/channels/" in r.path, count=2)
+        await fake.user_message("not for the bot", mention_bot=False)
+        await asyncio.sleep(0.1)
+    slash, dm, thread = service.messages
+    assert read == b"fake-mp4-bytes"
+    assert (slash.platform, slash.user_id, slash.chat_id) == (
+        "discord",
+        fake.alice["id"],
+        fake.channel_id,
+    )
+    assert slash.intent is Intent.UPLOAD and slash.text == "opening" and slash.language == "zh"
+    assert slash.is_group and slash.thread_id is None
+    assert slash.attachments[0].filename == "shot.mp4" and slash.attachments[0].size == len(
+        b"fake-mp4-bytes"
+    )
+    assert dm.user_id == fake.bob["id"] and not dm.is_group and dm.text == "hello there"
+    assert dm.intent is None and dm.message_id is not None
+    assert thread.chat_id == thread.thread_id == fake.thread_id
+    assert thread.intent is Intent.HELP and thread.text == ""  # empty mention: explain
+
+
+async def test_streamed_text_is_throttled_never_repeated_and_split_at_2000(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        stream = replier.stream()
+        for i in range(60):
+            await stream.append(f"Sentence number {i:02d} about the city at night. " * 2)
+            await asyncio.sleep(0.01)
+        await stream.finish((Action.EXPORT, Action.CREDITS))
+
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service, edit_interval=0.2):
+        payload = await fake.slash("video", {"prompt": "talk"})
+        await asyncio.wait_for(service.done.wait(), 20)
+    full = "".join(f"Sentence number {i:02d} about the city at night. " * 2 for i in range(60))
+    original = [r for r in fake.requests if original_edits(payload)(r)]
+    followups = [
+        r for r in fake.requests if r.method == "POST" and r.path.endswith(payload["token"])
+    ]
+    followup_edits = [
+        r for r in fake.requests if r.method == "PATCH" and "/messages/@original" not in r.path
+    ]
+    # ~6000 characters: the original response plus two followups, none over 2000.
+    assert len(followups) == 2
+    assert all(len(content_of(r)) <= 2000 for r in fake.requests if r.payload)
+    shown = [m["content"] for m in fake.messages.values()]  # in the order they were posted
+    assert len(shown) == 3
+    assert " ".join(shown).split() == full.split()
+    # Edits of one message are spaced by the interval and never identical.
+    for series in (original, followup_edits):
+        for a, b in itertools.pairwise(series):
+            if a.path == b.path:
+                assert b.at - a.at >= 0.2 - 0.02
+                assert content_of(a) != content_of(b) or custom_ids(b)
+    assert len(original) < 15  # batched: far fewer edits than the 60 appends
+    last = followup_edits[-1] if followup_edits else followups[-1]
+    assert custom_ids(last) == [
+        custom_id(Action.EXPORT, int(fake.alice["id"])),
+        custom_id(Action.CREDITS, int(fake.alice["id"])),
+    ]
+
+
+async def test_work_after_the_token_expires_goes_to_the_channel(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    release = asyncio.Event()
+
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        await replier.progress("Rendering…", 10)
+        await release.wait()
+        await replier.send_video(Video(url="https://cdn.example/v.mp4", caption="Your video"))
+
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service, token_lifetime=0.3):
+        payload = await fake.slash("export")
+        await fake.wait_for(original_edits(payload))
+        await asyncio.sleep(0.4)
+        release.set()
+        (post,) = await fake.wait_for(
+            lambda r: (
+                r.method == "POST" and r.path.endswith(f"/channels/{fake.channel_id}/messages")
+            )
+        )
+    assert content_of(post).startswith(f"<@{fake.alice['id']}>")
+    assert "https://cdn.example/v.mp4" in content_of(post)
+    assert [str(u) for u in post.json["allowed_mentions"]["users"]] == [fake.alice["id"]]
+
+
+async def test_a_stored_conversation_is_delivered_after_a_restart(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    service = ScriptedService()
+    async with running_bot(fake, discord_settings(fake, tmp_path), service) as bot:
+        ref = IncomingMessage(
+            platform="discord", user_id=fake.alice["id"], chat_id=fake.channel_id, message_id="42"
+        ).ref()
+        replier = bot.adapter.replier_for(ref)
+        video = b"\x00\x00\x00\x18ftypmp42" + b"\0" * 100
+
+        async def fetch(limit: int) -> bytes | None:
+            assert limit == 10 * 1024 * 1024  # the guild's cap (no boosts)
+            return video
+
+        await replier.send_video(Video(url="u", caption="Done!", summary="1 clip", fetch=fetch))
+        (post,) = await fake.wait_for(lambda r: r.method == "POST" and "/channels/" in r.path)
+    assert post.files[0].data == video
+    assert str(post.payload["message_reference"]["message_id"]) == "42"
+    assert post.payload["embeds"][0]["description"] == "1 clip"
+
+
+async def test_a_failing_core_still_answers_and_the_token_is_never_logged(
+    fake: FakeDiscord, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        raise RuntimeError(f"boom with {TOKEN}")
+
+    caplog.set_level(logging.DEBUG)
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service):
+        payload = await fake.slash("status")
+        (followup,) = await fake.wait_for(
+            lambda r: r.method == "POST" and r.path.endswith(payload["token"])
+        )
+    assert "went wrong" in content_of(followup) and followup.json["flags"] == 64
+    assert "failed" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+async def test_run_discord_runs_until_the_stop_event(fake: FakeDiscord, tmp_path: Path) -> None:
+    service = ScriptedService()
+    stop = asyncio.Event()
+    settings = discord_settings(fake, tmp_path)
+    runner = asyncio.create_task(
+        run_discord(settings, service, stop_event=stop, guild_ready_timeout=0.05)
+    )
+    await fake.wait_connected()
+    await fake.slash("help")
+    await asyncio.wait_for(service.done.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(runner, 10)
+    assert service.messages[0].intent is Intent.HELP
+
+
+def test_split_text_prefers_line_breaks() -> None:
+    text = "\n".join(["a" * 1500] * 3)
+    pieces = split_text(text)
+    assert pieces == ["a" * 1500] * 3
+    assert split_text("x" * 4500) == ["x" * 2000, "x" * 2000, "x" * 500]
+    assert split_text("short") == ["short"]
