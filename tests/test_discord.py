@@ -17,14 +17,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import discord
 import pytest
 from pydantic import SecretStr
 
-from bots.discord_adapter import DiscordBot, configure_endpoints, run_discord
+from bots.discord_adapter import DiscordBot, run_discord
 from bots.discord_adapter.texts import split_text
 from bots.discord_adapter.views import custom_id
 from core.app import open_core
-from core.config import Settings
+from core.config import Settings, SettingsError
 from core.renders import PollPolicy
 from core.service import ConversationService
 from core.types import Action, IncomingMessage, Intent, Replier, Video
@@ -64,7 +65,6 @@ async def running_bot(
     fake: FakeDiscord, settings: Settings, service: Any, **options: Any
 ) -> AsyncIterator[DiscordBot]:
     """Start a DiscordBot against the fake; yield it once it is ready; close it after."""
-    configure_endpoints(settings)
     options.setdefault("edit_interval", EDIT_INTERVAL)
     bot = DiscordBot(settings, service, guild_ready_timeout=0.05, **options)
     task = asyncio.create_task(bot.start(TOKEN))
@@ -552,10 +552,12 @@ async def test_run_discord_runs_until_the_stop_event(fake: FakeDiscord, tmp_path
     service = ScriptedService()
     stop = asyncio.Event()
     settings = discord_settings(fake, tmp_path)
+    ready = asyncio.Event()
     runner = asyncio.create_task(
-        run_discord(settings, service, stop_event=stop, guild_ready_timeout=0.05)
+        run_discord(settings, service, stop_event=stop, ready=ready, guild_ready_timeout=0.05)
     )
-    await fake.wait_connected()
+    await asyncio.wait_for(ready.wait(), 10)
+    assert fake.identifies
     await fake.slash("help")
     await asyncio.wait_for(service.done.wait(), 10)
     stop.set()
@@ -569,3 +571,15 @@ def test_split_text_prefers_line_breaks() -> None:
     assert pieces == ["a" * 1500] * 3
     assert split_text("x" * 4500) == ["x" * 2000, "x" * 2000, "x" * 500]
     assert split_text("short") == ["short"]
+
+
+async def test_run_discord_surfaces_a_rejected_token(fake: FakeDiscord, tmp_path: Path) -> None:
+    fake.reject_token = True
+    with pytest.raises(discord.LoginFailure):
+        await asyncio.wait_for(run_discord(discord_settings(fake, tmp_path), ScriptedService()), 10)
+
+
+async def test_run_discord_needs_a_token(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, NEMO_BOT_DB=tmp_path / "db")  # type: ignore[call-arg]
+    with pytest.raises(SettingsError, match="DISCORD_BOT_TOKEN"):
+        await run_discord(settings, ScriptedService())

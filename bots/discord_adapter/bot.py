@@ -129,7 +129,8 @@ class DiscordAdapter:
 class DiscordBot(discord.Client):
     """The nemo-bot Discord client.
 
-    ``edit_interval`` (seconds between edits of one message) and
+    Constructing one applies ``DISCORD_API_BASE``/``DISCORD_GATEWAY_URL`` (see
+    :func:`configure_endpoints`). ``edit_interval`` (seconds between edits of one message) and
     ``token_lifetime`` (seconds an interaction token is relied on) are knobs for
     tests; ``options`` go to :class:`discord.Client` (e.g. ``guild_ready_timeout``).
     """
@@ -148,6 +149,7 @@ class DiscordBot(discord.Client):
             "allowed_mentions", discord.AllowedMentions(everyone=False, roles=False, users=True)
         )
         super().__init__(**options)
+        configure_endpoints(settings)
         self.settings = settings
         self.service = service
         self.edit_interval = edit_interval
@@ -354,31 +356,34 @@ async def run_discord(
     service: ConversationHandler,
     *,
     stop_event: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
     **options: Any,
 ) -> None:
     """Run the Discord bot until ``stop_event`` is set (or the connection ends for good).
 
-    Raises :class:`core.config.SettingsError` when ``DISCORD_BOT_TOKEN`` is unset.
-    ``options`` go to :class:`DiscordBot` (test knobs).
+    ``ready`` is set once the bot is registered with the service and connected:
+    then is the time for ``await service.start()`` (resuming undelivered renders).
+    ``options`` go to :class:`DiscordBot` (test knobs such as ``edit_interval``).
+    Raises :class:`core.config.SettingsError` when ``DISCORD_BOT_TOKEN`` is unset, and
+    whatever ended the connection (e.g. :class:`discord.LoginFailure`) if it ends by itself.
     """
     if settings.discord_bot_token is None:
         raise SettingsError("DISCORD_BOT_TOKEN: not set")
-    configure_endpoints(settings)
     bot = DiscordBot(settings, service, **options)
     async with bot:
         runner = asyncio.create_task(bot.start(settings.discord_bot_token.get_secret_value()))
-        if stop_event is None:
-            await runner
-            return
-        stopper = asyncio.create_task(stop_event.wait())
+        stopper = asyncio.create_task((stop_event or asyncio.Event()).wait())
+        connected = asyncio.create_task(bot.adapter.ready.wait())
         try:
+            await asyncio.wait({runner, stopper, connected}, return_when=asyncio.FIRST_COMPLETED)
+            if connected.done() and ready is not None:
+                ready.set()
             await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
+            connected.cancel()
             await bot.close()
-            if runner.done():
-                runner.result()  # surface a failed login/connection
-            else:
+            if not runner.done():
                 runner.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await runner
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner  # surfaces a failed log-in or a fatal gateway close

@@ -84,8 +84,11 @@ class EditableMessage:
         else:
             self._task = asyncio.create_task(self._flush_later(delay))
 
-    async def final(self, content: str | None = None, **extra: Any) -> None:
-        """The last edit: waits out the throttle, then shows ``content`` and ``extra`` fields."""
+    async def final(self, content: str | None = None, **extra: Any) -> bool:
+        """The last edit: waits out the throttle, then shows ``content`` and ``extra`` fields.
+
+        Returns whether the message now shows it.
+        """
         if content is not None:
             self.wanted = content[:MESSAGE_LIMIT]
         if self._task is not None and not self._task.done():
@@ -93,28 +96,30 @@ class EditableMessage:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self.wanted == self.shown and not extra:
-            return
+            return True
         delay = self._last_edit + self.interval - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        await self._flush(**extra)
+        return await self._flush(**extra)
 
     async def _flush_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
         await self._flush()
 
-    async def _flush(self, **extra: Any) -> None:
+    async def _flush(self, **extra: Any) -> bool:
         async with self._lock:
             content = self.wanted
             if content == self.shown and not extra:
-                return
+                return True
             try:
                 await self._edit(content=content, **extra)
             except discord.HTTPException as exc:
                 log.warning("discord: edit failed (%s %s)", exc.status, exc.code)
-                return
+                return False
+            finally:
+                self._last_edit = time.monotonic()
             self.shown = content
-            self._last_edit = time.monotonic()
+            return True
 
 
 class DiscordReplier:
@@ -172,14 +177,18 @@ class DiscordReplier:
         expires = self.token_expires_at()
         return expires is not None and time.monotonic() < expires
 
+    def _guild(self) -> discord.Guild | None:
+        # Looked up late: a replier made before the bot connected has no cache yet.
+        guild = getattr(self.bot.get_channel(self.channel_id), "guild", None)
+        if guild is None and self.guild_id is not None:
+            guild = self.bot.get_guild(self.guild_id)
+        return guild if isinstance(guild, discord.Guild) else None
+
     def upload_cap(self) -> int:
         """The real cap for a file this bot posts here."""
         if self.interaction is not None:
             return int(self.interaction.filesize_limit)
-        channel = self.bot.get_channel(self.channel_id)
-        guild = getattr(channel, "guild", None)
-        if guild is None and self.guild_id is not None:
-            guild = self.bot.get_guild(self.guild_id)
+        guild = self._guild()
         return int(guild.filesize_limit) if guild is not None else DEFAULT_UPLOAD_CAP
 
     # ------------------------------------------------------------------ posting
@@ -269,7 +278,8 @@ class DiscordReplier:
     ) -> EditableMessage | None:
         # A finished video pings its owner in a server: as a reply when there is a
         # message to answer, else with a mention (nobody else is ever pinged).
-        ping = delivery and self.mention_on_delivery and self.guild_id is not None
+        in_guild = self.guild_id is not None or self._guild() is not None
+        ping = delivery and self.mention_on_delivery and in_guild
         if ping and self.reply_to is None:
             content = f"<@{self.user_id}> {content or ''}".strip()[:MESSAGE_LIMIT]
         kwargs: dict[str, Any] = {
@@ -290,8 +300,8 @@ class DiscordReplier:
             kwargs["mention_author"] = ping
         try:
             msg = await self._channel().send(content=content, **kwargs)
-        except discord.Forbidden:
-            # The channel is closed to the bot (or it was a DM between other people):
+        except (discord.Forbidden, discord.NotFound):
+            # The channel is closed to the bot, gone, or a DM between other people:
             # fall back to the user's own DM.
             log.info("discord: cannot post in channel; falling back to a DM")
             kwargs.pop("reference", None)
@@ -354,24 +364,33 @@ class DiscordReplier:
                 log.warning("discord: video download failed (%s); posting the link", type(exc))
         if data is not None and len(data) > cap:
             data = None
-        content = video.caption if data is not None else f"{video.caption}\n{video.url}".strip()
-        content = content[:MESSAGE_LIMIT]
+        link = f"{video.caption}\n{video.url}".strip()[:MESSAGE_LIMIT]
+        content = video.caption[:MESSAGE_LIMIT] if data is not None else link
         embed = None
         if video.summary:
             embed = discord.Embed(description=video.summary[:4096], colour=0x5865F2)
-        file = discord.File(io.BytesIO(data), filename="nemo-video.mp4") if data else None
+
+        def mp4() -> discord.File:  # a fresh File per attempt: a sent File is spent
+            return discord.File(io.BytesIO(data or b""), filename="nemo-video.mp4")
+
         progress, self._progress = self._progress, None
         if progress is not None and progress.alive():
             extra: dict[str, Any] = {"embed": embed}
-            if file is not None:
-                extra["attachments"] = [file]
-            await progress.final(content, **extra)
-            return
-        await self.post(content, embed=embed, file=file, delivery=True)
+            if data is not None:
+                extra["attachments"] = [mp4()]
+            if await progress.final(content, **extra):
+                return
+        if data is not None:
+            try:
+                await self.post(content, embed=embed, file=mp4(), delivery=True)
+                return
+            except discord.HTTPException as exc:  # e.g. 413 Payload Too Large
+                log.warning("discord: video upload refused (%s); posting the link", exc.status)
+        await self.post(link, embed=embed, delivery=True)
 
     async def working(self, kind: str = "typing") -> None:
-        """Show a typing indicator (not needed while a "thinking" response shows)."""
-        if self._original_pending and self.interaction_alive():
+        """Show a typing indicator in the channel (an interaction shows its own activity)."""
+        if self.interaction_alive():
             return
         now = time.monotonic()
         if now - self._last_typing < TYPING_EVERY:

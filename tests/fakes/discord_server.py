@@ -105,6 +105,7 @@ class FakeDiscord:
         self.identifies: list[dict[str, Any]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.guild_premium_tier = 0
+        self.reject_token = False
         self._originals: dict[str, str] = {}  # interaction token -> message id
         self._cdn: dict[str, tuple[bytes, str]] = {}
         self._sockets: list[tuple[web.WebSocketResponse, Iterator[int]]] = []
@@ -395,6 +396,8 @@ class FakeDiscord:
         if method == "GET" and tail == "/gateway":
             return _json({"url": self.gateway_url})
         if method == "GET" and tail == "/users/@me":
+            if self.reject_token:
+                return _json({"message": "401: Unauthorized", "code": 0}, status=401)
             return _json(self.bot_user)
         if method == "GET" and tail == "/oauth2/applications/@me":
             return _json(self._application())
