@@ -9,10 +9,15 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from core.config import Settings, SettingsError, load_settings
+from core.logs import SecretFilter, setup_logging
+
+if TYPE_CHECKING:
+    from core.service import ConversationService
 
 __all__ = ["main"]
 
@@ -62,15 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request URL at INFO; Telegram's URLs contain the bot token.
-    for noisy in ("httpx", "httpcore", "telegram.ext.ExtBot", "discord.http"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+def _setup_logging(settings: Settings, level: str) -> SecretFilter:
+    secrets = [
+        secret.get_secret_value()
+        for secret in (
+            settings.nemo_token,
+            settings.telegram_bot_token,
+            settings.discord_bot_token,
+            settings.telegram_webhook_secret,
+        )
+        if secret is not None
+    ]
+    return setup_logging(level, secrets)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,11 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "config":
         return _print_config(settings)
-    _setup_logging(settings.log_level if args.command not in ("chat", "demo") else "WARNING")
+    quiet = args.command in ("chat", "demo")
+    scrubber = _setup_logging(settings, "WARNING" if quiet else settings.log_level)
     try:
         return asyncio.run(_dispatch(args, settings))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a platform refused to start: one clear line, no traceback
+        log.debug("start-up failed", exc_info=True)
+        reason = scrubber.scrub(f"{type(exc).__name__}: {exc}")
+        print(f"nemo-bot: {args.command} stopped: {reason}", file=sys.stderr)
+        return 1
 
 
 def _run_sim(args: argparse.Namespace) -> int:
@@ -139,13 +153,46 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with open_core(settings) as service:
-        await asyncio.gather(*(run(service, stop) for run in runners))
+    async with open_core(settings) as service, contextlib.AsyncExitStack() as stack:
+        if settings.health_port is not None:
+            from core.health import health_server
+
+            port = await stack.enter_async_context(
+                health_server(
+                    service.metrics,
+                    host=settings.health_host,
+                    port=settings.health_port,
+                    status=lambda: {"renders_in_flight": service.renders.in_flight},
+                )
+            )
+            log.info("health and metrics on http://%s:%d", settings.health_host, port)
+        readies = [asyncio.Event() for _ in runners]
+        tasks = [
+            asyncio.create_task(run(service, stop, ready))
+            for run, ready in zip(runners, readies, strict=True)
+        ]
+
+        async def all_ready() -> None:
+            for ready in readies:
+                await ready.wait()
+
+        waiter = asyncio.create_task(all_ready())
+        # Resume renders once every platform is up (or stop waiting if one fails to start).
+        await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+        if waiter.done():
+            resumed = await service.start()
+            log.info("all platforms up; resumed %d render(s)", resumed)
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            stop.set()
+            waiter.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     log.info("stopped cleanly")
     return 0
 
 
-Runner = Callable[["object", asyncio.Event], Awaitable[None]]
+Runner = Callable[["ConversationService", asyncio.Event, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def _platform_runners(args: argparse.Namespace, settings: Settings) -> list[Runner]:
@@ -160,8 +207,18 @@ def _platform_runners(args: argparse.Namespace, settings: Settings) -> list[Runn
 
         webhook = getattr(args, "webhook_url", None)
 
-        async def tg(service: object, stop: asyncio.Event) -> None:
-            await run_telegram(settings, service, webhook_url=webhook, stop_event=stop)  # type: ignore[arg-type]
+        async def tg(
+            service: ConversationService, stop: asyncio.Event, ready: asyncio.Event
+        ) -> None:
+            await run_telegram(
+                settings,
+                service,
+                webhook_url=webhook,
+                webhook_listen=getattr(args, "webhook_listen", "0.0.0.0"),
+                webhook_port=getattr(args, "webhook_port", 8443),
+                stop_event=stop,
+                ready=ready,
+            )
 
         runners.append(tg)
     if want_dc:
@@ -170,8 +227,10 @@ def _platform_runners(args: argparse.Namespace, settings: Settings) -> list[Runn
             return []
         from bots.discord_bot import run_discord
 
-        async def dc(service: object, stop: asyncio.Event) -> None:
-            await run_discord(settings, service, stop_event=stop)  # type: ignore[arg-type]
+        async def dc(
+            service: ConversationService, stop: asyncio.Event, ready: asyncio.Event
+        ) -> None:
+            await run_discord(settings, service, stop_event=stop, ready=ready)
 
         runners.append(dc)
     return runners

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     allowed_chat_ids: list[str] = Field(default_factory=list, alias="NEMO_ALLOWED_CHATS")
 
     log_level: str = Field("INFO", alias="NEMO_LOG_LEVEL")
+    health_port: int | None = Field(None, alias="NEMO_HEALTH_PORT", ge=0, le=65535)
+    health_host: str = Field("127.0.0.1", alias="NEMO_HEALTH_HOST")
 
     @field_validator("allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod

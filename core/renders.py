@@ -45,6 +45,7 @@ class PollPolicy:
     first_delay: float = 1.0
     deadline: float = 20 * 60.0
     max_failures: int = 30
+    delivery_attempts: int = 3
 
     def next_delay(self, elapsed: float, progress: int | None) -> float:
         """Seconds until the next poll, from the time so far and the reported progress."""
@@ -164,9 +165,12 @@ class RenderTracker:
         delay = policy.first_delay
         if render.status in ("completed", "failed") and (render.output_url or render.error):
             await self._finish(
-                render, replier, lang, render.status, render.output_url, render.error
+                render, replier, lang, render.status, render.output_url, render.error, started
             )
             return
+        # The backend finished somewhere between the last poll that saw it running and
+        # the poll that saw it done: the midpoint is our estimate of its completion time.
+        last_running = started
         while True:
             await asyncio.sleep(delay)
             elapsed = self._clock() - started
@@ -183,9 +187,8 @@ class RenderTracker:
                     0.5 + random.random()
                 )
                 if failures >= policy.max_failures or elapsed > policy.deadline:
-                    await self._finish(
-                        render, replier, lang, "failed", None, "the video service stopped answering"
-                    )
+                    reason = "the video service stopped answering"
+                    await self._finish(render, replier, lang, "failed", None, reason, last_running)
                     return
                 continue
             failures = 0
@@ -198,12 +201,15 @@ class RenderTracker:
             )
             render.attempts += 1
             if status.status in ("completed", "failed"):
+                done_at = (last_running + self._clock()) / 2
                 await self._finish(
-                    render, replier, lang, status.status, status.output_url, status.error
+                    render, replier, lang, status.status, status.output_url, status.error, done_at
                 )
                 return
+            last_running = self._clock()
             if elapsed > policy.deadline:
-                await self._finish(render, replier, lang, "failed", None, "it took too long")
+                reason = "it took too long"
+                await self._finish(render, replier, lang, "failed", None, reason, last_running)
                 return
             percent = progress or 0
             if percent != shown_percent:
@@ -221,7 +227,9 @@ class RenderTracker:
         status: str,
         url: str | None,
         error: str | None,
+        done_at: float,
     ) -> None:
+        """Record the outcome and deliver it once; a failed delivery is retried a few times."""
         if status == "completed" and not url:
             status, error = "failed", "the video service returned no file"
         await self._store.update_render(
@@ -231,31 +239,47 @@ class RenderTracker:
             output_url=url,
             error=error,
         )
-        completed_at = self._clock()
-        if not await self._store.claim_delivery(render.render_id):
-            return  # somebody else delivered it already
-        try:
-            if status == "completed" and url:
-                await _quietly(replier.progress(t("export_started", lang, percent=100), 100))
-                client = self._client
-                await replier.send_video(
-                    Video(
-                        url=url,
-                        caption=t("export_done", lang, url=url),
-                        summary=render.summary,
-                        fetch=lambda limit: client.download(url, limit=limit),
-                    )
+        render.status = status
+        for attempt in range(1, self._policy.delivery_attempts + 1):
+            if not await self._store.claim_delivery(render.render_id):
+                return  # somebody else delivered it already
+            try:
+                await self._deliver(render, replier, lang, status, url, error)
+            except Exception:
+                await self._store.release_delivery(render.render_id)
+                log.warning("render %s: delivery attempt %d failed", render.render_id, attempt)
+                if attempt == self._policy.delivery_attempts:
+                    return  # stays undelivered: the next start tries again
+                await asyncio.sleep(self._policy.max_interval * attempt)
+                continue
+            if self._on_delivered is not None:
+                self._on_delivered(render, max(0.0, self._clock() - done_at))
+            return
+
+    async def _deliver(
+        self,
+        render: RenderRecord,
+        replier: Replier,
+        lang: str | None,
+        status: str,
+        url: str | None,
+        error: str | None,
+    ) -> None:
+        if status == "completed" and url:
+            await _quietly(replier.progress(t("export_started", lang, percent=100), 100))
+            client = self._client
+            await replier.send_video(
+                Video(
+                    url=url,
+                    caption=t("export_done", lang, url=url),
+                    summary=render.summary,
+                    fetch=lambda limit: client.download(url, limit=limit),
                 )
-            else:
-                reason = _safe_reason(error)
-                await replier.send_text(
-                    t("export_failed", lang, reason=reason), actions=DEFAULT_ACTIONS
-                )
-        except Exception:
-            await self._store.release_delivery(render.render_id)
-            raise
-        if self._on_delivered is not None:
-            self._on_delivered(render, self._clock() - completed_at)
+            )
+        else:
+            await replier.send_text(
+                t("export_failed", lang, reason=_safe_reason(error)), actions=DEFAULT_ACTIONS
+            )
 
 
 def _safe_reason(error: str | None) -> str:

@@ -54,6 +54,7 @@ from core.events import (
 )
 from core.gui import SentenceBuffer
 from core.i18n import t
+from core.metrics import Metrics
 from core.renders import PollPolicy, RenderTracker
 from core.router import route
 from core.types import (
@@ -108,6 +109,7 @@ class ConversationService:
         client: NemoClient,
         poll_policy: PollPolicy | None = None,
         max_queued: int = 3,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -117,9 +119,15 @@ class ConversationService:
         self._max_queued = max_queued
         operator = settings.nemo_token.get_secret_value() if settings.nemo_token else None
         self.accounts = Accounts(store=store, client=client, operator_token=operator)
+        self.metrics = metrics or Metrics()
         self.renders = RenderTracker(
-            store=store, client=client, token_source=self._render_token, policy=poll_policy
+            store=store,
+            client=client,
+            token_source=self._render_token,
+            policy=poll_policy,
+            on_delivered=self._delivered,
         )
+        self.metrics.renders_in_flight.set_function(lambda: self.renders.in_flight)
         self._adapters: dict[str, ChatAdapter] = {}
         self._gates: dict[tuple[str, str, str], _Gate] = {}
         self._handlers: dict[Intent, Callable[[_Request], Awaitable[None]]] = {
@@ -160,6 +168,7 @@ class ConversationService:
                 return
             intent = msg.intent or route(msg.text, has_attachments=bool(msg.attachments))
             log.info("request platform=%s intent=%s", msg.platform, intent.value)
+            self.metrics.requests.labels(platform=msg.platform, intent=intent.value).inc()
             if intent in (Intent.HELP, Intent.START):
                 key = "welcome" if intent is Intent.START else "help"
                 await replier.send_text(t(key, lang))
@@ -202,32 +211,35 @@ class ConversationService:
             session = await self.accounts.session(user, msg.chat_id, token, user.language)
             request = _Request(msg, replier, Identity(user, token, session))
             await self._handlers[intent](request)
-        except OutOfCreditsError as exc:
+        except ApiError as exc:
+            self.metrics.error(exc.code)
+            await replier.send_text(await self._explain(msg, intent, exc, lang), private=True)
+        except TransportError:
+            self.metrics.error("transport")
+            await replier.send_text(t("network", lang), private=True)
+
+    async def _explain(
+        self, msg: IncomingMessage, intent: Intent, exc: ApiError, lang: str | None
+    ) -> str:
+        """What a backend error means for the user, in their language."""
+        if isinstance(exc, OutOfCreditsError):
             bind = exc.bind_url
             if bind is None and not self.settings.nemo_token:
-                user_rec = await self._store.get_user(msg.platform, msg.user_id)
-                backend_id = user_rec.backend_user_id if user_rec else None
-                bind = OutOfCreditsError(user_id=backend_id).bind_url
-            text = t("out_of_credits_anon", lang, url=bind) if bind else t("out_of_credits", lang)
-            await replier.send_text(text, private=True)
-        except ExportBlockedError:
-            await replier.send_text(t("export_blocked", lang), private=True)
-        except RateLimitedError:
-            await replier.send_text(t("rate_limited", lang), private=True)
-        except TokenExpiredError:
-            await replier.send_text(t("auth_failed", lang), private=True)
-        except UnsupportedFileError:
-            await replier.send_text(t("unsupported_file", lang, name="that file"), private=True)
-        except FileTooLargeError:
-            limit = self.settings.max_upload_mb
-            await replier.send_text(
-                t("file_too_large", lang, name="That file", limit=limit), private=True
-            )
-        except TransportError:
-            await replier.send_text(t("network", lang), private=True)
-        except (ApiError, NemoError):
-            log.warning("backend error on %s", intent.value, exc_info=True)
-            await replier.send_text(t("unexpected", lang), private=True)
+                user = await self._store.get_user(msg.platform, msg.user_id)
+                bind = OutOfCreditsError(user_id=user.backend_user_id if user else None).bind_url
+            return t("out_of_credits_anon", lang, url=bind) if bind else t("out_of_credits", lang)
+        if isinstance(exc, ExportBlockedError):
+            return t("export_blocked", lang)
+        if isinstance(exc, RateLimitedError):
+            return t("rate_limited", lang)
+        if isinstance(exc, TokenExpiredError):
+            return t("auth_failed", lang)
+        if isinstance(exc, UnsupportedFileError):
+            return t("unsupported_file", lang, name="that file")
+        if isinstance(exc, FileTooLargeError):
+            return t("file_too_large", lang, name="That file", limit=self.settings.max_upload_mb)
+        log.warning("backend error %s on %s", exc.code, intent.value)
+        return t("unexpected", lang)
 
     # ------------------------------------------------------- recovery wrappers
 
@@ -271,6 +283,11 @@ class ConversationService:
                     yield event
                 return
 
+    def _delivered(self, render: RenderRecord, delay: float) -> None:
+        self.metrics.renders_delivered.labels(outcome=render.status).inc()
+        if render.status == "completed":
+            self.metrics.delivery_delay.observe(delay)
+
     async def _render_token(
         self, render: RenderRecord, rejected: str | None
     ) -> tuple[str, str | None]:
@@ -300,6 +317,7 @@ class ConversationService:
         last_news = self._clock()
         notices = 0
         await _quietly(req.replier.working("typing"))
+        self.metrics.active_streams.inc()
         try:
             async with contextlib.aclosing(self._events(req, text)) as events:
                 async for event in events:
@@ -320,16 +338,21 @@ class ConversationService:
                             await stream.append(out)
                     elif isinstance(event, StreamErrorEvent):
                         error = event.message
+                        self.metrics.error("stream_error")
                     elif isinstance(event, (ToolCallEvent, ToolResultEvent)):
                         await _quietly(req.replier.working("typing"))
         except StreamTimeoutError:
+            self.metrics.error("stream_timeout")
             if await self._flush(stream, buffer, shown):
                 await stream.finish()
             await req.replier.send_text(t("stream_timeout", lang))
             return
         except TransportError:
             dropped = True
+            self.metrics.error("stream_dropped")
             log.warning("chat stream dropped for a %s user", req.msg.platform)
+        finally:
+            self.metrics.active_streams.dec()
         shown = await self._flush(stream, buffer, shown)
         if dropped:
             if shown:
