@@ -22,7 +22,7 @@ import pytest
 from pydantic import SecretStr
 
 from bots.discord_adapter import DiscordBot, run_discord
-from bots.discord_adapter.texts import split_text
+from bots.discord_adapter.texts import progress_text, split_text
 from bots.discord_adapter.views import custom_id
 from core.app import open_core
 from core.config import Settings, SettingsError
@@ -482,8 +482,9 @@ async def test_streamed_text_is_throttled_never_repeated_and_split_at_2000(
     ]
 
 
+@pytest.mark.parametrize("dm", [False, True], ids=["server", "dm"])
 async def test_work_after_the_token_expires_goes_to_the_channel(
-    fake: FakeDiscord, tmp_path: Path
+    fake: FakeDiscord, tmp_path: Path, dm: bool
 ) -> None:
     release = asyncio.Event()
 
@@ -494,18 +495,44 @@ async def test_work_after_the_token_expires_goes_to_the_channel(
 
     service = ScriptedService(script)
     async with running_bot(fake, discord_settings(fake, tmp_path), service, token_lifetime=0.3):
-        payload = await fake.slash("export")
+        payload = await fake.slash("export", dm=dm)
         await fake.wait_for(original_edits(payload))
         await asyncio.sleep(0.4)
         release.set()
         (post,) = await fake.wait_for(
             lambda r: (
-                r.method == "POST" and r.path.endswith(f"/channels/{fake.channel_id}/messages")
+                r.method == "POST"
+                and r.path.endswith(f"/channels/{payload['channel_id']}/messages")
             )
         )
-    assert content_of(post).startswith(f"<@{fake.alice['id']}>")
     assert "https://cdn.example/v.mp4" in content_of(post)
-    assert [str(u) for u in post.json["allowed_mentions"]["users"]] == [fake.alice["id"]]
+    assert not [r for r in fake.requests if r.method == "PATCH" and r.at > post.at - 0.35]
+    if dm:  # the DM the command came from; nobody to ping
+        assert payload["channel_id"] != fake.channel_id
+        assert content_of(post).startswith("Your video")
+    else:  # the server channel, pinging only the owner
+        assert content_of(post).startswith(f"<@{fake.alice['id']}>")
+        assert [str(u) for u in post.json["allowed_mentions"]["users"]] == [fake.alice["id"]]
+
+
+async def test_a_refused_upload_falls_back_to_the_link(fake: FakeDiscord, tmp_path: Path) -> None:
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        async def fetch(limit: int) -> bytes:
+            return b"\0" * 4096
+
+        await replier.send_video(
+            Video(url="https://cdn.example/v.mp4", caption="Done", fetch=fetch)
+        )
+
+    fake.max_upload = 1024  # the server says 413 although the cap said yes
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service):
+        payload = await fake.slash("export")
+        await asyncio.wait_for(service.done.wait(), 10)
+    edits = [r for r in fake.requests if original_edits(payload)(r)]
+    assert edits[0].files  # tried the file first
+    links = [r for r in fake.requests if "https://cdn.example/v.mp4" in content_of(r)]
+    assert links and not links[-1].files
 
 
 async def test_a_stored_conversation_is_delivered_after_a_restart(
@@ -583,3 +610,9 @@ async def test_run_discord_needs_a_token(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, NEMO_BOT_DB=tmp_path / "db")  # type: ignore[call-arg]
     with pytest.raises(SettingsError, match="DISCORD_BOT_TOKEN"):
         await run_discord(settings, ScriptedService())
+
+
+def test_progress_text_draws_a_bar_once() -> None:
+    assert progress_text("Rendering… 40%", 40) == "Rendering… 40%\n`████░░░░░░`"
+    assert progress_text("Rendering…", 45) == "Rendering…\n`████░░░░░░` 45%"
+    assert progress_text("Queued", None) == "Queued"

@@ -104,7 +104,10 @@ class EditableMessage:
 
     async def _flush_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
-        await self._flush()
+        try:
+            await self._flush()
+        except Exception:  # a background edit must never die silently
+            log.exception("discord: delayed edit failed")
 
     async def _flush(self, **extra: Any) -> bool:
         async with self._lock:

@@ -135,7 +135,8 @@ def progress_text(message: str, percent: int | None) -> str:
     pct = max(0, min(100, int(percent)))
     filled = pct // 10
     bar = "█" * filled + "░" * (10 - filled)
-    return f"{message}\n`{bar}` {pct}%"[:MESSAGE_LIMIT]
+    number = "" if f"{pct}%" in message else f" {pct}%"  # the core may have said it already
+    return f"{message}\n`{bar}`{number}"[:MESSAGE_LIMIT]
 
 
 class NemoTranslator(app_commands.Translator):

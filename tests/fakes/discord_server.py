@@ -106,6 +106,7 @@ class FakeDiscord:
         self.messages: dict[str, dict[str, Any]] = {}
         self.guild_premium_tier = 0
         self.reject_token = False
+        self.max_upload: int | None = None  # answer 413 to bigger multipart bodies
         self._originals: dict[str, str] = {}  # interaction token -> message id
         self._cdn: dict[str, tuple[bytes, str]] = {}
         self._sockets: list[tuple[web.WebSocketResponse, Iterator[int]]] = []
@@ -379,6 +380,8 @@ class FakeDiscord:
         method = request.method
         body = rec.payload if isinstance(rec.payload, dict) else {}
         files = rec.files
+        if self.max_upload is not None and sum(len(f.data) for f in files) > self.max_upload:
+            return _json({"message": "Request entity too large", "code": 40005}, status=413)
 
         if method == "GET" and tail == "/gateway/bot":
             return _json(
