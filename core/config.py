@@ -30,7 +30,11 @@ class Settings(BaseSettings):
     """The bot's settings. Secrets are ``SecretStr`` so they never print by accident."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
     )
 
     nemo_api_base: str = Field(DEFAULT_API_BASE, alias="NEMO_API_BASE")
