@@ -20,6 +20,7 @@ from core.types import Intent
 __all__ = ["INTENT_TABLE", "normalize", "route"]
 
 #: Every phrase that is a command on its own, by intent (English and Chinese).
+# fmt: off
 INTENT_TABLE: Mapping[Intent, tuple[str, ...]] = {
     Intent.EXPORT: (
         "export", "export it", "export video", "export the video", "export my video",
@@ -48,6 +49,7 @@ INTENT_TABLE: Mapping[Intent, tuple[str, ...]] = {
         "新项目", "新建项目", "重新开始", "重置", "新视频",
     ),
 }
+# fmt: on
 
 #: Words that never change what a message asks for.
 _FILLERS = frozenset(
