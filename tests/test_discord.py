@@ -321,6 +321,22 @@ async def test_credits_are_ephemeral(sim: Simulator, fake: FakeDiscord, tmp_path
     assert fake.messages[fake._originals[payload["token"]]]["flags"] & 64
 
 
+async def test_help_fills_its_ephemeral_placeholder(
+    sim: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async with (
+        real_core(sim, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        payload = await fake.slash("help")
+        (answer,) = await fake.wait_for(original_edits(payload))
+        await asyncio.sleep(0.1)
+    assert "/video" in content_of(answer) or "video" in content_of(answer).lower()
+    assert fake.messages[fake._originals[payload["token"]]]["flags"] & 64
+    token_calls = [r for r in fake.requests if payload["token"] in r.path]
+    assert [r.method for r in token_calls] == ["POST", "PATCH"]  # defer, fill: nothing else
+
+
 async def test_a_refusal_for_one_person_is_ephemeral(
     sim: Simulator, fake: FakeDiscord, tmp_path: Path
 ) -> None:

@@ -244,7 +244,8 @@ class DiscordReplier:
         if embed is not None:
             kwargs["embed"] = embed
         async with self._claim:
-            use_original = self._original_pending and (ephemeral == self._original_ephemeral)
+            # The placeholder takes any answer, except a private one when it is public.
+            use_original = self._original_pending and (self._original_ephemeral or not ephemeral)
             if self._original_pending and not use_original and ephemeral:
                 # A followup would replace the public "thinking" placeholder with
                 # an answer meant for one person: remove the placeholder instead.
