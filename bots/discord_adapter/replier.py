@@ -23,20 +23,21 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
 
 from core.types import Action, Video
 
+from .editable import EditableMessage
 from .texts import MESSAGE_LIMIT, progress_text, split_once, split_text
 from .views import actions_view
 
 if TYPE_CHECKING:
     from .bot import DiscordBot
 
-__all__ = ["DEFAULT_UPLOAD_CAP", "DiscordReplier", "DiscordTextStream", "EditableMessage"]
+__all__ = ["DEFAULT_UPLOAD_CAP", "DiscordReplier", "DiscordTextStream"]
 
 log = logging.getLogger(__name__)
 
@@ -45,84 +46,6 @@ DEFAULT_UPLOAD_CAP = 10 * 1024 * 1024
 
 TYPING_EVERY = 8.0
 """A typing indicator lasts ~10 s; don't send another one sooner than this."""
-
-EditFn = Callable[..., Awaitable[Any]]
-
-
-class EditableMessage:
-    """A posted message that can be edited, with throttling and de-duplication.
-
-    ``edit`` is the bound edit call (an interaction's original response, a
-    followup, or a channel message); ``expires_at`` (monotonic seconds) is when
-    an interaction-token edit stops working, ``None`` for channel messages.
-    """
-
-    def __init__(
-        self, edit: EditFn, *, shown: str, interval: float, expires_at: float | None = None
-    ) -> None:
-        self._edit = edit
-        self.shown = shown
-        self.wanted = shown
-        self.interval = interval
-        self.expires_at = expires_at
-        self._last_edit = time.monotonic()
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-
-    def alive(self) -> bool:
-        """Whether edits can still reach this message."""
-        return self.expires_at is None or time.monotonic() < self.expires_at
-
-    async def update(self, content: str) -> None:
-        """Show ``content`` soon: now if the last edit is old enough, else in one later edit."""
-        self.wanted = content[:MESSAGE_LIMIT]
-        if self.wanted == self.shown or (self._task is not None and not self._task.done()):
-            return
-        delay = self._last_edit + self.interval - time.monotonic()
-        if delay <= 0:
-            await self._flush()
-        else:
-            self._task = asyncio.create_task(self._flush_later(delay))
-
-    async def final(self, content: str | None = None, **extra: Any) -> bool:
-        """The last edit: waits out the throttle, then shows ``content`` and ``extra`` fields.
-
-        Returns whether the message now shows it.
-        """
-        if content is not None:
-            self.wanted = content[:MESSAGE_LIMIT]
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self.wanted == self.shown and not extra:
-            return True
-        delay = self._last_edit + self.interval - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return await self._flush(**extra)
-
-    async def _flush_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        try:
-            await self._flush()
-        except Exception:  # a background edit must never die silently
-            log.exception("discord: delayed edit failed")
-
-    async def _flush(self, **extra: Any) -> bool:
-        async with self._lock:
-            content = self.wanted
-            if content == self.shown and not extra:
-                return True
-            try:
-                await self._edit(content=content, **extra)
-            except discord.HTTPException as exc:
-                log.warning("discord: edit failed (%s %s)", exc.status, exc.code)
-                return False
-            finally:
-                self._last_edit = time.monotonic()
-            self.shown = content
-            return True
 
 
 class DiscordReplier:
