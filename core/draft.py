@@ -11,9 +11,10 @@ keeps the original object in :attr:`Draft.raw` for the render call.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from core.coerce import to_number
 
 __all__ = ["Draft", "Segment", "Track", "TrackKind", "diff_drafts"]
 
@@ -37,21 +38,6 @@ _LABEL_KEYS = ("title", "name", "label", "prompt", "description", "desc", "capti
 _SOURCE_KEYS = ("filename", "file_name", "url", "src", "source", "path", "cdn_url")
 _TEXT_KEYS = ("text", "content", "txt")
 _VOICE_WORDS = ("voice", "narrat", "tts", "speech", "dub")
-
-
-def _num(value: Any) -> float | None:
-    """A finite number, or None (bools and non-numeric strings are not numbers)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
 
 
 def _first(mapping: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -165,9 +151,9 @@ class Draft:
         )
         meta = obj.get("m") if isinstance(obj.get("m"), dict) else {}
         assert isinstance(meta, dict)
-        duration = _num(_first(obj, ("d", "duration")))
-        width = _num(_first(meta, ("width", "w"))) or _num(obj.get("width"))
-        height = _num(_first(meta, ("height", "h"))) or _num(obj.get("height"))
+        duration = to_number(_first(obj, ("d", "duration")))
+        width = to_number(_first(meta, ("width", "w"))) or to_number(obj.get("width"))
+        height = to_number(_first(meta, ("height", "h"))) or to_number(obj.get("height"))
         return cls(
             tracks=tracks,
             declared_duration_ms=int(duration) if duration is not None and duration >= 0 else None,
@@ -205,7 +191,7 @@ def _parse_track(obj: Any) -> Track | None:
         return None
     meta = obj.get("m") if isinstance(obj.get("m"), dict) else {}
     assert isinstance(meta, dict)
-    code_value = _num(_first(obj, ("tt", "track_type", "trackType")))
+    code_value = to_number(_first(obj, ("tt", "track_type", "trackType")))
     kind: TrackKind = "other"
     code = -1
     if code_value is not None and code_value == int(code_value):
@@ -238,13 +224,13 @@ def _parse_segment(obj: Any, kind: TrackKind, cursor: int) -> Segment | None:
     meta = obj.get("m") if isinstance(obj.get("m"), dict) else {}
     assert isinstance(meta, dict)
     places = (meta, obj)
-    start = _num(_first(obj, ("s", "st", "start", "start_ms", "startMs", "ts")))
+    start = to_number(_first(obj, ("s", "st", "start", "start_ms", "startMs", "ts")))
     if start is None:
-        start = _num(_first(meta, ("start", "start_ms")))
-    duration = _num(_first(obj, ("d", "duration", "dur", "duration_ms", "durationMs")))
+        start = to_number(_first(meta, ("start", "start_ms")))
+    duration = to_number(_first(obj, ("d", "duration", "dur", "duration_ms", "durationMs")))
     if duration is None:
-        duration = _num(_first(meta, ("d", "duration")))
-    end = _num(_first(obj, ("e", "end", "end_ms", "endMs")))
+        duration = to_number(_first(meta, ("d", "duration")))
+    end = to_number(_first(obj, ("e", "end", "end_ms", "endMs")))
     start_ms = int(start) if start is not None and start >= 0 else cursor
     if duration is None and end is not None and end >= start_ms:
         duration = end - start_ms
@@ -257,9 +243,9 @@ def _parse_segment(obj: Any, kind: TrackKind, cursor: int) -> Segment | None:
         label = _basename(source) if source else None
     volume = None
     if kind == "audio":
-        value = _num(_first(meta, ("volume", "vol", "v")))
+        value = to_number(_first(meta, ("volume", "vol", "v")))
         if value is None:
-            value = _num(_first(obj, ("volume", "vol", "v")))
+            value = to_number(_first(obj, ("volume", "vol", "v")))
         if value is not None and value >= 0:
             volume = value / 100 if value > 2 else value  # "35" means 35 %, 0.35 too
     return Segment(start_ms, duration_ms, label=label, volume=volume, text=text)

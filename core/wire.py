@@ -15,13 +15,13 @@ payload tolerantly: missing or mistyped fields become ``None``/defaults.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
+from core.coerce import to_number
 from core.draft import Draft
 from core.errors import ApiError, error_for, redact
 
@@ -43,22 +43,8 @@ DEFAULT_RETRY_AFTER = 30.0
 UNKNOWN_CODE = -1  # ApiError.code when the reply gives none (or is unreadable)
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
 def _int(value: Any) -> int | None:
-    number = _num(value)
+    number = to_number(value)
     return int(number) if number is not None else None
 
 
@@ -81,7 +67,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
     """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date); default 30."""
     if not value:
         return DEFAULT_RETRY_AFTER
-    number = _num(value)
+    number = to_number(value)
     if number is not None:
         return max(0.0, number)
     try:
@@ -206,7 +192,7 @@ def _error(
 
 def _timestamp(value: Any) -> float | None:
     """Unix seconds from an ISO string, seconds, or milliseconds."""
-    number = _num(value)
+    number = to_number(value)
     if number is not None:
         return number / 1000 if number > 1e11 else number
     if isinstance(value, str) and value:
@@ -284,10 +270,10 @@ class UploadedFile:
             filename=_str(_get(d, "filename", "file_name", "name")),
             file_type=_str(_get(d, "file_type", "fileType", "type")),
             cdn_url=_str(_get(d, "cdn_url", "cdnUrl", "url")),
-            duration=_num(d.get("duration")),
+            duration=to_number(d.get("duration")),
             width=_int(d.get("width")),
             height=_int(d.get("height")),
-            fps=_num(d.get("fps")),
+            fps=to_number(d.get("fps")),
             hash=_str(d.get("hash")),
         )
 
@@ -434,7 +420,7 @@ class RenderStatus:
         status = _STATUS_WORDS.get(word.strip().lower().replace(" ", "_").replace("-", "_"))
         if status is None:
             status = "completed" if url else "pending"
-        progress_value = _num(d.get("progress"))
+        progress_value = to_number(d.get("progress"))
         progress = None
         if progress_value is not None:
             if 0 < progress_value < 1 and isinstance(d.get("progress"), float):

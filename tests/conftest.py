@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from simulator import media
 from simulator.server import SimConfig, Simulator
 
 
@@ -30,3 +31,9 @@ async def sim() -> AsyncIterator[Simulator]:
     """
     async with Simulator(fast_sim_config()) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def png() -> bytes:
+    """A small real PNG (made once with ffmpeg and cached on disk)."""
+    return media.sample_image(64, 36).read_bytes()

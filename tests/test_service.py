@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
-
 from core.app import open_core
 from core.config import Settings
 from core.renders import PollPolicy
@@ -214,11 +212,11 @@ async def test_uploads_checked_before_download(sim: Simulator, tmp_path: Path) -
 
 
 async def test_photo_upload_with_caption_runs_the_instruction(
-    sim: Simulator, tmp_path: Path, png_bytes: bytes
+    sim: Simulator, tmp_path: Path, png: bytes
 ) -> None:
     async with core_for(sim, tmp_path) as (service, _):
         r = CollectingReplier()
-        photo, reads = file_att("../../etc/photo.png", png_bytes)
+        photo, reads = file_att("../../etc/photo.png", png)
         await service.handle(msg("make this the opening shot", attachments=(photo,)), r)
         assert reads == [1]
         assert "Added photo.png" in r.all_text()
@@ -275,21 +273,3 @@ async def test_render_resumes_after_restart_and_is_delivered_once(tmp_path: Path
             await asyncio.sleep(0.3)
             assert service.renders.in_flight == 0
             assert adapter.repliers == {}
-
-
-@pytest.fixture(scope="session")
-def png_bytes() -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    raw = b"".join(b"\x00" + b"\x80\x80\x80" * 4 for _ in range(4))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )

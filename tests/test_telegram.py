@@ -558,25 +558,6 @@ async def test_unallowed_user_is_refused_through_the_service(
     assert not [r for r in sim.requests if r.endpoint == "chat"]
 
 
-@pytest.fixture(scope="session")
-def png() -> bytes:
-    """A tiny valid PNG."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    raw = b"".join(b"\x00" + b"\x80\x80\x80" * 4 for _ in range(4))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
 async def test_render_finished_after_a_restart_is_delivered_to_its_topic(
     tg: FakeTelegram, tmp_path: Path
 ) -> None:
