@@ -15,6 +15,7 @@ import httpx
 
 from core.logs import SecretFilter
 from simulator.server import Simulator
+from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.telegram_server import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,3 +159,38 @@ async def test_env_example_copied_to_dotenv_is_a_valid_configuration(tmp_path: P
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert "NEMO_HEALTH_PORT=(unset)" in out.decode()
+
+
+async def test_run_serves_telegram_and_discord_in_one_process(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    discord_token = "MTIz.discord.bot-token-for-tests"
+    async with FakeTelegram(TOKEN) as tg, FakeDiscord() as dc:
+        env = _clean_env(
+            TELEGRAM_BOT_TOKEN=TOKEN,
+            TELEGRAM_API_BASE=tg.base_url,
+            DISCORD_BOT_TOKEN=discord_token,
+            DISCORD_API_BASE=dc.api_base,
+            DISCORD_GATEWAY_URL=dc.gateway_url,
+            NEMO_API_BASE=sim.base_url,
+            NEMO_BOT_DB=str(tmp_path / "bot.db"),
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bots.cli", "run",
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await dc.wait_connected(within=30)
+            tg.private_text(7, "status")
+            await tg.wait_for(lambda: tg.texts(7), within=20)
+            await dc.slash("status")
+            [edit] = await dc.wait_for(
+                lambda r: r.method == "PATCH" and "@original" in r.path, within=20
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert "empty" in tg.texts(7)[0].lower()
+    assert "empty" in str(edit.payload).lower()
+    assert TOKEN not in stderr.decode() and discord_token not in stderr.decode()
