@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from weakref import WeakValueDictionary
 
 from core.client import NemoClient
 from core.errors import TokenExpiredError
@@ -61,24 +62,36 @@ class Accounts:
         self._client = client
         self._operator_token = operator_token
         self._clock = clock
-        self._user_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Weak values: a lock lives while someone holds or awaits it, so idle users cost nothing.
+        self._user_locks: WeakValueDictionary[tuple[str, str], asyncio.Lock] = WeakValueDictionary()
         self._renewals: dict[tuple[str, str], deque[float]] = {}
+        self._session_locks: WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
+            WeakValueDictionary()
+        )
 
     def _lock(self, platform: str, user_id: str) -> asyncio.Lock:
         return self._user_locks.setdefault((platform, user_id), asyncio.Lock())
 
     async def user(self, platform: str, user_id: str, language: str | None = None) -> UserRecord:
-        """The stored user, created (with a fresh client id) on first contact."""
+        """The stored user, created (with a fresh client id) on first contact.
+
+        Creation happens under the user's lock: two first messages arriving together
+        must not give one person two client ids (and two anonymous tokens).
+        """
         user = await self._store.get_user(platform, user_id)
         if user is None:
-            user = UserRecord(
-                platform=platform,
-                user_id=user_id,
-                client_id=str(uuid.uuid4()),
-                language=language_of(language),
-            )
-            await self._store.save_user(user)
-        elif language and language_of(language) != user.language:
+            async with self._lock(platform, user_id):
+                user = await self._store.get_user(platform, user_id)
+                if user is None:
+                    user = UserRecord(
+                        platform=platform,
+                        user_id=user_id,
+                        client_id=str(uuid.uuid4()),
+                        language=language_of(language),
+                    )
+                    await self._store.save_user(user)
+                    return user
+        if language and language_of(language) != user.language:
             user.language = language_of(language)
             await self._store.save_user(user)
         return user
@@ -128,11 +141,16 @@ class Accounts:
     async def session(
         self, user: UserRecord, chat_id: str, token: str, language: str | None
     ) -> SessionRecord:
-        """The session of this user in this chat, created on first use."""
+        """The session of this user in this chat, created once on first use."""
         existing = await self._store.get_session(user.platform, user.user_id, chat_id)
         if existing is not None:
             return existing
-        return await self.new_session(user, chat_id, token, language)
+        key = (user.platform, user.user_id, chat_id)
+        async with self._session_locks.setdefault(key, asyncio.Lock()):
+            existing = await self._store.get_session(user.platform, user.user_id, chat_id)
+            if existing is not None:
+                return existing
+            return await self.new_session(user, chat_id, token, language)
 
     async def new_session(
         self, user: UserRecord, chat_id: str, token: str, language: str | None

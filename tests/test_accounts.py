@@ -1,0 +1,51 @@
+"""Accounts under concurrency: one client id, one token and one session per person and chat."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from core.accounts import Accounts
+from core.client import NemoClient
+from simulator.server import Simulator
+from storage.sqlite import SQLiteStore
+
+
+async def test_simultaneous_first_messages_make_one_user_one_token_one_session(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with (
+        SQLiteStore(tmp_path / "db.sqlite") as store,
+        NemoClient(base_url=sim.base_url) as client,
+    ):
+        accounts = Accounts(store=store, client=client)
+
+        async def first_contact() -> tuple[str, str, str]:
+            user = await accounts.user("telegram", "42", "en")
+            token = await accounts.token(user)
+            session = await accounts.session(user, "chat-1", token, "en")
+            return user.client_id, token, session.session_id
+
+        results = await asyncio.gather(*(first_contact() for _ in range(10)))
+    assert len(set(results)) == 1
+    assert sim.stats["tokens_minted"] == 1
+    assert sim.stats["session"] == 1
+
+
+async def test_renewals_are_capped_per_user(sim: Simulator, tmp_path: Path) -> None:
+    async with (
+        SQLiteStore(tmp_path / "db.sqlite") as store,
+        NemoClient(base_url=sim.base_url) as client,
+    ):
+        accounts = Accounts(store=store, client=client)
+        user = await accounts.user("discord", "7")
+        token = await accounts.token(user)
+        renewed = 0
+        try:
+            for _ in range(20):
+                token = await accounts.renew(user, token)
+                renewed += 1
+        except Exception as exc:  # the cap speaks as a rejected token
+            assert "too many token renewals" in str(exc)
+    assert renewed == 5
+    assert sim.stats["token"] == 6  # one first mint + five renewals, then the cap
