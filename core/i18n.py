@@ -169,6 +169,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "⚠️ I can't reach the video service right now. Nothing was lost — please try again.",
         "zh": "⚠️ 暂时无法连接视频服务。没有丢失任何内容——请重试。",
     },
+    "service_error": {
+        "en": (
+            "⚠️ The video service had a problem with that request. "
+            "Nothing was lost — please try again in a moment."
+        ),
+        "zh": "⚠️ 视频服务处理该请求时出了问题。没有丢失任何内容——请稍后重试。",
+    },
     "unexpected": {
         "en": "⚠️ Something went wrong on my side. Nothing was lost — please try again.",
         "zh": "⚠️ 我这边出了点问题。没有丢失任何内容——请重试。",

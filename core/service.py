@@ -38,6 +38,7 @@ from core.errors import (
     NemoError,
     OutOfCreditsError,
     RateLimitedError,
+    ServerError,
     SessionNotFoundError,
     StreamTimeoutError,
     TokenExpiredError,
@@ -208,7 +209,13 @@ class ConversationService:
             user = await self.accounts.user(msg.platform, msg.user_id, msg.language)
             lang = user.language
             token = await self.accounts.token(user)
-            session = await self.accounts.session(user, msg.chat_id, token, user.language)
+            try:
+                session = await self.accounts.session(user, msg.chat_id, token, user.language)
+            except TokenExpiredError:
+                # Without this the stored (revoked) token would fail every request until
+                # it expired by the clock: renew it here like any other call does.
+                token = await self.accounts.renew(user, token)
+                session = await self.accounts.session(user, msg.chat_id, token, user.language)
             request = _Request(msg, replier, Identity(user, token, session))
             await self._handlers[intent](request)
         except ApiError as exc:
@@ -239,6 +246,9 @@ class ConversationService:
         if isinstance(exc, FileTooLargeError):
             return t("file_too_large", lang, name="That file", limit=self.settings.max_upload_mb)
         log.warning("backend error %s on %s", exc.code, intent.value)
+        if isinstance(exc, ServerError | SessionNotFoundError):
+            # 5xx on a call that is not resent blindly, or a session lost twice in a row.
+            return t("service_error", lang)
         return t("unexpected", lang)
 
     # ------------------------------------------------------- recovery wrappers
@@ -431,9 +441,9 @@ class ConversationService:
         await req.replier.send_text(text, private=True)
 
     async def _new_project(self, req: _Request) -> None:
-        ident = req.ident
-        ident.session = await self.accounts.new_session(
-            ident.user, req.msg.chat_id, ident.token, req.lang
+        chat_id, lang = req.msg.chat_id, req.lang
+        req.ident.session = await self._call(
+            req, lambda i: self.accounts.new_session(i.user, chat_id, i.token, lang)
         )
         await req.replier.send_text(t("new_project", req.lang))
 
