@@ -23,8 +23,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from core.client import NemoClient
-from core.errors import RateLimitedError, ServerError, TokenExpiredError, TransportError
+from core.client import NemoClient, RenderStatus
+from core.errors import NemoError, TokenExpiredError
 from core.i18n import t
 from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
 from storage.base import RenderRecord, Store
@@ -46,6 +46,9 @@ class PollPolicy:
     deadline: float = 20 * 60.0
     max_failures: int = 30
     delivery_attempts: int = 3
+    #: Longest pause after a failed poll, ``Retry-After`` included (one slow answer
+    #: must not hold a finished video back for minutes).
+    max_backoff: float = 60.0
 
     def next_delay(self, elapsed: float, progress: int | None) -> float:
         """Seconds until the next poll, from the time so far and the reported progress."""
@@ -157,7 +160,6 @@ class RenderTracker:
     ) -> None:
         policy = self._policy
         token: str | None = None
-        token, _ = await self._token_source(render, None)
         started = self._clock()
         failures = 0
         shown_percent = -1
@@ -175,17 +177,17 @@ class RenderTracker:
             await asyncio.sleep(delay)
             elapsed = self._clock() - started
             try:
-                status = await self._client.render_status(token, render.render_id)
-            except TokenExpiredError:
-                token, _ = await self._token_source(render, token)
-                delay = policy.min_interval
-                continue
-            except (TransportError, ServerError, RateLimitedError) as exc:
+                token, status = await self._poll(render, token)
+            except NemoError as exc:
+                # Transient or not, never give up silently: back off, and after
+                # max_failures (or the deadline) tell the user the export failed.
                 failures += 1
+                log.info("render %s: poll failed (%s)", render.render_id, type(exc).__name__)
                 retry_after = getattr(exc, "retry_after", 0.0)
                 delay = max(retry_after, min(policy.max_interval * 2, 2.0**failures)) * (
                     0.5 + random.random()
                 )
+                delay = min(delay, policy.max_backoff)
                 if failures >= policy.max_failures or elapsed > policy.deadline:
                     reason = "the video service stopped answering"
                     await self._finish(render, replier, lang, "failed", None, reason, last_running)
@@ -218,6 +220,16 @@ class RenderTracker:
                     replier.progress(t("export_started", lang, percent=percent), percent)
                 )
             delay = policy.next_delay(elapsed, progress)
+
+    async def _poll(self, render: RenderRecord, token: str | None) -> tuple[str, RenderStatus]:
+        """One status poll; a missing token is fetched, a rejected one (1001) renewed once."""
+        if token is None:
+            token, _ = await self._token_source(render, None)
+        try:
+            return token, await self._client.render_status(token, render.render_id)
+        except TokenExpiredError:
+            token, _ = await self._token_source(render, token)
+            return token, await self._client.render_status(token, render.render_id)
 
     async def _finish(
         self,
