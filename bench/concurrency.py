@@ -1,0 +1,363 @@
+"""Concurrency: 1,000 users with open SSE chat streams at once, through one process.
+
+The simulator runs in a subprocess and streams slowly (a 10 s generation step of
+heartbeats, then text chunks 0.25 s apart). This process runs the real core
+(:class:`ConversationService`, SQLite file store, NemoClient) and a recording
+replier. All 1,000 chats start within ``STAGGER`` seconds, so all streams are open
+at the same time (the peak count of open streams is measured, not assumed).
+
+Relay latency is measured from the simulator's send to the adapter call: every ADK
+event carries the simulator's ``timestamp`` (``time.time()`` when it was built, just
+before it is written), and a tiny wrapper around the httpx transport remembers, per
+stream, the timestamp of the newest event that has arrived. When the core calls the
+replier's ``stream.append``, latency = now - that timestamp. Both processes read the
+same wall clock. The order check compares, per user, the relayed text with the
+simulator's whole reply (translated as the core translates GUI talk).
+
+The main run gives NemoClient an injected ``httpx.AsyncClient`` with a pool big enough
+for every stream. A second, shorter run uses the core's *default* pool
+(``core.client.POOL_LIMITS``) to show what that does to 1,000 streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import re
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.aiohttp_transport import AiohttpTransport
+from bench.common import (
+    ROOT,
+    Result,
+    cpu_seconds,
+    current_rss_mb,
+    fast_sim,
+    peak_rss_mb,
+    percentile,
+    quiet_logs,
+    raise_nofile,
+    run_main,
+    simulator_process,
+)
+from core.client import POOL_LIMITS, NemoClient
+from core.config import Settings
+from core.gui import translate
+from core.service import ConversationService
+from core.types import Action, IncomingMessage
+from storage.sqlite import SQLiteStore
+
+NAME = "concurrency"
+USERS = 1000
+STAGGER = 3.0  # seconds over which the 1,000 chats start
+PROBE_SECONDS = 20.0  # the default-pool run is cut off after this long
+PROMPT = "make a 10-second clip of a city at night"
+SIM = fast_sim(
+    chunk_delay=0.25,
+    heartbeat_interval=1.0,
+    slow_step_seconds=10.0,
+    gui_phrase_ratio=1.0,  # a second sentence (GUI talk the core rewrites): two relays each
+    thought_ratio=0.0,
+)
+_TIMESTAMP = re.compile(rb'"timestamp":([0-9.]+)')
+
+
+@dataclass
+class Probe:
+    """What one user's stream saw on the wire and what reached the adapter."""
+
+    last_sent: float | None = None  # simulator timestamp of the newest event received
+    raw: bytearray = field(default_factory=bytearray)
+    opened_at: float | None = None  # response headers received (monotonic)
+    started_at: float = 0.0  # handle() called (monotonic)
+    relayed: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    finished: bool = False
+    texts: list[str] = field(default_factory=list)
+
+
+PROBE: contextvars.ContextVar[Probe | None] = contextvars.ContextVar("probe", default=None)
+
+
+class _Stamped(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, probe: Probe, gauge: Gauge) -> None:
+        self._inner = inner
+        self._probe = probe
+        self._gauge = gauge
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        probe = self._probe
+        async for chunk in self._inner:
+            stamps = _TIMESTAMP.findall(chunk)
+            if stamps:
+                probe.last_sent = float(stamps[-1])
+            probe.raw += chunk
+            yield chunk
+
+    async def aclose(self) -> None:
+        self._gauge.close()
+        await self._inner.aclose()
+
+
+class Gauge:
+    """Open /run_sse streams now and at most."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.peak = 0
+
+    def opened(self) -> None:
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+
+    def close(self) -> None:
+        self.open -= 1
+
+
+class StampingTransport(httpx.AsyncBaseTransport):
+    """Wraps the real transport; watches /run_sse response bodies go by."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, gauge: Gauge) -> None:
+        self._inner = inner
+        self._gauge = gauge
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        probe = PROBE.get()
+        if probe is None or not request.url.path.endswith("/run_sse"):
+            return response
+        probe.opened_at = time.monotonic()
+        self._gauge.opened()
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _Stamped(response.stream, probe, self._gauge)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class RelayStream:
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    async def append(self, text: str) -> None:
+        probe = self.probe
+        if probe.last_sent is not None:
+            probe.latencies.append(time.time() - probe.last_sent)
+        probe.relayed.append(text)
+
+    async def finish(self, actions: Sequence[Action] = ()) -> None:
+        self.probe.finished = True
+
+
+class RelayReplier:
+    """The adapter side: records relayed text and when it arrived."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    async def send_text(self, text: str, *, actions: Sequence[Action] = (), private: bool = False):
+        self.probe.texts.append(text)
+
+    def stream(self) -> RelayStream:
+        return RelayStream(self.probe)
+
+    async def progress(self, text: str, percent: int | None = None) -> None:
+        pass
+
+    async def send_video(self, video: Any) -> None:
+        pass
+
+    async def working(self, kind: str = "typing") -> None:
+        pass
+
+
+def _expected(raw: bytes) -> str:
+    """The simulator's whole reply, from the non-partial text event, as the core shows it."""
+    whole = ""
+    for line in raw.split(b"\n"):
+        if not line.startswith(b"data:") or len(line) <= 6:
+            continue
+        event = json.loads(line[5:])
+        parts = (event.get("content") or {}).get("parts") or []
+        text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+        if text and not event.get("partial"):
+            whole = text
+    return translate(whole)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _transport(kind: str, gauge: Gauge) -> StampingTransport:
+    if kind == "aiohttp":
+        return StampingTransport(AiohttpTransport(limit=USERS + 100), gauge)
+    if kind == "httpx":
+        # Keep-alive stays at the core's 64: a big keep-alive pool makes httpcore's
+        # per-request bookkeeping quadratic in idle connections.
+        limits = httpx.Limits(max_connections=USERS + 100, max_keepalive_connections=64)
+        return StampingTransport(httpx.AsyncHTTPTransport(limits=limits), gauge)
+    return StampingTransport(httpx.AsyncHTTPTransport(limits=POOL_LIMITS), gauge)
+
+
+async def _scenario(base: str, kind: str) -> dict[str, Any]:
+    """One run in this process: warm-up, then USERS streams; ``kind`` picks the transport."""
+    raise_nofile()
+    gauge = Gauge()
+    http = httpx.AsyncClient(
+        transport=_transport(kind, gauge), timeout=httpx.Timeout(30.0, connect=10.0)
+    )
+    limit = PROBE_SECONDS if kind == "default" else 240.0
+    timed_out = False
+    with tempfile.TemporaryDirectory(prefix="nemo-bench-") as tmp:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None, NEMO_API_BASE=base, NEMO_BOT_DB=Path(tmp) / "bench.db"
+        )
+        async with (
+            SQLiteStore(settings.nemo_bot_db) as store,
+            NemoClient(base_url=base, http=http) as client,
+        ):
+            service = ConversationService(settings=settings, store=store, client=client)
+            # Warm-up: every user's first contact (token + session) before the streams.
+            gate = asyncio.Semaphore(50)
+
+            async def first_contact(u: int) -> None:
+                async with gate:
+                    msg = IncomingMessage("bench", str(u), str(u), "credits")
+                    await service.handle(msg, RelayReplier(Probe()))
+
+            await asyncio.gather(*(first_contact(u) for u in range(USERS)))
+            rss_before = current_rss_mb()
+            probes = [Probe() for _ in range(USERS)]
+
+            async def user(u: int) -> None:
+                await asyncio.sleep(STAGGER * u / USERS)
+                probe = probes[u]
+                PROBE.set(probe)
+                probe.started_at = time.monotonic()
+                msg = IncomingMessage("bench", str(u), str(u), PROMPT)
+                await service.handle(msg, RelayReplier(probe))
+
+            cpu, wall = cpu_seconds(), time.monotonic()
+            try:
+                await asyncio.wait_for(asyncio.gather(*(user(u) for u in range(USERS))), limit)
+            except TimeoutError:
+                timed_out = True
+            wall, cpu = time.monotonic() - wall, cpu_seconds() - cpu
+            await service.aclose()
+    await http.aclose()
+
+    latencies = [lat * 1000 for p in probes for lat in p.latencies]
+    # A "Timeline (...)" summary is a normal reply (the GUI talk asked for it); anything
+    # else sent as a whole message here is an error message (dropped stream, time-out).
+    problems = sorted({t[:60] for p in probes for t in p.texts if not t.startswith("Timeline")})
+    complete = [
+        p
+        for p in probes
+        if p.finished and p.relayed and all(t.startswith("Timeline") for t in p.texts)
+    ]
+    in_order = [p for p in complete if _norm("".join(p.relayed)) == _norm(_expected(p.raw))]
+    waits = [(p.opened_at - p.started_at) * 1000 for p in probes if p.opened_at is not None]
+    return {
+        "transport": kind,
+        "users": USERS,
+        "completed": len(complete),
+        "in_order": len(in_order),
+        "peak_open_streams": gauge.peak,
+        "never_opened": sum(1 for p in probes if p.opened_at is None),
+        "timed_out_after_s": limit if timed_out else None,
+        "relays": len(latencies),
+        "relay_ms_p50": percentile(latencies, 50),
+        "relay_ms_p99": percentile(latencies, 99),
+        "relay_ms_max": max(latencies, default=float("nan")),
+        "open_wait_ms_p50": percentile(waits, 50),
+        "open_wait_ms_p99": percentile(waits, 99),
+        "rss_mb_before_streams": rss_before,
+        "rss_mb_peak": peak_rss_mb(),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_share": cpu / wall if wall else float("nan"),
+        "problems": problems[:5],
+    }
+
+
+async def _child(kind: str, base: str) -> dict[str, Any]:
+    """Run one scenario in a fresh process, so its peak RSS is its own."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.concurrency",
+        "--child",
+        kind,
+        base,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"concurrency child {kind} failed ({proc.returncode})")
+    return dict(json.loads(out.decode().strip().splitlines()[-1]))
+
+
+def _latency_row(result: Result, label: str, run: dict[str, Any]) -> None:
+    p99 = run["relay_ms_p99"]
+    result.add(
+        f"relay latency p50 / p99 ({label})",
+        f"{run['relay_ms_p50']:.1f} / {p99:.1f} ms",
+        "p99 <= 50 ms",
+        p99 <= 50,
+    )
+
+
+async def run() -> Result:
+    result = Result(NAME)
+    runs: dict[str, dict[str, Any]] = {}
+    async with simulator_process(**SIM) as base:
+        for kind in ("httpx", "aiohttp", "default"):
+            runs[kind] = await _child(kind, base)
+    result.data.update(runs=runs, sim=SIM, stagger_s=STAGGER, prompt=PROMPT)
+    for kind, label in (("httpx", "httpx transport"), ("aiohttp", "aiohttp transport")):
+        r = runs[kind]
+        ok = r["in_order"] == USERS and r["peak_open_streams"] == USERS
+        result.add(
+            f"streams complete + in order ({label})",
+            f"{r['in_order']}/{USERS}, {r['peak_open_streams']} open at once",
+            f"{USERS}/{USERS}",
+            ok,
+        )
+        result.add(
+            f"peak RSS ({label})",
+            f"{r['rss_mb_peak']:.0f} MB",
+            "<= 200 MB",
+            r["rss_mb_peak"] <= 200,
+        )
+        _latency_row(result, label, r)
+        result.add(f"CPU busy ({label})", f"{r['cpu_share'] * 100:.0f}% of one core")
+    d = runs["default"]
+    result.add(
+        f"core default pool ({POOL_LIMITS.max_connections} conns), first {PROBE_SECONDS:.0f} s",
+        f"{d['peak_open_streams']} open at once, {d['never_opened']} never opened",
+    )
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        quiet_logs()
+        print(json.dumps(asyncio.run(_scenario(sys.argv[3], sys.argv[2]))), flush=True)
+        return
+    run_main(NAME, run)
+
+
+if __name__ == "__main__":
+    main()
