@@ -68,7 +68,7 @@ from core.types import (
     TextStream,
 )
 from core.wire import UploadResult
-from storage.base import RenderRecord, Store
+from storage.base import RenderRecord, Store, UserRecord
 
 __all__ = ["ConversationService"]
 
@@ -83,7 +83,7 @@ class _Gate:
     """The per-session turnstile: one request runs, a few may wait."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    waiting: int = 0
+    members: int = 0  # the request running plus those waiting
 
 
 @dataclass(slots=True)
@@ -136,7 +136,6 @@ class ConversationService:
             Intent.UPLOAD: self._upload,
             Intent.EXPORT: self._export,
             Intent.STATUS: self._status,
-            Intent.CREDITS: self._credits,
             Intent.NEW: self._new_project,
         }
 
@@ -188,18 +187,21 @@ class ConversationService:
     async def _exclusive(self, msg: IncomingMessage, replier: Replier, intent: Intent) -> None:
         key = (msg.platform, msg.user_id, msg.chat_id)
         gate = self._gates.setdefault(key, _Gate())
-        if gate.lock.locked():
-            if gate.waiting >= self._max_queued:
-                await replier.send_text(t("busy", msg.language), private=True)
-                return
-            await replier.send_text(t("queued", msg.language))
-        gate.waiting += 1
+        busy = gate.lock.locked()
+        if busy and gate.members > self._max_queued:
+            await replier.send_text(t("busy", msg.language), private=True)
+            return
+        # Counted before the first await, and uncounted in `finally` (a cancelled waiter
+        # too): the gate is dropped only when nobody holds or awaits it.
+        gate.members += 1
         try:
+            if busy:
+                await _quietly(replier.send_text(t("queued", msg.language)))
             async with gate.lock:
-                gate.waiting -= 1
                 await self._guarded(msg, replier, intent)
         finally:
-            if gate.waiting == 0 and not gate.lock.locked():
+            gate.members -= 1
+            if gate.members == 0:
                 self._gates.pop(key, None)
 
     async def _guarded(self, msg: IncomingMessage, replier: Replier, intent: Intent) -> None:
@@ -209,6 +211,9 @@ class ConversationService:
             user = await self.accounts.user(msg.platform, msg.user_id, msg.language)
             lang = user.language
             token = await self.accounts.token(user)
+            if intent is Intent.CREDITS:  # credits follow the person: no project needed
+                await self._credits(user, token, replier)
+                return
             try:
                 session = await self.accounts.session(user, msg.chat_id, token, user.language)
             except TokenExpiredError:
@@ -435,10 +440,13 @@ class ConversationService:
             return
         await req.replier.send_text(draft.summary(), actions=DEFAULT_ACTIONS)
 
-    async def _credits(self, req: _Request) -> None:
-        c = await self._call(req, lambda i: self._client.credits(i.token))
-        text = t("credits", req.lang, available=c.available, frozen=c.frozen, total=c.total)
-        await req.replier.send_text(text, private=True)
+    async def _credits(self, user: UserRecord, token: str, replier: Replier) -> None:
+        try:
+            c = await self._client.credits(token)
+        except TokenExpiredError:
+            c = await self._client.credits(await self.accounts.renew(user, token))
+        text = t("credits", user.language, available=c.available, frozen=c.frozen, total=c.total)
+        await replier.send_text(text, private=True)
 
     async def _new_project(self, req: _Request) -> None:
         chat_id, lang = req.msg.chat_id, req.lang

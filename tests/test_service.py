@@ -273,3 +273,76 @@ async def test_render_resumes_after_restart_and_is_delivered_once(tmp_path: Path
             await asyncio.sleep(0.3)
             assert service.renders.in_flight == 0
             assert adapter.repliers == {}
+
+
+class SlowQueuedReplier(CollectingReplier):
+    """A replier whose "queued" notice takes a while to send (as a rate-limited chat would)."""
+
+    async def send_text(self, text: str, **kw: object) -> None:  # type: ignore[override]
+        if "right after" in text:
+            await asyncio.sleep(0.1)
+        await super().send_text(text, **kw)  # type: ignore[arg-type]
+
+
+async def test_the_session_queue_never_runs_two_requests_at_once(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        running = peak = 0
+
+        async def slow_chat(req: object) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.05)
+            running -= 1
+
+        service._handlers[Intent.CHAT] = slow_chat  # type: ignore[assignment]
+
+        async def late(text: str) -> None:
+            await asyncio.sleep(0.07)  # after the first request ended, before the queued ran
+            await service.handle(msg(text), SlowQueuedReplier())
+
+        await asyncio.gather(
+            service.handle(msg("make a video of a cat"), SlowQueuedReplier()),
+            service.handle(msg("make it blue"), SlowQueuedReplier()),
+            late("add music"),
+        )
+        assert peak == 1
+
+
+async def test_cancelled_waiters_free_their_place_in_the_queue(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        release = asyncio.Event()
+
+        async def blocking_chat(req: object) -> None:
+            await release.wait()
+
+        service._handlers[Intent.CHAT] = blocking_chat  # type: ignore[assignment]
+        first = asyncio.create_task(service.handle(msg("make a video"), CollectingReplier()))
+        await asyncio.sleep(0.01)
+        waiters = [
+            asyncio.create_task(service.handle(msg(f"edit {i}"), CollectingReplier()))
+            for i in range(3)
+        ]
+        await asyncio.sleep(0.01)
+        for task in waiters:
+            task.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+        r = CollectingReplier()
+        late = asyncio.create_task(service.handle(msg("one more edit"), r))
+        await asyncio.sleep(0.01)
+        assert any("right after" in t for t in r.texts())  # queued, not refused as busy
+        release.set()
+        await asyncio.gather(first, late)
+        assert service._gates == {}
+
+
+async def test_credits_need_no_project(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("credits", chat="group-1"), r)
+        assert "Credits: 100 available" in r.texts()[-1]
+    assert sim.stats["session"] == 0
