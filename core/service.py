@@ -482,6 +482,9 @@ class ConversationService:
             if not data:
                 await req.replier.send_text(t("empty_file", lang, name=name))
                 continue
+            if data.startswith(_NOT_MEDIA):  # a program named like a photo or a clip
+                await req.replier.send_text(t("unsupported_file", lang, name=name))
+                continue
             if len(data) > limit:
                 await req.replier.send_text(
                     t("file_too_large", lang, name=name, limit=self.settings.max_upload_mb)
@@ -556,6 +559,11 @@ def _loads(raw: str | None) -> object:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+#: Leading bytes of programs and archives. No accepted media format starts like this
+#: (JPEG FF D8, PNG 89 50, GIF, RIFF, ftyp boxes, EBML 1A 45, ID3 / MPEG frames).
+_NOT_MEDIA = (b"MZ", b"\x7fELF", b"#!", b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe", b"PK\x03\x04")
 
 
 def _extension(filename: str) -> str:
