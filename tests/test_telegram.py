@@ -399,6 +399,49 @@ async def test_video_upload_and_link_fallback(tg: FakeTelegram, tmp_path: Path) 
     assert tg.calls_of("sendChatAction")
 
 
+async def test_a_failing_video_download_still_delivers_the_link(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    async def deliver(msg: IncomingMessage, replier: Replier) -> None:
+        async def broken(limit: int) -> bytes | None:
+            raise TimeoutError("the CDN did not answer")
+
+        url = "https://cdn.example/v.mp4"
+        await replier.send_video(Video(url=url, caption=f"Ready: {url}", fetch=broken))
+
+    service = ScriptedService(deliver)
+    async with running(tg_settings(tg, tmp_path), service):
+        tg.private_text(18, "export")
+        await tg.wait_for(lambda: tg.sent_to(18))
+        await asyncio.sleep(0.1)
+    assert tg.texts(18) == ["Ready: https://cdn.example/v.mp4"]
+    assert not tg.calls_of("sendVideo", ok_only=False)
+
+
+async def test_a_long_signed_link_never_overflows_the_caption(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    mp4 = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100
+    url = "https://cdn.example/v.mp4?X-Signature=" + "a1B2" * 400  # ~1640 characters
+
+    async def deliver(msg: IncomingMessage, replier: Replier) -> None:
+        async def fits(limit: int) -> bytes | None:
+            return mp4
+
+        caption = f"🎉 Your video is ready (1080p MP4): {url}"
+        await replier.send_video(Video(url=url, caption=caption, summary="3 clips", fetch=fits))
+
+    async with running(tg_settings(tg, tmp_path), ScriptedService(deliver)):
+        tg.private_text(19, "export")
+        await tg.wait_for(lambda: len(tg.sent_to(19)) == 2)
+    video, link = tg.sent_to(19)
+    assert [c.status for c in tg.calls_of("sendVideo", ok_only=False)] == [200]
+    assert video.video == mp4 and video.caption is not None
+    assert video.caption.startswith("🎉 Your video is ready") and "3 clips" in video.caption
+    assert url not in video.caption and utf16_len(video.caption) <= 1024
+    assert link.text == url  # whole, in a message of its own
+
+
 async def test_handler_errors_reach_the_error_handler(
     tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

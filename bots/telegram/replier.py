@@ -231,20 +231,35 @@ class TelegramTextStream:
         self._live = None
 
 
-def _with_link(body: str, url: str, limit: int) -> str:
-    """``body`` with ``url`` in it, cut to ``limit`` without ever cutting the link.
+#: The least of the body worth keeping next to a link in a caption; below that the
+#: link gets a message of its own (signed CDN links can be very long).
+_MIN_BODY = 24
+
+
+def _with_link(body: str, url: str, limit: int) -> str | None:
+    """``body`` with ``url`` in it, within ``limit``, never cutting the link; None if it can't fit.
 
     A body that already quotes the link and fits is kept as it is; otherwise the
-    link goes on a line of its own at the end.
+    link goes on a line of its own at the end. When the link leaves no room for
+    the body (or is itself longer than ``limit``), the answer is None: the caller
+    shows the body alone and sends the link separately.
     """
     body = body.rstrip()
     if url in body:
         if utf16_len(body) <= limit:
             return body
-        body = body.replace(url, "").rstrip()
+        body = _without(body, url)
     if not body:
-        return url
-    return truncate(body, limit - utf16_len(url) - 1) + "\n" + url
+        return url if utf16_len(url) <= limit else None
+    room = limit - utf16_len(url) - 1
+    if room < min(_MIN_BODY, utf16_len(body)):
+        return None
+    return truncate(body, room) + "\n" + url
+
+
+def _without(body: str, url: str) -> str:
+    """``body`` with ``url`` taken out (and the colon that introduced it)."""
+    return body.replace(url, "").rstrip().rstrip(":：").rstrip()
 
 
 def _progress_text(text: str, percent: int | None) -> str:
@@ -336,20 +351,28 @@ class TelegramReplier:
         await self.working(ChatAction.UPLOAD_VIDEO)
 
     async def send_video(self, video: Video) -> None:
-        """Upload the MP4 if it fits the Bot API cap, else post the link."""
+        """Upload the MP4 if it fits the Bot API cap, else post the link.
+
+        The video's caption stays within Telegram's 1024 characters: a link too
+        long to share it with the text follows in a message of its own.
+        """
         if self._progress is not None:
             with contextlib.suppress(TelegramError):
                 await self._progress.settle()
-        data = await video.fetch(self.upload_cap) if video.fetch is not None else None
+        data = await self._fetch(video)
         body = "\n\n".join(part for part in (video.caption, video.summary or "") if part.strip())
         if data:
+            caption = _with_link(body, video.url, CAPTION_LIMIT)
+            link_apart = caption is None
+            if caption is None:
+                caption = truncate(_without(body, video.url), CAPTION_LIMIT)
             await self.working(ChatAction.UPLOAD_VIDEO)
             await self.pacer.wait()
             try:
                 await self.bot.send_video(
                     self.chat_id,
                     data,
-                    caption=escape(_with_link(body, video.url, CAPTION_LIMIT)),
+                    caption=escape(caption) if caption.strip() else None,
                     parse_mode=ParseMode.HTML,
                     filename=_VIDEO_NAME,
                     supports_streaming=True,
@@ -358,13 +381,35 @@ class TelegramReplier:
                     write_timeout=_VIDEO_WRITE_TIMEOUT,
                     read_timeout=_VIDEO_WRITE_TIMEOUT,
                 )
-                return
             except RetryAfter:
                 raise
             except TelegramError as exc:
                 # Too big for this server after all, or a time-out: the link still works.
                 log.warning("telegram: video upload failed (%s); sending the link", exc)
-        await self.send_text(_with_link(body, video.url, MESSAGE_LIMIT))
+            else:
+                if link_apart:
+                    await self.send_text(video.url)
+                return
+        text = _with_link(body, video.url, MESSAGE_LIMIT)
+        if text is None:  # a link of thousands of characters: the text, then the link alone
+            await self.send_text(truncate(_without(body, video.url), MESSAGE_LIMIT))
+            text = video.url
+        await self.send_text(text)
+
+    async def _fetch(self, video: Video) -> bytes | None:
+        """The MP4 bytes if they fit the upload cap; None (send the link) on any failure."""
+        if video.fetch is None:
+            return None
+        try:
+            data = await video.fetch(self.upload_cap)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a CDN error or time-out: degrade to the link, don't fail
+            log.warning(
+                "telegram: video download failed (%s); sending the link", type(exc).__name__
+            )
+            return None
+        return data if data and len(data) <= self.upload_cap else None
 
     async def working(self, kind: str = "typing") -> None:
         """Show "typing…" or "sending video…"; at most every few seconds, never raises."""
