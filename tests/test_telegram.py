@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,10 +19,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bots.telegram.bot import webhook_secret
 from bots.telegram.format import split_text, utf16_len
 from bots.telegram_bot import TelegramBot, TokenRedactor, telegram_limits
 from core.app import open_core
-from core.config import Settings
+from core.config import Settings, SettingsError
 from core.renders import PollPolicy
 from core.service import ConversationService
 from core.types import DEFAULT_ACTIONS, IncomingMessage, Intent, Replier, Video
@@ -132,13 +134,31 @@ def test_split_text_is_lossless_and_within_limits() -> None:
     assert len(pieces) >= 3
 
 
-def test_caps_follow_the_bot_api_server(tmp_path: Path) -> None:
+def test_caps_follow_the_bot_api_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TELEGRAM_LOCAL_MODE", raising=False)
     public = Settings(_env_file=None)  # type: ignore[call-arg]
     assert telegram_limits(public) == (20 * 1024 * 1024, 50 * 1024 * 1024)
-    local = Settings(  # type: ignore[call-arg]
+    custom = Settings(  # type: ignore[call-arg]
         _env_file=None, TELEGRAM_API_BASE="http://127.0.0.1:8081", NEMO_MAX_UPLOAD_MB=300
     )
-    assert telegram_limits(local) == (300 * 1024 * 1024, 2000 * 1024 * 1024)
+    # A custom base URL alone may be a proxy of the public server: public caps.
+    assert telegram_limits(custom) == (20 * 1024 * 1024, 50 * 1024 * 1024)
+    monkeypatch.setenv("TELEGRAM_LOCAL_MODE", "true")
+    assert telegram_limits(custom) == (300 * 1024 * 1024, 2000 * 1024 * 1024)
+    monkeypatch.setenv("TELEGRAM_LOCAL_MODE", "maybe")
+    with pytest.raises(SettingsError, match="TELEGRAM_LOCAL_MODE"):
+        telegram_limits(custom)
+
+
+async def test_local_mode_is_explicit_and_reaches_ptb(
+    tg: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TELEGRAM_LOCAL_MODE", raising=False)
+    async with running(tg_settings(tg, tmp_path), ScriptedService()) as bot:
+        assert not bot.app.bot.local_mode and bot.upload_cap == 50 * 1024 * 1024
+    monkeypatch.setenv("TELEGRAM_LOCAL_MODE", "1")
+    async with running(tg_settings(tg, tmp_path), ScriptedService()) as bot:
+        assert bot.app.bot.local_mode and bot.upload_cap == 2000 * 1024 * 1024
 
 
 def test_token_redactor_scrubs_messages_and_tracebacks() -> None:
@@ -484,6 +504,25 @@ async def test_webhook_mode_checks_the_secret(tg: FakeTelegram, tmp_path: Path) 
         await tg.wait_for(finished(tg, 15))
     assert [m.text for m in service.received] == ["via webhook"]
     assert not tg.calls_of("getUpdates")
+
+
+async def test_webhook_secret_without_a_setting_is_the_same_on_every_replica(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = tg_settings(tg, tmp_path)
+    hook = f"http://127.0.0.1:{port}/tg-hook"
+    secrets = []
+    for _ in range(2):  # two replicas (one after the other: they share the port)
+        async with running(settings, ScriptedService(), webhook_url=hook, webhook_port=port):
+            assert tg.webhook is not None
+            secrets.append(tg.webhook["secret_token"])
+    assert secrets[0] == secrets[1] == webhook_secret(settings)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secrets[0]) and TOKEN not in secrets[0]
+    other = tg_settings(tg, tmp_path, TELEGRAM_BOT_TOKEN="456:DEF")
+    assert webhook_secret(other) != secrets[0]
 
 
 # -- end to end: the real core and the NemoVideo simulator ---------------------------------------

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
-import secrets
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,10 +33,17 @@ from bots.telegram.handlers import PLATFORM, ConversationHandler, UpdateHandlers
 from bots.telegram.logs import TokenRedactor, quiet_http_loggers
 from bots.telegram.replier import PacerPool, TelegramReplier
 from bots.telegram.texts import COMMANDS
-from core.config import Settings
+from core.config import Settings, SettingsError
 from core.types import ConversationRef
 
-__all__ = ["ConversationHandler", "TelegramBot", "run_telegram", "telegram_limits"]
+__all__ = [
+    "ConversationHandler",
+    "TelegramBot",
+    "run_telegram",
+    "telegram_limits",
+    "telegram_local_mode",
+    "webhook_secret",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +56,61 @@ LOCAL_UPLOAD_CAP = 2000 * _MB
 _ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+_WEBHOOK_LABEL = b"nemo-bot/telegram-webhook-secret/v1"
+
+
+def telegram_local_mode(settings: Settings) -> bool:
+    """Whether TELEGRAM_API_BASE is a local Bot API server (``TELEGRAM_LOCAL_MODE``).
+
+    Only an explicit setting lifts the public server's caps: a custom base URL may
+    just as well be a proxy in front of api.telegram.org. Read from
+    ``settings.telegram_local_mode`` when the settings have that field, else from
+    the environment (not from ``.env``). Raises :class:`SettingsError` for a value
+    that is neither true nor false.
+    """
+    value = getattr(settings, "telegram_local_mode", None)
+    if isinstance(value, bool):
+        return value
+    raw = os.environ.get("TELEGRAM_LOCAL_MODE", "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError("TELEGRAM_LOCAL_MODE: must be true or false")
+
+
 def telegram_limits(settings: Settings) -> tuple[int, int]:
     """``(download_cap, upload_cap)`` in bytes for the configured Bot API server.
 
     The public server lets bots download 20 MB and upload 50 MB; a local Bot API
-    server lifts both (we then cap downloads at our own upload limit).
+    server (``TELEGRAM_LOCAL_MODE=true``) lifts both (we then cap downloads at our
+    own upload limit and uploads at its 2000 MB).
     """
-    if settings.telegram_api_base.startswith(PUBLIC_API):
-        return PUBLIC_DOWNLOAD_CAP, PUBLIC_UPLOAD_CAP
-    return settings.max_upload_bytes, LOCAL_UPLOAD_CAP
+    if telegram_local_mode(settings):
+        return settings.max_upload_bytes, LOCAL_UPLOAD_CAP
+    return PUBLIC_DOWNLOAD_CAP, PUBLIC_UPLOAD_CAP
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The webhook's secret token: ``TELEGRAM_WEBHOOK_SECRET``, else one derived from the bot token.
+
+    Telegram echoes the secret in the ``X-Telegram-Bot-Api-Secret-Token`` header
+    of every update; without one anybody who finds the URL could post updates.
+    Behind a load balancer every replica must expect the same secret (each one
+    calls setWebhook at start-up), so the fallback is deterministic: the hex
+    HMAC-SHA256 of a fixed label keyed with the bot token (64 characters, all in
+    Telegram's ``[A-Za-z0-9_-]``). It reveals nothing about the token, and
+    changes when the token does.
+    """
+    secret = settings.telegram_webhook_secret
+    if secret is not None:
+        return secret.get_secret_value()
+    token = settings.telegram_bot_token
+    if token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    return hmac.new(token.get_secret_value().encode(), _WEBHOOK_LABEL, hashlib.sha256).hexdigest()
 
 
 class TelegramBot:
@@ -93,6 +148,7 @@ class TelegramBot:
         self.webhook_port = webhook_port
         self.poll_timeout = poll_timeout
         self.shutdown_grace = shutdown_grace
+        self.local_mode = telegram_local_mode(settings)
         self.download_cap, self.upload_cap = telegram_limits(settings)
         self._token = settings.telegram_bot_token.get_secret_value()
         self._redactor = TokenRedactor(self._token)
@@ -114,6 +170,7 @@ class TelegramBot:
             .base_file_url(f"{base}/file/bot")
             .rate_limiter(rate_limiter or AIORateLimiter(max_retries=max_retries))
             .get_updates_read_timeout(poll_timeout + 10)
+            .local_mode(self.local_mode)
         )
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self._handlers.install(self.app)
@@ -180,12 +237,9 @@ class TelegramBot:
         await self.stop()
 
     def _webhook_secret(self) -> str:
-        # Telegram echoes the secret in a header; without one anybody could post updates.
-        secret = self.settings.telegram_webhook_secret
-        if secret is None:
-            log.warning("telegram: TELEGRAM_WEBHOOK_SECRET unset; using a random one")
-            return secrets.token_urlsafe(32)
-        return secret.get_secret_value()
+        if self.settings.telegram_webhook_secret is None:
+            log.info("telegram: TELEGRAM_WEBHOOK_SECRET unset; using one derived from the token")
+        return webhook_secret(self.settings)
 
     async def _set_commands(self) -> None:
         for language, commands in COMMANDS.items():
