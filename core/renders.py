@@ -46,6 +46,9 @@ class PollPolicy:
     deadline: float = 20 * 60.0
     max_failures: int = 30
     delivery_attempts: int = 3
+    #: How long a delivery claim holds: a process killed mid-send blocks its render
+    #: for at most this long before another start delivers it.
+    delivery_lease: float = 300.0
     #: Longest pause after a failed poll, ``Retry-After`` included (one slow answer
     #: must not hold a finished video back for minutes).
     max_backoff: float = 60.0
@@ -252,11 +255,25 @@ class RenderTracker:
             error=error,
         )
         render.status = status
-        for attempt in range(1, self._policy.delivery_attempts + 1):
-            if not await self._store.claim_delivery(render.render_id):
-                return  # somebody else delivered it already
+        attempt = 0
+        while attempt < self._policy.delivery_attempts:
+            if not await self._store.claim_delivery(
+                render.render_id, lease=self._policy.delivery_lease
+            ):
+                current = await self._store.get_render(render.render_id)
+                if current is None or current.delivered_at is not None:
+                    return  # delivered already (by us before a restart, or by another process)
+                # Claimed by someone else — maybe a process that died mid-send: look again
+                # in a while; the claim expires after its lease.
+                await asyncio.sleep(self._policy.max_interval)
+                continue
+            attempt += 1
             try:
                 await self._deliver(render, replier, lang, status, url, error)
+            except asyncio.CancelledError:
+                # Stopping mid-send: give the claim back so the next start delivers it.
+                await asyncio.shield(self._store.release_delivery(render.render_id))
+                raise
             except Exception:
                 await self._store.release_delivery(render.render_id)
                 log.warning("render %s: delivery attempt %d failed", render.render_id, attempt)
@@ -264,6 +281,7 @@ class RenderTracker:
                     return  # stays undelivered: the next start tries again
                 await asyncio.sleep(self._policy.max_interval * attempt)
                 continue
+            await self._store.mark_delivered(render.render_id)
             if self._on_delivered is not None:
                 self._on_delivered(render, max(0.0, self._clock() - done_at))
             return

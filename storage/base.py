@@ -63,6 +63,7 @@ class RenderRecord:
     updated_at: float = 0.0
     completed_at: float | None = None
     delivered_at: float | None = None
+    claimed_at: float | None = None
 
 
 class Store(Protocol):
@@ -113,8 +114,16 @@ class Store(Protocol):
         A status of completed or failed sets completed_at.
         """
 
-    async def claim_delivery(self, render_id: str) -> bool:
-        """Atomically mark a render delivered; True only for the first caller (exactly once)."""
+    async def claim_delivery(self, render_id: str, *, lease: float = 300.0) -> bool:
+        """Claim the right to deliver a render; True for one caller at a time.
+
+        A claim lasts ``lease`` seconds unless :meth:`mark_delivered` or
+        :meth:`release_delivery` ends it first, so a process that died mid-send does not
+        keep the video from its user forever.
+        """
+
+    async def mark_delivered(self, render_id: str) -> None:
+        """The video reached the chat: never deliver this render again."""
 
     async def release_delivery(self, render_id: str) -> None:
         """Undo a claim whose delivery failed, so a later attempt can deliver."""

@@ -439,21 +439,31 @@ class SQLiteStore:
         if not changed:
             log.debug("update_render: no render %s", render_id)
 
-    async def claim_delivery(self, render_id: str) -> bool:
-        """Atomically mark a render delivered; True only for the first caller (exactly once)."""
+    async def claim_delivery(self, render_id: str, *, lease: float = 300.0) -> bool:
+        """Claim a delivery for ``lease`` seconds; True only for one claimer at a time."""
         now = self._clock()
         changed = await self._write(
+            "UPDATE renders SET claimed_at = ?, updated_at = ? "
+            "WHERE render_id = ? AND delivered_at IS NULL "
+            "AND (claimed_at IS NULL OR claimed_at <= ?)",
+            (now, now, render_id, now - lease),
+        )
+        return changed == 1
+
+    async def mark_delivered(self, render_id: str) -> None:
+        """Record that the render reached its chat (it is never delivered again)."""
+        now = self._clock()
+        await self._write(
             "UPDATE renders SET delivered_at = ?, updated_at = ? "
             "WHERE render_id = ? AND delivered_at IS NULL",
             (now, now, render_id),
         )
-        return changed == 1
 
     async def release_delivery(self, render_id: str) -> None:
         """Undo a claim whose delivery failed, so a later attempt can deliver."""
         await self._write(
-            "UPDATE renders SET delivered_at = NULL, updated_at = ? "
-            "WHERE render_id = ? AND delivered_at IS NOT NULL",
+            "UPDATE renders SET claimed_at = NULL, updated_at = ? "
+            "WHERE render_id = ? AND delivered_at IS NULL",
             (self._clock(), render_id),
         )
 

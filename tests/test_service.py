@@ -30,10 +30,10 @@ def settings_for(sim: Simulator, tmp_path: Path, **extra: object) -> Settings:
 
 @asynccontextmanager
 async def core_for(
-    sim: Simulator, tmp_path: Path, **extra: object
+    sim: Simulator, tmp_path: Path, *, policy: PollPolicy = FAST_POLL, **extra: object
 ) -> AsyncIterator[tuple[ConversationService, CollectingAdapter]]:
     adapter = CollectingAdapter()
-    async with open_core(settings_for(sim, tmp_path, **extra), poll_policy=FAST_POLL) as service:
+    async with open_core(settings_for(sim, tmp_path, **extra), poll_policy=policy) as service:
         service.register_adapter(adapter)
         await service.start()
         yield service, adapter
@@ -346,3 +346,52 @@ async def test_credits_need_no_project(sim: Simulator, tmp_path: Path) -> None:
         await service.handle(msg("credits", chat="group-1"), r)
         assert "Credits: 100 available" in r.texts()[-1]
     assert sim.stats["session"] == 0
+
+
+class StuckUploadReplier(CollectingReplier):
+    """send_video never finishes (a huge upload), like a process stopped or killed mid-send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending = asyncio.Event()
+
+    async def send_video(self, video: object) -> None:  # type: ignore[override]
+        self.sending.set()
+        await asyncio.sleep(3600)
+
+
+async def test_a_delivery_cut_short_by_shutdown_is_delivered_after_restart(
+    tmp_path: Path,
+) -> None:
+    async with Simulator(fast_sim_config(render_seconds=0.3)) as sim:
+        async with core_for(sim, tmp_path) as (service, _):
+            stuck = StuckUploadReplier()
+            await service.handle(msg("make a video of a harbour"), stuck)
+            await service.handle(msg("export"), stuck)
+            await asyncio.wait_for(stuck.sending.wait(), 20)
+        async with core_for(sim, tmp_path) as (_, adapter):
+            replier = adapter.replier_for(msg().ref())
+            video = await asyncio.wait_for(replier.videos.get(), 20)
+            assert video.url.startswith(sim.base_url)
+
+
+async def test_a_delivery_claimed_by_a_dead_process_is_delivered_after_its_lease(
+    tmp_path: Path,
+) -> None:
+    short_lease = PollPolicy(
+        min_interval=0.05, max_interval=0.1, first_delay=0.05, delivery_lease=0.5
+    )
+    sim_config = fast_sim_config(render_seconds=0.3)
+    async with Simulator(sim_config) as sim, core_for(sim, tmp_path) as (service, _):
+        stuck = StuckUploadReplier()
+        await service.handle(msg("make a video of a lighthouse"), stuck)
+        await service.handle(msg("export"), stuck)
+        await asyncio.wait_for(stuck.sending.wait(), 20)
+        # the first process still holds the claim and never finishes (as after kill -9);
+        # a second process on the same database takes over once the lease runs out
+        async with core_for(sim, tmp_path, policy=short_lease) as (_, adapter):
+            replier = adapter.replier_for(msg().ref())
+            video = await asyncio.wait_for(replier.videos.get(), 20)
+            assert video.url.startswith(sim.base_url)
+            await asyncio.sleep(0.3)
+            assert replier.videos.empty()  # delivered once

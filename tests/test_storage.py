@@ -211,6 +211,7 @@ async def test_persistence_across_close_and_reopen(tmp_path: Path) -> None:
         await s.add_render(render(thread_id="th", reply_to="42", summary="cat video"))
         await s.update_render("r1", status="completed", output_url="https://x/v.mp4")
         assert await s.claim_delivery("r1")
+        await s.mark_delivered("r1")
     async with SQLiteStore(str(path)) as s:
         u = await s.get_user("telegram", "u1")
         assert u is not None and u.token == SECRET and u.language == "de"
@@ -359,15 +360,30 @@ async def test_undelivered_claim_and_release(store: SQLiteStore, clock: FakeCloc
     assert not await store.claim_delivery("r1")
     assert not await store.claim_delivery("missing")
     got = await store.get_render("r1")
-    assert got is not None and got.delivered_at == 1003.0
-    assert [r.render_id for r in await store.undelivered_renders()] == ["r3", "r2"]
+    assert got is not None and got.claimed_at == 1003.0 and got.delivered_at is None
 
     await store.release_delivery("r1")
     await store.release_delivery("missing")
     got = await store.get_render("r1")
-    assert got is not None and got.delivered_at is None
-    assert [r.render_id for r in await store.undelivered_renders()] == ["r3", "r1", "r2"]
+    assert got is not None and got.claimed_at is None and got.delivered_at is None
     assert await store.claim_delivery("r1")
+    await store.mark_delivered("r1")
+    got = await store.get_render("r1")
+    assert got is not None and got.delivered_at == 1003.0
+    assert [r.render_id for r in await store.undelivered_renders()] == ["r3", "r2"]
+    assert not await store.claim_delivery("r1", lease=0.0)  # delivered: never again
+    await store.release_delivery("r1")
+    assert (await store.get_render("r1")).delivered_at == 1003.0  # type: ignore[union-attr]
+
+
+async def test_a_claim_expires_after_its_lease(store: SQLiteStore, clock: FakeClock) -> None:
+    """A process killed mid-send leaves a claim; once the lease runs out, another delivers."""
+    await store.add_render(render())
+    assert await store.claim_delivery("r1", lease=60.0)
+    clock.advance(59)
+    assert not await store.claim_delivery("r1", lease=60.0)
+    clock.advance(1)
+    assert await store.claim_delivery("r1", lease=60.0)
 
 
 # -- concurrency -----------------------------------------------------------------------------
