@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from core.client import NemoClient, RenderStatus
 from core.errors import NemoError, TokenExpiredError
 from core.i18n import t
+from core.replies import plain_reason, quietly
 from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
 from storage.base import RenderRecord, Store
 
@@ -219,9 +220,7 @@ class RenderTracker:
             percent = progress or 0
             if percent != shown_percent:
                 shown_percent = percent
-                await _quietly(
-                    replier.progress(t("export_started", lang, percent=percent), percent)
-                )
+                await quietly(replier.progress(t("export_started", lang, percent=percent), percent))
             delay = policy.next_delay(elapsed, progress)
 
     async def _poll(self, render: RenderRecord, token: str | None) -> tuple[str, RenderStatus]:
@@ -296,7 +295,7 @@ class RenderTracker:
         error: str | None,
     ) -> None:
         if status == "completed" and url:
-            await _quietly(replier.progress(t("export_started", lang, percent=100), 100))
+            await quietly(replier.progress(t("export_started", lang, percent=100), 100))
             client = self._client
             await replier.send_video(
                 Video(
@@ -308,23 +307,10 @@ class RenderTracker:
             )
         else:
             await replier.send_text(
-                t("export_failed", lang, reason=_safe_reason(error)), actions=DEFAULT_ACTIONS
+                t(
+                    "export_failed",
+                    lang,
+                    reason=plain_reason(error, "the video service reported an error"),
+                ),
+                actions=DEFAULT_ACTIONS,
             )
-
-
-def _safe_reason(error: str | None) -> str:
-    """A short, plain reason (never raw JSON)."""
-    if not error:
-        return "unknown error"
-    text = " ".join(str(error).split())
-    if text.startswith(("{", "[")):
-        return "the video service reported an error"
-    return text[:200]
-
-
-async def _quietly(awaitable: Awaitable[None]) -> None:
-    """Progress is a nicety: a failed progress update must not stop a render."""
-    try:
-        await awaitable
-    except Exception:
-        log.warning("progress update failed", exc_info=True)

@@ -57,6 +57,7 @@ from core.gui import SentenceBuffer
 from core.i18n import t
 from core.metrics import Metrics
 from core.renders import PollPolicy, RenderTracker
+from core.replies import plain_reason, quietly
 from core.router import route
 from core.types import (
     DEFAULT_ACTIONS,
@@ -182,7 +183,7 @@ class ConversationService:
                 await self._guarded(msg, replier, intent)
         except Exception:
             log.exception("unexpected error while handling a %s message", msg.platform)
-            await _quietly(replier.send_text(t("unexpected", lang)))
+            await quietly(replier.send_text(t("unexpected", lang)))
 
     async def _exclusive(self, msg: IncomingMessage, replier: Replier, intent: Intent) -> None:
         key = (msg.platform, msg.user_id, msg.chat_id)
@@ -196,7 +197,7 @@ class ConversationService:
         gate.members += 1
         try:
             if busy:
-                await _quietly(replier.send_text(t("queued", msg.language)))
+                await quietly(replier.send_text(t("queued", msg.language)))
             async with gate.lock:
                 await self._guarded(msg, replier, intent)
         finally:
@@ -331,7 +332,7 @@ class ConversationService:
         dropped = False
         last_news = self._clock()
         notices = 0
-        await _quietly(req.replier.working("typing"))
+        await quietly(req.replier.working("typing"))
         self.metrics.active_streams.inc()
         try:
             async with contextlib.aclosing(self._events(req, text)) as events:
@@ -355,7 +356,7 @@ class ConversationService:
                         error = event.message
                         self.metrics.error("stream_error")
                     elif isinstance(event, (ToolCallEvent, ToolResultEvent)):
-                        await _quietly(req.replier.working("typing"))
+                        await quietly(req.replier.working("typing"))
         except StreamTimeoutError:
             self.metrics.error("stream_timeout")
             if await self._flush(stream, buffer, shown):
@@ -418,7 +419,9 @@ class ConversationService:
         if note:
             text = note
         elif error and not changes:
-            text = t("stream_error", lang, detail=_safe_detail(error))
+            text = t(
+                "stream_error", lang, detail=plain_reason(error, "please try again in a moment")
+            )
         elif changes:
             text = t("changes", lang, changes="\n".join(changes))
         else:
@@ -462,7 +465,7 @@ class ConversationService:
             return
         limit = self.settings.max_upload_bytes
         added: list[str] = []
-        await _quietly(req.replier.working("upload_video"))
+        await quietly(req.replier.working("upload_video"))
         for att in msg.attachments:
             name = _display_name(att.filename)
             if _extension(att.filename) not in ACCEPTED_EXTENSIONS:
@@ -502,9 +505,10 @@ class ConversationService:
                     t("file_too_large", lang, name=name, limit=self.settings.max_upload_mb)
                 )
                 continue
-            added.extend(
-                _describe_upload(f) for f in result.files
-            ) if result.files else added.append(name)
+            if result.files:
+                added.extend(_describe_upload(f) for f in result.files)
+            else:
+                added.append(name)
         if not added:
             return
         uploaded = t("uploaded", lang, files=", ".join(added))
@@ -547,8 +551,8 @@ class ConversationService:
             summary=state.draft.summary(),
         )
         await self._store.add_render(render)
-        await _quietly(req.replier.progress(t("export_started", lang, percent=0), 0))
-        await _quietly(req.replier.working("upload_video"))
+        await quietly(req.replier.progress(t("export_started", lang, percent=0), 0))
+        await quietly(req.replier.working("upload_video"))
         self.renders.follow(render, req.replier, lang)
 
 
@@ -591,19 +595,3 @@ def _describe_upload(file: object) -> str:
     if duration:
         parts.append(f"{float(duration):.1f}s")
     return f"{name} ({', '.join(parts)})" if parts else str(name)
-
-
-def _safe_detail(error: str) -> str:
-    """A short plain-text reason from a stream error (never raw JSON or a token)."""
-    text = " ".join(str(error).split())
-    if not text or text.startswith(("{", "[")) or "nmv_" in text:
-        return "please try again in a moment"
-    return text[:200]
-
-
-async def _quietly(awaitable: Awaitable[None]) -> None:
-    """Chat actions and progress are niceties: their failure must not stop the work."""
-    try:
-        await awaitable
-    except Exception:
-        log.debug("a best-effort reply failed", exc_info=True)
