@@ -85,12 +85,12 @@ def telegram_limits(settings: Settings) -> tuple[int, int]:
     """``(download_cap, upload_cap)`` in bytes for the configured Bot API server.
 
     The public server lets bots download 20 MB and upload 50 MB; a local Bot API
-    server (``TELEGRAM_LOCAL_MODE=true``) lifts both (we then cap downloads at our
-    own upload limit and uploads at its 2000 MB).
+    server (``TELEGRAM_LOCAL_MODE=true``) lifts both (uploads to its 2000 MB).
+    Downloads never exceed our own upload limit either: the backend would refuse.
     """
     if telegram_local_mode(settings):
         return settings.max_upload_bytes, LOCAL_UPLOAD_CAP
-    return PUBLIC_DOWNLOAD_CAP, PUBLIC_UPLOAD_CAP
+    return min(PUBLIC_DOWNLOAD_CAP, settings.max_upload_bytes), PUBLIC_UPLOAD_CAP
 
 
 def webhook_secret(settings: Settings) -> str:
@@ -252,7 +252,7 @@ class TelegramBot:
                 log.warning("telegram: setMyCommands(%s) failed: %s", language, exc)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "<bot-token>")
+        return self._redactor.scrub(text)
 
     # -- ChatAdapter -----------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bots.telegram.texts import text as adapter_text
-from core.types import Action, Intent
+from core.types import Action
 
 __all__ = [
     "CALLBACK_PREFIX",
@@ -30,13 +30,6 @@ MESSAGE_LIMIT = 4096
 CAPTION_LIMIT = 1024
 CALLBACK_PREFIX = "a"
 _CALLBACK_LIMIT = 64
-
-#: What a button press means for the router: (intent, the text a user would type).
-ACTION_INTENTS: dict[Action, tuple[Intent, str]] = {
-    Action.EXPORT: (Intent.EXPORT, "export"),
-    Action.TIMELINE: (Intent.STATUS, "timeline"),
-    Action.CREDITS: (Intent.CREDITS, "credits"),
-}
 
 
 def escape(text: str) -> str:

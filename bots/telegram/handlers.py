@@ -25,7 +25,8 @@ from telegram.ext import (
     filters,
 )
 
-from bots.telegram.format import ACTION_INTENTS, parse_callback
+from bots.common import ACTION_INTENTS
+from bots.telegram.format import parse_callback
 from bots.telegram.inbound import (
     AlbumCollector,
     addressing,

@@ -16,8 +16,8 @@ from pathlib import PurePosixPath
 
 from telegram import Bot, Message, MessageEntity
 
-from bots.telegram.texts import SUPPORTED_EXTENSIONS
 from bots.telegram.texts import text as adapter_text
+from core.client import ACCEPTED_EXTENSIONS
 from core.types import Attachment
 
 __all__ = [
@@ -113,7 +113,7 @@ def files_of(message: Message) -> list[FileInfo]:
 
 def refusal_for(info: FileInfo, cap: int, language: str | None) -> str | None:
     """Why ``info`` can't be used (in the user's language), or None if it can."""
-    if info.extension not in SUPPORTED_EXTENSIONS:
+    if info.extension not in ACCEPTED_EXTENSIONS:
         return adapter_text("unsupported", language, name=info.filename)
     if info.size is not None and info.size > cap:
         return adapter_text("too_large", language, name=info.filename, limit=cap // (1024 * 1024))

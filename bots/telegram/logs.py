@@ -3,13 +3,15 @@
 Bot API URLs contain the token (``/bot<token>/method``, ``/file/bot<token>/path``);
 PTB logs them at DEBUG while building the bot, httpx logs every request URL at
 INFO. :func:`quiet_http_loggers` silences httpx below WARNING and
-:class:`TokenRedactor` scrubs whatever still mentions the token.
+:class:`TokenRedactor` (the shared :class:`bots.common.LogRedactor`) scrubs
+whatever still mentions the token.
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
+
+from bots.common import LogRedactor
 
 __all__ = ["TokenRedactor", "quiet_http_loggers"]
 
@@ -34,41 +36,15 @@ _URL_LOGGERS = (
 )
 
 
-class TokenRedactor(logging.Filter):
-    """Replaces the bot token in log records (PTB and httpx can put URLs in messages).
+class TokenRedactor(LogRedactor):
+    """Masks the bot token (and every other known secret) in log records.
 
-    Logger filters only see records created by their own logger, so :meth:`install`
-    puts it on every logger that may see a Bot API URL and on the root handlers.
+    The shared :class:`bots.common.LogRedactor` (itself :class:`core.logs.SecretFilter`)
+    installed on every logger that may see a Bot API URL and on the root handlers.
     """
 
     def __init__(self, token: str) -> None:
-        super().__init__()
-        self._token = token
-
-    def install(self) -> None:
-        """Filter the URL-bearing loggers and whatever handlers the root logger has now."""
-        for name in _URL_LOGGERS:
-            logging.getLogger(name).addFilter(self)
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(self)
-
-    def uninstall(self) -> None:
-        """Undo :meth:`install`."""
-        for name in _URL_LOGGERS:
-            logging.getLogger(name).removeFilter(self)
-        for handler in logging.getLogger().handlers:
-            handler.removeFilter(self)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record if the token shows up anywhere in it."""
-        message = record.getMessage()
-        if self._token in message:
-            record.msg, record.args = message.replace(self._token, "<bot-token>"), None
-        if record.exc_info and not record.exc_text:
-            text = "".join(traceback.format_exception(*record.exc_info))
-            if self._token in text:
-                record.exc_text = text.replace(self._token, "<bot-token>").rstrip("\n")
-        return True
+        super().__init__([token], loggers=_URL_LOGGERS)
 
 
 def quiet_http_loggers() -> None:

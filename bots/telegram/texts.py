@@ -8,14 +8,11 @@ doesn't own the project, and the last-resort apology of the error handler.
 
 from __future__ import annotations
 
-__all__ = ["COMMANDS", "FORMATS", "SUPPORTED_EXTENSIONS", "lang_of", "text"]
+from bots.common import accepted_formats
 
-#: File extensions the backend accepts (NEMO_API.md, "Upload").
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
-    {"mp4", "mov", "avi", "webm", "mkv", "jpg", "jpeg", "png", "gif", "webp"}
-    | {"mp3", "wav", "m4a", "aac"}
-)
-FORMATS = "MP4, MOV, AVI, WEBM, MKV, JPG, PNG, GIF, WEBP, MP3, WAV, M4A, AAC"
+__all__ = ["COMMANDS", "FORMATS", "lang_of", "text"]
+
+FORMATS = accepted_formats(upper=True)
 
 _TEXTS: dict[str, dict[str, str]] = {
     "too_large": {

@@ -1,0 +1,82 @@
+"""What the Telegram and Discord adapters share: button meanings, file formats, log redaction.
+
+* :data:`ACTION_INTENTS`: what pressing an action button asks the core for.
+* :func:`accepted_formats`: the upload formats, from :data:`core.client.ACCEPTED_EXTENSIONS`
+  (the one list the backend's rules live in).
+* :class:`LogRedactor`: :class:`core.logs.SecretFilter` (NemoVideo tokens, bot
+  tokens, configured secrets) plus the per-request tokens of Discord's
+  interaction and webhook URLs, installable on the loggers that print URLs and
+  on the root handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+
+from core.client import ACCEPTED_EXTENSIONS
+from core.logs import SecretFilter
+from core.types import Action, Intent
+
+__all__ = ["ACTION_INTENTS", "LogRedactor", "accepted_formats"]
+
+#: What a button press means for the router: (intent, the text a user would type).
+ACTION_INTENTS: dict[Action, tuple[Intent, str]] = {
+    Action.EXPORT: (Intent.EXPORT, "export"),
+    Action.TIMELINE: (Intent.STATUS, "timeline"),
+    Action.CREDITS: (Intent.CREDITS, "credits"),
+}
+
+
+def accepted_formats(*, upper: bool = False) -> str:
+    """The accepted file extensions, comma-separated, for a refusal message."""
+    names = sorted(ACCEPTED_EXTENSIONS)
+    return ", ".join(name.upper() if upper else name for name in names)
+
+
+# /webhooks/<id>/<token>/... and /interactions/<id>/<token>/callback (discord.http logs
+# every request URL at DEBUG), and a "token" field of a logged payload (gateway events).
+_REQUEST_TOKENS = re.compile(
+    r"(?P<path>/(?:webhooks|interactions)/\d+/)[^/\s?#\"']+"
+    r"|(?P<field>[\"']token[\"']\s*:\s*[\"'])[^\"']+"
+)
+
+
+def _mask(match: re.Match[str]) -> str:
+    return (match.group("path") or match.group("field")) + "***"
+
+
+class LogRedactor(SecretFilter):
+    """A :class:`~core.logs.SecretFilter` that also masks interaction and webhook tokens.
+
+    Logger filters only see records created by their own logger, so
+    :meth:`install` puts it on each of ``loggers`` (those that may log a URL with
+    a secret in it) and on the root logger's handlers; :meth:`uninstall` undoes it.
+    """
+
+    def __init__(self, secrets: Iterable[str] = (), *, loggers: Sequence[str] = ()) -> None:
+        super().__init__(secrets)
+        self._loggers = tuple(loggers)
+        self._handlers: list[logging.Handler] = []
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret and request token masked."""
+        return _REQUEST_TOKENS.sub(_mask, super().scrub(text))
+
+    def install(self) -> None:
+        """Filter ``loggers`` and whatever handlers the root logger has now (idempotent)."""
+        for name in self._loggers:
+            logging.getLogger(name).addFilter(self)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self)
+            if handler not in self._handlers:
+                self._handlers.append(handler)
+
+    def uninstall(self) -> None:
+        """Undo :meth:`install`."""
+        for name in self._loggers:
+            logging.getLogger(name).removeFilter(self)
+        for handler in self._handlers:
+            handler.removeFilter(self)
+        self._handlers.clear()
