@@ -55,6 +55,7 @@ from core.events import (
 )
 from core.gui import SentenceBuffer
 from core.i18n import t
+from core.logs import mask_id
 from core.metrics import Metrics
 from core.renders import PollPolicy, RenderTracker
 from core.replies import plain_reason, quietly
@@ -168,7 +169,12 @@ class ConversationService:
                 await replier.send_text(t("not_allowed", lang), private=True)
                 return
             intent = msg.intent or route(msg.text, has_attachments=bool(msg.attachments))
-            log.info("request platform=%s intent=%s", msg.platform, intent.value)
+            log.info(
+                "request platform=%s user=%s intent=%s",
+                msg.platform,
+                mask_id(msg.user_id),
+                intent.value,
+            )
             self.metrics.requests.labels(platform=msg.platform, intent=intent.value).inc()
             if intent in (Intent.HELP, Intent.START):
                 key = "welcome" if intent is Intent.START else "help"
