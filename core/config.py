@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = Field(None, alias="TELEGRAM_BOT_TOKEN")
     telegram_api_base: str = Field("https://api.telegram.org", alias="TELEGRAM_API_BASE")
     telegram_webhook_secret: SecretStr | None = Field(None, alias="TELEGRAM_WEBHOOK_SECRET")
+    telegram_local_mode: bool = Field(False, alias="TELEGRAM_LOCAL_MODE")
 
     discord_bot_token: SecretStr | None = Field(None, alias="DISCORD_BOT_TOKEN")
     discord_api_base: str = Field("https://discord.com/api/v10", alias="DISCORD_API_BASE")
