@@ -249,16 +249,17 @@ class DiscordBot(discord.Client):
         """Defer at once, check attachments, then let the core answer through a replier."""
         await interaction.response.defer(thinking=True, ephemeral=ephemeral)
         replier = self._interaction_replier(interaction, ephemeral=ephemeral)
-        for attachment in attachments:
+        msg = self._interaction_message(
+            interaction, text=text, intent=intent, attachments=attachments
+        )
+        # Someone outside the allowlist hears the core's refusal, not ours about a file.
+        for attachment in attachments if self.settings.is_allowed(msg.user_id, msg.chat_id) else ():
             problem = attachment_problem(
                 attachment, max_bytes=self.settings.max_upload_bytes, language=replier.language
             )
             if problem:
                 await replier.send_text(problem, private=True)
                 return
-        msg = self._interaction_message(
-            interaction, text=text, intent=intent, attachments=attachments
-        )
         await self._dispatch(msg, replier)
 
     async def handle_action(
@@ -294,7 +295,8 @@ class DiscordBot(discord.Client):
             guild_id=message.guild.id if message.guild else None,
             mention_on_delivery=True,
         )
-        for attachment in message.attachments:
+        allowed = self.settings.is_allowed(str(message.author.id), chat_id)
+        for attachment in message.attachments if allowed else ():  # else the core refuses
             problem = attachment_problem(
                 attachment, max_bytes=self.settings.max_upload_bytes, language=None
             )

@@ -160,6 +160,7 @@ class TelegramBot:
             download_cap=self.download_cap,
             album_delay=album_delay,
             redact=self._redact,
+            is_allowed=settings.is_allowed,
         )
         self._started = False
         base = settings.telegram_api_base

@@ -93,8 +93,10 @@ class UpdateHandlers:
         download_cap: int,
         album_delay: float,
         redact: Callable[[str], str],
+        is_allowed: Callable[[str, str], bool] = lambda user_id, chat_id: True,
     ) -> None:
         self._service = service
+        self._is_allowed = is_allowed
         self._make_replier = make_replier
         self._download_cap = download_cap
         self._redact = redact
@@ -250,6 +252,10 @@ class UpdateHandlers:
         if not addressed:
             return
         assert first.from_user is not None
+        if not self._is_allowed(str(first.from_user.id), str(first.chat.id)):
+            # The core refuses (and downloads nothing): no file talk with strangers.
+            self._dispatch(self._incoming(first, text=text))
+            return
         language = first.from_user.language_code
         attachments: list[Attachment] = []
         refusals: list[str] = []
