@@ -11,19 +11,21 @@ import itertools
 import logging
 import re
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import imageio_ffmpeg
 import pytest
 
 from bots.telegram.bot import webhook_secret
 from bots.telegram.format import split_text, utf16_len
 from bots.telegram_bot import TelegramBot, TokenRedactor, telegram_limits
 from core.app import open_core
-from core.config import Settings, SettingsError
+from core.config import Settings
 from core.renders import PollPolicy
 from core.service import ConversationService
 from core.types import DEFAULT_ACTIONS, IncomingMessage, Intent, Replier, Video
@@ -134,8 +136,7 @@ def test_split_text_is_lossless_and_within_limits() -> None:
     assert len(pieces) >= 3
 
 
-def test_caps_follow_the_bot_api_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TELEGRAM_LOCAL_MODE", raising=False)
+def test_caps_follow_the_bot_api_server(tmp_path: Path) -> None:
     public = Settings(_env_file=None)  # type: ignore[call-arg]
     assert telegram_limits(public) == (20 * 1024 * 1024, 50 * 1024 * 1024)
     custom = Settings(  # type: ignore[call-arg]
@@ -143,21 +144,22 @@ def test_caps_follow_the_bot_api_server(tmp_path: Path, monkeypatch: pytest.Monk
     )
     # A custom base URL alone may be a proxy of the public server: public caps.
     assert telegram_limits(custom) == (20 * 1024 * 1024, 50 * 1024 * 1024)
-    monkeypatch.setenv("TELEGRAM_LOCAL_MODE", "true")
-    assert telegram_limits(custom) == (300 * 1024 * 1024, 2000 * 1024 * 1024)
-    monkeypatch.setenv("TELEGRAM_LOCAL_MODE", "maybe")
-    with pytest.raises(SettingsError, match="TELEGRAM_LOCAL_MODE"):
-        telegram_limits(custom)
+    local = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        TELEGRAM_API_BASE="http://127.0.0.1:8081",
+        TELEGRAM_LOCAL_MODE="true",
+        NEMO_MAX_UPLOAD_MB=300,
+    )
+    assert telegram_limits(local) == (300 * 1024 * 1024, 2000 * 1024 * 1024)
+    small = Settings(_env_file=None, NEMO_MAX_UPLOAD_MB=5)  # type: ignore[call-arg]
+    assert telegram_limits(small) == (5 * 1024 * 1024, 50 * 1024 * 1024)
 
 
-async def test_local_mode_is_explicit_and_reaches_ptb(
-    tg: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("TELEGRAM_LOCAL_MODE", raising=False)
+async def test_local_mode_is_explicit_and_reaches_ptb(tg: FakeTelegram, tmp_path: Path) -> None:
     async with running(tg_settings(tg, tmp_path), ScriptedService()) as bot:
         assert not bot.app.bot.local_mode and bot.upload_cap == 50 * 1024 * 1024
-    monkeypatch.setenv("TELEGRAM_LOCAL_MODE", "1")
-    async with running(tg_settings(tg, tmp_path), ScriptedService()) as bot:
+    local = tg_settings(tg, tmp_path, TELEGRAM_LOCAL_MODE=True)
+    async with running(local, ScriptedService()) as bot:
         assert bot.app.bot.local_mode and bot.upload_cap == 2000 * 1024 * 1024
 
 
@@ -297,6 +299,117 @@ async def test_album_arrives_as_one_request(tg: FakeTelegram, tmp_path: Path) ->
     assert tg.texts(9) == ["2 files: use these"]
     assert got == [b"first-photo", b"second-photo"]
     assert len(service.received) == 1
+
+
+@pytest.fixture(scope="session")
+def voice_ogg(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real one-second OGG/Opus voice note, made once per session with the bundled ffmpeg."""
+    out = tmp_path_factory.mktemp("voice") / "note.ogg"
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
+            "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+            "-c:a", "libopus", "-b:a", "16k", str(out),
+        ],
+        check=True, timeout=30,
+    )  # fmt: skip
+    return out.read_bytes()
+
+
+async def test_a_voice_note_reaches_the_core_as_m4a(
+    tg: FakeTelegram, tmp_path: Path, voice_ogg: bytes
+) -> None:
+    got: list[tuple[str, str | None, bytes]] = []
+
+    async def collect(msg: IncomingMessage, replier: Replier) -> None:
+        got.extend([(a.filename, a.mime_type, await a.read()) for a in msg.attachments])
+        await replier.send_text("got it")
+
+    service = ScriptedService(collect)
+    async with running(tg_settings(tg, tmp_path), service):
+        tg.voice(tg.private_chat(24), 24, voice_ogg)
+        await tg.wait_for(lambda: tg.sent_to(24))
+    assert voice_ogg[:4] == b"OggS" and b"OpusHead" in voice_ogg
+    [(name, mime, data)] = got
+    assert name.endswith(".m4a") and mime == "audio/mp4"
+    assert data[4:8] == b"ftyp" and b"mp4a" in data  # AAC in an MP4 container
+    assert tg.texts(24) == ["got it"]
+
+
+async def test_a_voice_note_that_cannot_be_converted_gets_a_friendly_answer(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    service = ScriptedService()
+    async with running(tg_settings(tg, tmp_path), service):
+        tg.voice(tg.private_chat(25), 25, b"OggS but not really an ogg file")
+        tg.voice(tg.private_chat(26), 26, b"garbage", language_code="zh-hans")
+        await tg.wait_for(lambda: tg.sent_to(25) and tg.sent_to(26))
+    assert "couldn't convert your voice message" in tg.texts(25)[0]
+    assert "语音" in tg.texts(26)[0]
+    assert service.received == []
+
+
+async def test_a_voice_note_is_uploaded_to_the_backend(
+    sim: Simulator, tg: FakeTelegram, tmp_path: Path, voice_ogg: bytes
+) -> None:
+    async with real_core(sim, tg, tmp_path):
+        tg.voice(tg.private_chat(27), 27, voice_ogg)
+        await tg.wait_for(lambda: sim.stats["uploads"] >= 1 and tg.sent_to(27), within=15)
+    assert sim.stats["uploads"] == 1
+    assert_no_secrets_reached(sim)
+
+
+async def test_an_album_with_one_bad_file_still_uploads_the_rest(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    got: list[bytes] = []
+
+    async def collect(msg: IncomingMessage, replier: Replier) -> None:
+        got.extend([await a.read() for a in msg.attachments])
+        await replier.send_text(f"{len(msg.attachments)} files: {msg.text}")
+
+    service = ScriptedService(collect)
+    async with running(tg_settings(tg, tmp_path), service):
+        chat = tg.private_chat(28)
+        tg.photo(chat, 28, b"good-photo", caption="use these", media_group_id="g2")
+        doc = tg.document(chat, 28, file_name="tool.exe", file_size=100)
+        doc["media_group_id"] = "g2"  # (the update is queued; mutate it before PTB reads it)
+        tg.photo(chat, 28, b"other-photo", media_group_id="g2")
+        await tg.wait_for(lambda: len(tg.sent_to(28)) == 2)
+    refusal, answer = tg.texts(28)
+    assert "tool.exe" in refusal and "WEBP" in refusal
+    assert answer == "2 files: use these"
+    assert got == [b"good-photo", b"other-photo"]
+    assert not [p for p in tg.downloads if "tool.exe" in p]
+
+
+async def test_a_failing_album_is_logged_not_lost(
+    tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(tg_settings(tg, tmp_path), ScriptedService()) as bot:
+
+        async def broken(messages: Any) -> None:
+            raise RuntimeError(f"album handling exploded near /bot{TOKEN}/")
+
+        bot._handlers._media_request = broken  # type: ignore[method-assign]
+        tg.photo(tg.private_chat(29), 29, b"p1", media_group_id="g3")
+        await tg.wait_for(lambda: "album handling exploded" in caplog.text)
+    assert "background task failed" in caplog.text and TOKEN not in caplog.text
+
+
+async def test_stop_cancels_background_edits(tg: FakeTelegram, tmp_path: Path) -> None:
+    async def progress(msg: IncomingMessage, replier: Replier) -> None:
+        await replier.progress("Rendering… 10%", 10)
+        await replier.progress("Rendering… 20%", 20)  # waits ~60 s for the chat's next slot
+
+    async with running(
+        tg_settings(tg, tmp_path), ScriptedService(progress), edit_interval=60
+    ) as bot:
+        tg.private_text(30, "export")
+        await tg.wait_for(lambda: tg.sent_to(30) and bot._live_tasks)
+        pending = list(bot._live_tasks)
+    assert pending and all(task.cancelled() for task in pending)
+    assert not bot._live_tasks
 
 
 async def test_oversized_or_unsupported_files_refused_without_download(

@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +32,7 @@ from bots.telegram.handlers import PLATFORM, ConversationHandler, UpdateHandlers
 from bots.telegram.logs import TokenRedactor, quiet_http_loggers
 from bots.telegram.replier import PacerPool, TelegramReplier
 from bots.telegram.texts import COMMANDS
-from core.config import Settings, SettingsError
+from core.config import Settings
 from core.types import ConversationRef
 
 __all__ = [
@@ -56,29 +55,16 @@ LOCAL_UPLOAD_CAP = 2000 * _MB
 _ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
 _WEBHOOK_LABEL = b"nemo-bot/telegram-webhook-secret/v1"
 
 
 def telegram_local_mode(settings: Settings) -> bool:
     """Whether TELEGRAM_API_BASE is a local Bot API server (``TELEGRAM_LOCAL_MODE``).
 
-    Only an explicit setting lifts the public server's caps: a custom base URL may
-    just as well be a proxy in front of api.telegram.org. Read from
-    ``settings.telegram_local_mode`` when the settings have that field, else from
-    the environment (not from ``.env``). Raises :class:`SettingsError` for a value
-    that is neither true nor false.
+    Only the explicit setting lifts the public server's caps: a custom base URL
+    may just as well be a proxy in front of api.telegram.org.
     """
-    value = getattr(settings, "telegram_local_mode", None)
-    if isinstance(value, bool):
-        return value
-    raw = os.environ.get("TELEGRAM_LOCAL_MODE", "").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise SettingsError("TELEGRAM_LOCAL_MODE: must be true or false")
+    return bool(settings.telegram_local_mode)
 
 
 def telegram_limits(settings: Settings) -> tuple[int, int]:
@@ -163,6 +149,7 @@ class TelegramBot:
             is_allowed=settings.is_allowed,
         )
         self._started = False
+        self._live_tasks: set[asyncio.Task[None]] = set()  # background edits of repliers
         base = settings.telegram_api_base
         builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
             ApplicationBuilder()
@@ -221,9 +208,17 @@ class TelegramBot:
         if self.app.updater.running:
             await self.app.updater.stop()
         await self._handlers.drain(self.shutdown_grace)
+        await self._cancel_live_tasks()
         await self._shutdown_app()
         log.info("telegram: stopped")
         self._redactor.uninstall()
+
+    async def _cancel_live_tasks(self) -> None:
+        """Background edits still waiting for their slot are pointless once we stop."""
+        pending = list(self._live_tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _shutdown_app(self) -> None:
         if self.app.running:
@@ -285,6 +280,7 @@ class TelegramBot:
             thread_id=thread_id,
             reply_to=reply_to,
             language=language,
+            tasks=self._live_tasks,
         )
 
 

@@ -26,14 +26,19 @@ from telegram.ext import (
 )
 
 from bots.common import ACTION_INTENTS
+from bots.telegram.audio import TranscodeError
 from bots.telegram.format import parse_callback
 from bots.telegram.inbound import (
     AlbumCollector,
+    DownloadError,
+    FileInfo,
     addressing,
     files_of,
+    needs_transcoding,
     refusal_for,
     thread_of,
     to_attachment,
+    transcoded_attachment,
 )
 from bots.telegram.replier import TelegramReplier
 from bots.telegram.texts import text as adapter_text
@@ -170,7 +175,7 @@ class UpdateHandlers:
         if message.media_group_id:
             self._albums.add(message)
             return
-        await self._media_request([message])
+        self._spawn(self._media_request([message]))
 
     async def on_button(self, update: Update, context: Context) -> None:
         """An action button: only its owner may press it; then it's a request like any other."""
@@ -239,10 +244,15 @@ class UpdateHandlers:
             return True, text
         return addressing(message, self._bot.username, self._bot.id)
 
-    async def _on_album(self, messages: Sequence[Message]) -> None:
-        await self._media_request(messages)
+    def _on_album(self, messages: Sequence[Message]) -> None:
+        self._spawn(self._media_request(messages))
 
     async def _media_request(self, messages: Sequence[Message]) -> None:
+        """Files (one message or an album) and their caption, as one request.
+
+        Every file is checked before anything is downloaded; the refused ones are
+        named in a reply and the rest (with the caption) still go to the core.
+        """
         first = messages[0]
         addressed, text = False, ""
         for message in messages:
@@ -254,10 +264,11 @@ class UpdateHandlers:
         assert first.from_user is not None
         if not self._is_allowed(str(first.from_user.id), str(first.chat.id)):
             # The core refuses (and downloads nothing): no file talk with strangers.
-            self._dispatch(self._incoming(first, text=text))
+            msg = self._incoming(first, text=text)
+            await self._handle(msg, self._replier_for(msg))
             return
         language = first.from_user.language_code
-        attachments: list[Attachment] = []
+        accepted: list[FileInfo] = []
         refusals: list[str] = []
         for message in messages:
             for info in files_of(message):
@@ -265,13 +276,25 @@ class UpdateHandlers:
                 if refusal:
                     refusals.append(refusal)
                 else:
-                    attachments.append(to_attachment(self._bot, info))
+                    accepted.append(info)
+        attachments: list[Attachment] = []
+        for info in accepted:
+            if not needs_transcoding(info):
+                attachments.append(to_attachment(self._bot, info))
+                continue
+            try:
+                attachments.append(await transcoded_attachment(self._bot, info))
+            except (DownloadError, TranscodeError) as exc:
+                log.warning("telegram: could not convert %s: %s", info.kind, self._redact(str(exc)))
+                key = "voice_failed" if info.kind == "voice" else "audio_failed"
+                refusals.append(adapter_text(key, language, name=info.filename))
         if refusals:
-            # Nothing is downloaded and nothing goes to the core: the user resends.
+            # Nothing refused was downloaded; the user resends those, the rest goes on.
             replier = self._replier_from(first)
-            self._spawn(replier.send_text("\n".join(dict.fromkeys(refusals))))
-            return
-        self._dispatch(self._incoming(first, text=text, attachments=tuple(attachments)))
+            await replier.send_text("\n".join(dict.fromkeys(refusals)))
+        if attachments:
+            msg = self._incoming(first, text=text, attachments=tuple(attachments))
+            await self._handle(msg, self._replier_for(msg))
 
     def _incoming(
         self,
@@ -315,14 +338,16 @@ class UpdateHandlers:
         A request can stream for minutes; different users must not wait for each
         other. The core serialises requests of one session itself.
         """
-        replier = self._make_replier(
+        self._spawn(self._handle(msg, self._replier_for(msg)))
+
+    def _replier_for(self, msg: IncomingMessage) -> TelegramReplier:
+        return self._make_replier(
             chat_id=int(msg.chat_id),
             user_id=msg.user_id,
             thread_id=int(msg.thread_id) if msg.thread_id else None,
             reply_to=int(msg.message_id) if msg.message_id else None,
             language=msg.language,
         )
-        self._spawn(self._handle(msg, replier))
 
     async def _handle(self, msg: IncomingMessage, replier: TelegramReplier) -> None:
         try:

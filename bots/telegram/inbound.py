@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from telegram import Bot, Message, MessageEntity
 
+from bots.telegram.audio import TRANSCODED_EXTENSIONS, to_m4a
 from bots.telegram.texts import text as adapter_text
 from core.client import ACCEPTED_EXTENSIONS
 from core.types import Attachment
@@ -26,9 +27,11 @@ __all__ = [
     "FileInfo",
     "addressing",
     "files_of",
+    "needs_transcoding",
     "refusal_for",
     "thread_of",
     "to_attachment",
+    "transcoded_attachment",
 ]
 
 _MIME_EXT = {
@@ -113,7 +116,7 @@ def files_of(message: Message) -> list[FileInfo]:
 
 def refusal_for(info: FileInfo, cap: int, language: str | None) -> str | None:
     """Why ``info`` can't be used (in the user's language), or None if it can."""
-    if info.extension not in ACCEPTED_EXTENSIONS:
+    if info.extension not in ACCEPTED_EXTENSIONS and not needs_transcoding(info):
         return adapter_text("unsupported", language, name=info.filename)
     if info.size is not None and info.size > cap:
         return adapter_text("too_large", language, name=info.filename, limit=cap // (1024 * 1024))
@@ -136,6 +139,25 @@ def to_attachment(bot: Bot, info: FileInfo) -> Attachment:
             raise DownloadError(f"could not download {info.filename} ({reason})") from None
 
     return Attachment(filename=info.filename, size=info.size, read=read, mime_type=info.mime_type)
+
+
+def needs_transcoding(info: FileInfo) -> bool:
+    """Whether ``info`` is audio the backend refuses but we convert (OGG/Opus voice notes)."""
+    return info.extension in TRANSCODED_EXTENSIONS
+
+
+async def transcoded_attachment(bot: Bot, info: FileInfo) -> Attachment:
+    """Download ``info`` now and convert it to M4A; the attachment carries the result.
+
+    Raises :class:`DownloadError` or :class:`~bots.telegram.audio.TranscodeError`.
+    """
+    m4a = await to_m4a(await to_attachment(bot, info).read())
+
+    async def read() -> bytes:
+        return m4a
+
+    name = PurePosixPath(info.filename).with_suffix(".m4a").name
+    return Attachment(filename=name, size=len(m4a), read=read, mime_type="audio/mp4")
 
 
 def thread_of(message: Message) -> int | None:
@@ -180,11 +202,14 @@ class _Album:
 
 
 class AlbumCollector:
-    """Gathers the messages of one album and hands them on once none came for ``delay`` s."""
+    """Gathers the messages of one album and hands them on once none came for ``delay`` s.
 
-    def __init__(
-        self, delay: float, on_ready: Callable[[Sequence[Message]], Awaitable[None]]
-    ) -> None:
+    ``on_ready`` is called synchronously with the album's messages; it is expected
+    to start the work in a task of its own (the handlers' guarded, tracked spawn),
+    so a failure there is logged and a shutdown waits for it.
+    """
+
+    def __init__(self, delay: float, on_ready: Callable[[Sequence[Message]], None]) -> None:
         self._delay = delay
         self._on_ready = on_ready
         self._albums: dict[tuple[int, str], _Album] = {}
@@ -203,7 +228,7 @@ class AlbumCollector:
         await asyncio.sleep(self._delay)
         album = self._albums.pop(key)
         album.messages.sort(key=lambda m: m.message_id)
-        await self._on_ready(album.messages)
+        self._on_ready(album.messages)
 
     async def close(self) -> None:
         """Drop albums still being collected (shutting down)."""

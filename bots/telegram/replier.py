@@ -115,7 +115,7 @@ class LiveMessage:
         """Ask for ``text`` to appear soon; content asked for later replaces it."""
         self._wanted = (text, markup)
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush_in_background())
+            self._task = self._replier.track(asyncio.create_task(self._flush_in_background()))
 
     async def settle(
         self, text: str | None = None, markup: InlineKeyboardMarkup | None = None
@@ -272,7 +272,10 @@ def _progress_text(text: str, percent: int | None) -> str:
 
 
 class TelegramReplier:
-    """Answers one Telegram conversation (a chat, maybe a forum topic) for one user."""
+    """Answers one Telegram conversation (a chat, maybe a forum topic) for one user.
+
+    ``tasks`` is the bot's set of background edits (see :meth:`track`).
+    """
 
     def __init__(
         self,
@@ -285,6 +288,7 @@ class TelegramReplier:
         thread_id: int | None = None,
         reply_to: int | None = None,
         language: str | None = None,
+        tasks: set[asyncio.Task[None]] | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
@@ -297,6 +301,14 @@ class TelegramReplier:
         self._progress: LiveMessage | None = None
         self._last_action: tuple[str, float] | None = None
         self._replied = False
+        self._tasks = tasks
+
+    def track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Register a background task with the bot, which cancels what is left on stop()."""
+        if self._tasks is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return task
 
     @property
     def is_group(self) -> bool:

@@ -29,6 +29,20 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "⚠️ I can't use {name}. Supported formats: {formats}.",
         "zh": "⚠️ 无法使用 {name}。支持的格式：{formats}。",
     },
+    "voice_failed": {
+        "en": (
+            "⚠️ I couldn't convert your voice message into a format the video editor takes. "
+            "Please send it again, or as an MP3 or M4A file."
+        ),
+        "zh": "⚠️ 无法转换你的语音消息格式。请重新发送，或改用 MP3 或 M4A 文件。",
+    },
+    "audio_failed": {
+        "en": (
+            "⚠️ I couldn't convert {name} into a format the video editor takes. "
+            "Please send it as an MP3 or M4A file."
+        ),
+        "zh": "⚠️ 无法转换 {name} 的音频格式。请改用 MP3 或 M4A 文件发送。",
+    },
     "not_owner": {
         "en": "This project belongs to someone else. Mention me to start your own!",
         "zh": "这个项目属于其他人。@我 即可开始你自己的项目！",

@@ -10,7 +10,7 @@ errors (400 "message is not modified", 400 "message is too long", 429 with
 
 Every call is recorded (:attr:`FakeTelegram.calls`) with its decoded parameters;
 helpers build and queue realistic updates (private text, group mention, reply,
-forum topic, photo, document, album, callback query).
+forum topic, photo, document, voice note, album, callback query).
 
 Usage::
 
@@ -418,6 +418,19 @@ class FakeTelegram:
             "file_size": file_size,
         }
         return self.push_message(chat=chat, user=self.user(user_id), caption=caption, document=doc)
+
+    def voice(self, chat: JSON, user_id: int, data: bytes, *, language_code: str = "en") -> JSON:
+        """Queue a voice note (OGG/Opus, as Telegram records them) of ``data``."""
+        file_id = self.add_file(data, file_path=f"voice/file_{len(self._files)}.oga")
+        voice = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "duration": 1,
+            "mime_type": "audio/ogg",
+            "file_size": len(data),
+        }
+        user = self.user(user_id, language_code=language_code)
+        return self.push_message(chat=chat, user=user, voice=voice)
 
     def press(self, user_id: int, message: SentMessage, data: str) -> JSON:
         """Queue a callback query: ``user_id`` pressed a button on ``message``."""
