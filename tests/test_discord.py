@@ -608,6 +608,163 @@ async def test_run_discord_runs_until_the_stop_event(fake: FakeDiscord, tmp_path
     assert service.messages[0].intent is Intent.HELP
 
 
+async def test_a_private_answer_to_a_mention_goes_to_the_users_dm(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        await replier.send_text("You have 42 credits.", private=True)
+
+    dm_id = str(int(fake.alice["id"]) + 1)  # the fake's DM channel id for alice
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service):
+        await fake.user_message(f"<@{fake.bot_user['id']}> credits")
+        (post,) = await fake.wait_for(lambda r: r.method == "POST" and "/messages" in r.path)
+        fake.closed_dms = True
+        await fake.user_message(f"<@{fake.bot_user['id']}> credits again")
+        await fake.wait_for(
+            lambda r: r.method == "POST" and f"/channels/{fake.channel_id}/messages" in r.path
+        )
+    assert fake.find("POST", "/users/@me/channels")
+    assert post.path.endswith(f"/channels/{dm_id}/messages")
+    assert content_of(post) == "You have 42 credits."
+    channel = fake.find("POST", f"/channels/{fake.channel_id}/messages")
+    assert len(channel) == 1  # only once the DM was refused
+    assert content_of(channel[0]) == "You have 42 credits."
+
+
+async def test_a_stream_outliving_its_token_posts_only_the_unshown_rest(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        stream = replier.stream()
+        await stream.append("Part one is here. ")
+        await asyncio.sleep(0.6)  # the interaction token is gone now
+        await stream.append("Part two follows. ")
+        await stream.append("And part three.")
+        await stream.finish((Action.EXPORT,))
+
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service, token_lifetime=0.4):
+        payload = await fake.slash("video", {"prompt": "talk"})
+        await asyncio.wait_for(service.done.wait(), 10)
+    (first,) = [r for r in fake.requests if original_edits(payload)(r)]
+    assert content_of(first).strip() == "Part one is here."
+    posts = fake.find("POST", f"/channels/{fake.channel_id}/messages")
+    shown = " ".join(m["content"] for m in fake.messages.values() if m["content"])
+    expected = "Part one is here. Part two follows. And part three."
+    assert shown.split() == expected.split()
+    assert posts and "Part one" not in " ".join(content_of(p) for p in posts)
+    final = [r for r in fake.requests if r.at >= posts[0].at and custom_ids(r)]
+    assert final and custom_ids(final[-1]) == [custom_id(Action.EXPORT, int(fake.alice["id"]))]
+
+
+async def test_a_failed_final_edit_posts_the_rest_with_the_buttons(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        stream = replier.stream()
+        await stream.append("The first words. ")
+        await asyncio.sleep(0.15)
+        fake.reject_edits = 100  # every edit from now on fails
+        await stream.append("The last words.")
+        await stream.finish((Action.EXPORT, Action.CREDITS))
+
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service):
+        payload = await fake.slash("video", {"prompt": "talk"})
+        await asyncio.wait_for(service.done.wait(), 10)
+    followups = [
+        r for r in fake.requests if r.method == "POST" and r.path.endswith(payload["token"])
+    ]
+    assert len(followups) == 1
+    assert content_of(followups[0]) == "The last words."  # not the first words again
+    assert len(custom_ids(followups[0])) == 2
+
+
+async def test_echoed_mentions_ping_nobody_and_a_delivery_pings_only_the_owner(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    bob = fake.bob["id"]
+
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        await replier.send_text(f"You asked: {msg.text} <@{bob}> @everyone")
+
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service):
+        payload = await fake.slash("video", {"prompt": f"hi <@{bob}>"})
+        (answer,) = await fake.wait_for(original_edits(payload))
+        await fake.user_message(f"<@{fake.bot_user['id']}> ping <@{bob}>")
+        (reply,) = await fake.wait_for(lambda r: r.method == "POST" and "/channels/" in r.path)
+    for rec in (answer, reply):
+        assert f"<@{bob}>" in content_of(rec)
+        mentions = rec.payload["allowed_mentions"]
+        assert mentions["parse"] == [] and not mentions.get("users")
+        assert not mentions.get("replied_user")
+
+
+async def test_a_delivery_shows_the_link_once_and_never_cuts_it(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    short = "https://cdn.example/v.mp4?sig=abc"
+    long = "https://cdn.example/v.mp4?sig=" + "x" * 2100
+
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        for url in (short, long):
+            caption = f"🎉 Your video is ready (1080p MP4): {url}"
+            await replier.send_video(Video(url=url, caption=caption, summary="2 clips"))
+
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service):
+        await fake.slash("export")
+        await asyncio.wait_for(service.done.wait(), 10)
+    sent = [r for r in fake.requests if r.method in ("POST", "PATCH") and r.payload]
+    first = next(r for r in sent if short in content_of(r))
+    assert content_of(first).count(short) == 1
+    assert first.payload["embeds"][0]["description"] == "2 clips"
+    second = next(r for r in sent if "2 clips" in str(r.payload) and r is not first)
+    assert "cdn.example" not in content_of(second)  # too long for the message...
+    assert content_of(second).startswith("🎉 Your video is ready")
+    assert long in second.payload["embeds"][0]["description"]  # ...so whole, in the embed
+    assert all(len(content_of(r)) <= 2000 for r in sent)
+
+
+async def test_interaction_tokens_never_reach_the_logs(
+    fake: FakeDiscord, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    service = ScriptedService()
+    async with running_bot(fake, discord_settings(fake, tmp_path), service) as bot:
+        root_handlers = logging.getLogger().handlers
+        assert root_handlers and all(bot.redactor in h.filters for h in root_handlers)
+        payload = await fake.slash("video", {"prompt": "hello"})
+        await fake.wait_for(answered_with_buttons(payload))
+    assert f"/interactions/{payload['id']}/" in caplog.text  # discord.http logged the URLs...
+    assert f"/webhooks/{fake.app_id}/" in caplog.text
+    assert payload["token"] not in caplog.text  # ...without the token
+    assert TOKEN not in caplog.text
+
+
+async def test_an_interaction_without_a_channel_answers_in_the_users_dm(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    release = asyncio.Event()
+
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        await release.wait()
+        await replier.send_text("done")
+
+    dm_id = str(int(fake.alice["id"]) + 1)
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service, token_lifetime=0.3):
+        await fake.slash("status", dm=True, no_channel=True)
+        await fake.wait_for(lambda r: r.method == "POST" and r.path.endswith("/callback"))
+        await asyncio.sleep(0.4)
+        release.set()
+        (post,) = await fake.wait_for(lambda r: r.method == "POST" and "/messages" in r.path)
+    assert service.messages[0].chat_id == dm_id
+    assert post.path.endswith(f"/channels/{dm_id}/messages") and content_of(post) == "done"
+
+
 def test_split_text_prefers_line_breaks() -> None:
     text = "\n".join(["a" * 1500] * 3)
     pieces = split_text(text)

@@ -24,6 +24,7 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
+from bots.common import ACTION_INTENTS, LogRedactor
 from core.config import Settings, SettingsError
 from core.types import Action, ConversationRef, IncomingMessage, Intent, Replier
 
@@ -49,12 +50,6 @@ TOKEN_LIFETIME = 14 * 60.0
 EDIT_INTERVAL = 1.5
 """Seconds between two edits of one message."""
 
-_ACTION_INTENTS: dict[Action, tuple[Intent, str]] = {
-    Action.EXPORT: (Intent.EXPORT, "export"),
-    Action.TIMELINE: (Intent.STATUS, "timeline"),
-    Action.CREDITS: (Intent.CREDITS, "credits"),
-}
-
 
 class ConversationHandler(Protocol):
     """The part of :class:`core.service.ConversationService` the bot needs."""
@@ -63,30 +58,21 @@ class ConversationHandler(Protocol):
         """Answer one request; never raises."""
 
 
-class _Redact(logging.Filter):
-    """Keeps bot tokens out of this module's log records (message and traceback)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        for secret in self.secrets:
-            if secret in message:
-                message = message.replace(secret, "[token]")
-                record.msg, record.args = message, ()
-            if record.exc_text and secret in record.exc_text:
-                record.exc_text = record.exc_text.replace(secret, "[token]")
-        return True
-
-
-_REDACT = _Redact()
-log.addFilter(_REDACT)
+#: Loggers that may print a bot token or an interaction/webhook URL (discord.http logs
+#: every request URL at DEBUG; the gateway logs whole events, tokens included).
+_SECRET_LOGGERS = (
+    "discord",
+    "discord.client",
+    "discord.http",
+    "discord.gateway",
+    "discord.state",
+    "discord.interactions",
+    "discord.webhook.async_",
+    "discord.app_commands.tree",
+    "bots.discord",
+    "bots.discord_adapter.replier",
+    "bots.discord_adapter.editable",
+)
 
 
 def configure_endpoints(settings: Settings) -> None:
@@ -145,9 +131,8 @@ class DiscordBot(discord.Client):
         **options: Any,
     ) -> None:
         options.setdefault("intents", discord.Intents.default())
-        options.setdefault(
-            "allowed_mentions", discord.AllowedMentions(everyone=False, roles=False, users=True)
-        )
+        # Backend or echoed text may contain <@id>: nobody is pinged unless a post says so.
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         super().__init__(**options)
         configure_endpoints(settings)
         self.settings = settings
@@ -160,8 +145,10 @@ class DiscordBot(discord.Client):
         for command in build_commands():
             self.tree.add_command(command)
         token = settings.discord_bot_token
-        if token is not None and len(token.get_secret_value()) >= 4:
-            _REDACT.secrets.add(token.get_secret_value())
+        self.redactor = LogRedactor(
+            [token.get_secret_value()] if token is not None else [], loggers=_SECRET_LOGGERS
+        )
+        self.redactor.install()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -195,16 +182,30 @@ class DiscordBot(discord.Client):
     async def close(self) -> None:
         """Close the connection; deliveries wait again until the next ready."""
         self.adapter.ready.clear()
-        await super().close()
+        try:
+            await super().close()
+        finally:
+            self.redactor.uninstall()
 
     # ------------------------------------------------------------------ requests
 
+    async def _channel_id(self, interaction: discord.Interaction) -> int:
+        """The channel an interaction came from; its user's DM channel if Discord sent none.
+
+        A user id is not a channel id: when the payload has no channel, answers that
+        outlive the token go to the DM channel, which is looked up (or opened) here.
+        """
+        if interaction.channel_id is not None:
+            return interaction.channel_id
+        dm = interaction.user.dm_channel or await interaction.user.create_dm()
+        return dm.id
+
     def _interaction_replier(
-        self, interaction: discord.Interaction, *, ephemeral: bool
+        self, interaction: discord.Interaction, channel_id: int, *, ephemeral: bool
     ) -> DiscordReplier:
         replier = DiscordReplier(
             self,
-            channel_id=interaction.channel_id or interaction.user.id,
+            channel_id=channel_id,
             user_id=interaction.user.id,
             interaction=interaction,
             guild_id=interaction.guild_id,
@@ -217,12 +218,13 @@ class DiscordBot(discord.Client):
     def _interaction_message(
         self,
         interaction: discord.Interaction,
+        channel_id: int,
         *,
         text: str,
         intent: Intent | None,
         attachments: Sequence[discord.Attachment] = (),
     ) -> IncomingMessage:
-        chat_id, thread_id = chat_ids(interaction.channel, interaction.channel_id or 0)
+        chat_id, thread_id = chat_ids(interaction.channel, channel_id)
         return IncomingMessage(
             platform="discord",
             user_id=str(interaction.user.id),
@@ -248,9 +250,10 @@ class DiscordBot(discord.Client):
     ) -> None:
         """Defer at once, check attachments, then let the core answer through a replier."""
         await interaction.response.defer(thinking=True, ephemeral=ephemeral)
-        replier = self._interaction_replier(interaction, ephemeral=ephemeral)
+        channel_id = await self._channel_id(interaction)
+        replier = self._interaction_replier(interaction, channel_id, ephemeral=ephemeral)
         msg = self._interaction_message(
-            interaction, text=text, intent=intent, attachments=attachments
+            interaction, channel_id, text=text, intent=intent, attachments=attachments
         )
         # Someone outside the allowlist hears the core's refusal, not ours about a file.
         for attachment in attachments if self.settings.is_allowed(msg.user_id, msg.chat_id) else ():
@@ -272,9 +275,10 @@ class DiscordBot(discord.Client):
             return
         ephemeral = action is Action.CREDITS
         await interaction.response.defer(thinking=True, ephemeral=ephemeral)
-        replier = self._interaction_replier(interaction, ephemeral=ephemeral)
-        intent, words = _ACTION_INTENTS[action]
-        msg = self._interaction_message(interaction, text=words, intent=intent)
+        channel_id = await self._channel_id(interaction)
+        replier = self._interaction_replier(interaction, channel_id, ephemeral=ephemeral)
+        intent, words = ACTION_INTENTS[action]
+        msg = self._interaction_message(interaction, channel_id, text=words, intent=intent)
         await self._dispatch(msg, replier)
 
     async def on_message(self, message: discord.Message) -> None:

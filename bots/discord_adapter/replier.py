@@ -7,7 +7,11 @@ mention or a DM) or one stored conversation (a render delivered after a restart)
   interaction arrived), answers go through it: the first one fills the deferred
   "thinking" response, later ones are followups, and ``private`` answers are
   ephemeral. After that, and for messages, answers are ordinary channel
-  messages (a DM channel where the request came from a DM).
+  messages (a DM channel where the request came from a DM); a ``private``
+  answer in a server goes to the user's DM instead (to the channel only if
+  their DMs are closed).
+* Nobody is pinged by what we post (the client's default is
+  ``AllowedMentions.none()``), except the owner when a video is delivered.
 * Streamed text and progress edit one message, at most once per
   ``edit_interval`` seconds and never with unchanged content; text past 2000
   characters continues in a new message.
@@ -31,7 +35,15 @@ import discord
 from core.types import Action, Video
 
 from .editable import EditableMessage
-from .texts import MESSAGE_LIMIT, progress_text, split_once, split_text
+from .texts import (
+    MESSAGE_LIMIT,
+    progress_text,
+    split_once,
+    split_text,
+    truncate,
+    with_link,
+    without_link,
+)
 from .views import actions_view
 
 if TYPE_CHECKING:
@@ -148,7 +160,42 @@ class DiscordReplier:
             except discord.NotFound:
                 log.info("discord: interaction token no longer valid; posting to the channel")
                 self.interaction = None
+        if ephemeral and self._in_guild():
+            # No ephemeral messages without an interaction: a private answer goes
+            # to the user's DM, and only if their DMs are closed to the channel.
+            sent = await self._post_dm(content, view=view, embed=embed, file=file)
+            if sent is not None:
+                return sent
+            if file is not None:
+                file.reset()
         return await self._post_channel(content, view, embed, file, delivery)
+
+    def _in_guild(self) -> bool:
+        return self.guild_id is not None or self._guild() is not None
+
+    async def _post_dm(
+        self,
+        content: str | None,
+        *,
+        view: discord.ui.View | None = None,
+        embed: discord.Embed | None = None,
+        file: discord.File | None = None,
+    ) -> EditableMessage | None:
+        """Post to the user's DM; None when that is impossible (DMs closed, user gone)."""
+        kwargs: dict[str, Any] = {"allowed_mentions": discord.AllowedMentions.none()}
+        if view is not None:
+            kwargs["view"] = view
+        if embed is not None:
+            kwargs["embed"] = embed
+        if file is not None:
+            kwargs["file"] = file
+        try:
+            dm = await self.bot.create_dm(discord.Object(self.user_id))
+            msg = await dm.send(content=content, **kwargs)
+        except discord.HTTPException as exc:
+            log.info("discord: cannot DM the user (%s %s)", exc.status, exc.code)
+            return None
+        return EditableMessage(msg.edit, shown=content or "", interval=self.interval)
 
     async def _post_interaction(
         self,
@@ -205,15 +252,15 @@ class DiscordReplier:
     ) -> EditableMessage | None:
         # A finished video pings its owner in a server: as a reply when there is a
         # message to answer, else with a mention (nobody else is ever pinged).
-        in_guild = self.guild_id is not None or self._guild() is not None
-        ping = delivery and self.mention_on_delivery and in_guild
+        ping = delivery and self.mention_on_delivery and self._in_guild()
         if ping and self.reply_to is None:
             content = f"<@{self.user_id}> {content or ''}".strip()[:MESSAGE_LIMIT]
-        kwargs: dict[str, Any] = {
-            "allowed_mentions": discord.AllowedMentions(
+        mentions = discord.AllowedMentions.none()
+        if ping:
+            mentions = discord.AllowedMentions(
                 everyone=False, roles=False, users=[discord.Object(self.user_id)]
             )
-        }
+        kwargs: dict[str, Any] = {"allowed_mentions": mentions}
         if view is not None:
             kwargs["view"] = view
         if embed is not None:
@@ -231,16 +278,9 @@ class DiscordReplier:
             # The channel is closed to the bot, gone, or a DM between other people:
             # fall back to the user's own DM.
             log.info("discord: cannot post in channel; falling back to a DM")
-            kwargs.pop("reference", None)
-            kwargs.pop("mention_author", None)
             if file is not None:
                 file.reset()
-            try:
-                dm = await self.bot.create_dm(discord.Object(self.user_id))
-                msg = await dm.send(content=content, **kwargs)
-            except discord.HTTPException as exc:
-                log.warning("discord: DM fallback failed (%s %s)", exc.status, exc.code)
-                return None
+            return await self._post_dm(content, view=view, embed=embed, file=file)
         return EditableMessage(msg.edit, shown=content or "", interval=self.interval)
 
     async def close_pending(self) -> None:
@@ -291,11 +331,7 @@ class DiscordReplier:
                 log.warning("discord: video download failed (%s); posting the link", type(exc))
         if data is not None and len(data) > cap:
             data = None
-        link = f"{video.caption}\n{video.url}".strip()[:MESSAGE_LIMIT]
-        content = video.caption[:MESSAGE_LIMIT] if data is not None else link
-        embed = None
-        if video.summary:
-            embed = discord.Embed(description=video.summary[:4096], colour=0x5865F2)
+        content, embed = _delivery_text(video)
 
         def mp4() -> discord.File:  # a fresh File per attempt: a sent File is spent
             return discord.File(io.BytesIO(data or b""), filename="nemo-video.mp4")
@@ -313,7 +349,7 @@ class DiscordReplier:
                 return
             except discord.HTTPException as exc:  # e.g. 413 Payload Too Large
                 log.warning("discord: video upload refused (%s); posting the link", exc.status)
-        await self.post(link, embed=embed, delivery=True)
+        await self.post(content, embed=embed, delivery=True)
 
     async def working(self, kind: str = "typing") -> None:
         """Show a typing indicator in the channel (an interaction shows its own activity)."""
@@ -330,12 +366,48 @@ class DiscordReplier:
             pass
 
 
+_EMBED_LIMIT = 4096
+_MENTION_ROOM = 32
+"""Characters kept free in a delivery for the owner's ``<@id>`` ping."""
+
+
+def _delivery_text(video: Video) -> tuple[str, discord.Embed | None]:
+    """The message content (showing the link once, never cut) and the summary embed.
+
+    A link too long for the message goes into the embed instead.
+    """
+    limit = MESSAGE_LIMIT - _MENTION_ROOM
+    content = with_link(video.caption, video.url, limit)
+    description = (video.summary or "").strip()
+    if content is None:
+        content = truncate(without_link(video.caption, video.url), limit)
+        joined = f"{description}\n\n{video.url}".strip()
+        if len(joined) <= _EMBED_LIMIT:
+            description = joined
+        elif len(video.url) <= _EMBED_LIMIT:
+            description = video.url
+    if not description:
+        return content, None
+    return content, discord.Embed(description=truncate(description, _EMBED_LIMIT), colour=0x5865F2)
+
+
+def _unshown(content: str, shown: str) -> str:
+    """What of ``content`` a message showing ``shown`` does not show yet."""
+    if shown and content.startswith(shown):
+        return content[len(shown) :].lstrip()
+    return content
+
+
 class DiscordTextStream:
-    """A reply that grows: one message edited in place, continued in a new one past 2000 chars."""
+    """A reply that grows: one message edited in place, continued in a new one past 2000 chars.
+
+    When the message can't be edited any more (its interaction token expired, or
+    an edit failed), only the part not on screen yet is posted, in a new message.
+    """
 
     def __init__(self, replier: DiscordReplier) -> None:
         self._replier = replier
-        self._text = ""
+        self._text = ""  # the current message's text: shown, or to be shown
         self._message: EditableMessage | None = None
         self._lock = asyncio.Lock()
 
@@ -347,26 +419,30 @@ class DiscordTextStream:
                 head, self._text = split_once(self._text)
                 await self._show(head, final=True)
                 self._message = None
-            await self._show(self._text, final=False)
+            self._text = await self._show(self._text, final=False)
 
     async def finish(self, actions: Sequence[Action] = ()) -> None:
         """Show the rest, with the action buttons under it."""
         async with self._lock:
             view = actions_view(actions, self._replier.user_id, self._replier.language)
-            if self._message is None or not self._message.alive():
-                if self._text.strip() or view is not None:
-                    await self._replier.post(self._text.strip() or None, view=view)
-                return
-            extra: dict[str, Any] = {"view": view} if view is not None else {}
-            await self._message.final(self._text, **extra)
+            await self._show(self._text, final=True, view=view)
 
-    async def _show(self, content: str, *, final: bool) -> None:
-        if not content.strip():
-            return
-        if self._message is None or not self._message.alive():
-            self._message = await self._replier.post(content)
-            return
-        if final:
-            await self._message.final(content)
-        else:
-            await self._message.update(content)
+    async def _show(self, content: str, *, final: bool, view: discord.ui.View | None = None) -> str:
+        """Show ``content`` in the current message, or what it lacks in a new one.
+
+        Returns the text the current message now stands for.
+        """
+        message = self._message
+        if message is not None and message.alive():
+            if not final:
+                await message.update(content)
+                return content
+            if await message.final(content, **({"view": view} if view is not None else {})):
+                return content
+        elif not content.strip() and view is None:
+            return content
+        rest = _unshown(content, message.shown if message is not None else "")
+        if not rest.strip() and view is None:
+            return content
+        self._message = await self._replier.post(rest if rest.strip() else None, view=view)
+        return rest

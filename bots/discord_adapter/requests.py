@@ -6,9 +6,11 @@ import re
 
 import discord
 
+from bots.common import accepted_formats
+from core.client import ACCEPTED_EXTENSIONS
 from core.types import Attachment
 
-from .texts import ALLOWED_EXTENSIONS, text
+from .texts import text
 
 __all__ = ["attachment_problem", "chat_ids", "strip_mentions", "to_core_attachment"]
 
@@ -37,13 +39,8 @@ def attachment_problem(
     attachment: discord.Attachment, *, max_bytes: int, language: str | None
 ) -> str | None:
     """A friendly refusal if the file's format or size won't do, checked before any download."""
-    if extension_of(attachment.filename) not in ALLOWED_EXTENSIONS:
-        return text(
-            "unsupported",
-            language,
-            name=attachment.filename,
-            formats=", ".join(ALLOWED_EXTENSIONS),
-        )
+    if extension_of(attachment.filename) not in ACCEPTED_EXTENSIONS:
+        return text("unsupported", language, name=attachment.filename, formats=accepted_formats())
     if attachment.size > max_bytes:
         return text(
             "too_large",

@@ -11,7 +11,6 @@ import discord
 from discord import app_commands
 
 __all__ = [
-    "ALLOWED_EXTENSIONS",
     "MESSAGE_LIMIT",
     "NemoTranslator",
     "language_of",
@@ -19,27 +18,12 @@ __all__ = [
     "split_once",
     "split_text",
     "text",
+    "truncate",
+    "with_link",
 ]
 
 MESSAGE_LIMIT = 2000
 """Discord's cap on one message's content."""
-
-ALLOWED_EXTENSIONS: tuple[str, ...] = (
-    "mp4",
-    "mov",
-    "avi",
-    "webm",
-    "mkv",
-    "jpg",
-    "jpeg",
-    "png",
-    "gif",
-    "webp",
-    "mp3",
-    "wav",
-    "m4a",
-    "aac",
-)
 
 # Simplified Chinese for every English string the command picker shows. Keys are
 # the English source strings given to ``locale_str`` in commands.py.
@@ -99,6 +83,38 @@ def text(key: str, language: str | None = None, **fields: object) -> str:
     variants = _TEXTS[key]
     template = variants.get(language or "en", variants["en"])
     return template.format(**fields)
+
+
+def truncate(content: str, limit: int) -> str:
+    """``content`` cut to ``limit`` characters, ending in an ellipsis when it was cut."""
+    if len(content) <= limit:
+        return content
+    return content[: max(0, limit - 1)].rstrip() + "…"
+
+
+def with_link(body: str, url: str, limit: int = MESSAGE_LIMIT) -> str | None:
+    """``body`` showing ``url`` exactly once, within ``limit``; never cuts the link.
+
+    A body that already quotes the link and fits is kept; otherwise the body is
+    shortened and the link goes on its own line at the end. None when the link
+    leaves no room for the body (or alone exceeds ``limit``).
+    """
+    body = body.strip()
+    if url in body:
+        if len(body) <= limit:
+            return body
+        body = without_link(body, url)
+    if not body:
+        return url if len(url) <= limit else None
+    room = limit - len(url) - 1
+    if room < min(24, len(body)):
+        return None
+    return truncate(body, room) + "\n" + url
+
+
+def without_link(body: str, url: str) -> str:
+    """``body`` with ``url`` (and the colon that introduced it) taken out."""
+    return body.replace(url, "").strip().rstrip(":：").rstrip()
 
 
 def split_once(content: str, limit: int = MESSAGE_LIMIT) -> tuple[str, str]:

@@ -107,6 +107,8 @@ class FakeDiscord:
         self.guild_premium_tier = 0
         self.reject_token = False
         self.max_upload: int | None = None  # answer 413 to bigger multipart bodies
+        self.closed_dms = False  # answer 403 "Cannot send messages to this user" in DMs
+        self.reject_edits = 0  # answer the next N PATCHes with 404 "Unknown Message"
         self._originals: dict[str, str] = {}  # interaction token -> message id
         self._cdn: dict[str, tuple[bytes, str]] = {}
         self._sockets: list[tuple[web.WebSocketResponse, Iterator[int]]] = []
@@ -382,6 +384,9 @@ class FakeDiscord:
         files = rec.files
         if self.max_upload is not None and sum(len(f.data) for f in files) > self.max_upload:
             return _json({"message": "Request entity too large", "code": 40005}, status=413)
+        if method == "PATCH" and self.reject_edits > 0:
+            self.reject_edits -= 1
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
 
         if method == "GET" and tail == "/gateway/bot":
             return _json(
@@ -505,6 +510,9 @@ class FakeDiscord:
         if len(seg) == 3 and seg[2] == "typing":
             return web.Response(status=204)
         if len(seg) == 3 and seg[2] == "messages" and method == "POST":
+            if self.closed_dms and channel_id not in (self.channel_id, self.thread_id):
+                closed = {"message": "Cannot send messages to this user", "code": 50007}
+                return _json(closed, status=403)
             return _json(self._store(self._message(channel_id, body, files=files)))
         if len(seg) == 4 and seg[2] == "messages" and method == "PATCH":
             return _json(self._edit(seg[3], body, files))
@@ -657,10 +665,18 @@ class FakeDiscord:
         dm: bool = False,
         locale: str = "en-US",
         size_limit: int = 10 * 1024 * 1024,
+        no_channel: bool = False,
     ) -> dict[str, Any]:
-        """Dispatch a slash command; ``attachments`` maps option name -> attachment payload."""
+        """Dispatch a slash command; ``attachments`` maps option name -> attachment payload.
+
+        ``no_channel`` leaves out ``channel_id`` and ``channel`` (both optional in Discord's
+        payload), e.g. a command used in a DM.
+        """
         user = user or self.alice
         payload = self._interaction_base(2, user, dm=dm, locale=locale, size_limit=size_limit)
+        if no_channel:
+            payload.pop("channel_id", None)
+            payload.pop("channel", None)
         opts: list[dict[str, Any]] = [
             {"name": k, "type": 3, "value": v} for k, v in (options or {}).items()
         ]
