@@ -271,7 +271,7 @@ class RenderTracker:
                 await self._deliver(render, replier, lang, status, url, error)
             except asyncio.CancelledError:
                 # Stopping mid-send: give the claim back so the next start delivers it.
-                await asyncio.shield(self._store.release_delivery(render.render_id))
+                await _even_if_cancelled(self._store.release_delivery, render.render_id)
                 raise
             except Exception:
                 await self._store.release_delivery(render.render_id)
@@ -280,7 +280,8 @@ class RenderTracker:
                     return  # stays undelivered: the next start tries again
                 await asyncio.sleep(self._policy.max_interval * attempt)
                 continue
-            await self._store.mark_delivered(render.render_id)
+            # The video is in the chat: record it even if we are being stopped right now.
+            await _even_if_cancelled(self._store.mark_delivered, render.render_id)
             if self._on_delivered is not None:
                 self._on_delivered(render, max(0.0, self._clock() - done_at))
             return
@@ -314,3 +315,12 @@ class RenderTracker:
                 ),
                 actions=DEFAULT_ACTIONS,
             )
+
+
+async def _even_if_cancelled(write: Callable[[str], Awaitable[None]], render_id: str) -> None:
+    """Finish an idempotent store write although the task is being cancelled, then re-raise."""
+    try:
+        await write(render_id)
+    except asyncio.CancelledError:
+        await write(render_id)
+        raise
