@@ -147,7 +147,7 @@ def test_caps_follow_the_bot_api_server(tmp_path: Path) -> None:
     local = Settings(  # type: ignore[call-arg]
         _env_file=None,
         TELEGRAM_API_BASE="http://127.0.0.1:8081",
-        TELEGRAM_LOCAL_MODE="true",
+        TELEGRAM_LOCAL_MODE=True,
         NEMO_MAX_UPLOAD_MB=300,
     )
     assert telegram_limits(local) == (300 * 1024 * 1024, 2000 * 1024 * 1024)
