@@ -4,15 +4,13 @@
 * :func:`accepted_formats`: the upload formats, from :data:`core.client.ACCEPTED_EXTENSIONS`
   (the one list the backend's rules live in).
 * :class:`LogRedactor`: :class:`core.logs.SecretFilter` (NemoVideo tokens, bot
-  tokens, configured secrets) plus the per-request tokens of Discord's
-  interaction and webhook URLs, installable on the loggers that print URLs and
-  on the root handlers.
+  tokens, interaction and webhook tokens, configured secrets), installable on the
+  loggers that print URLs and on the root handlers.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Sequence
 
 from core.client import ACCEPTED_EXTENSIONS
@@ -35,20 +33,8 @@ def accepted_formats(*, upper: bool = False) -> str:
     return ", ".join(name.upper() if upper else name for name in names)
 
 
-# /webhooks/<id>/<token>/... and /interactions/<id>/<token>/callback (discord.http logs
-# every request URL at DEBUG), and a "token" field of a logged payload (gateway events).
-_REQUEST_TOKENS = re.compile(
-    r"(?P<path>/(?:webhooks|interactions)/\d+/)[^/\s?#\"']+"
-    r"|(?P<field>[\"']token[\"']\s*:\s*[\"'])[^\"']+"
-)
-
-
-def _mask(match: re.Match[str]) -> str:
-    return (match.group("path") or match.group("field")) + "***"
-
-
 class LogRedactor(SecretFilter):
-    """A :class:`~core.logs.SecretFilter` that also masks interaction and webhook tokens.
+    """A :class:`~core.logs.SecretFilter` installed where adapter libraries log URLs.
 
     Logger filters only see records created by their own logger, so
     :meth:`install` puts it on each of ``loggers`` (those that may log a URL with
@@ -59,10 +45,6 @@ class LogRedactor(SecretFilter):
         super().__init__(secrets)
         self._loggers = tuple(loggers)
         self._handlers: list[logging.Handler] = []
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every secret and request token masked."""
-        return _REQUEST_TOKENS.sub(_mask, super().scrub(text))
 
     def install(self) -> None:
         """Filter ``loggers`` and whatever handlers the root logger has now (idempotent)."""

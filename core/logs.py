@@ -2,9 +2,10 @@
 
 :func:`setup_logging` installs a filter on the root handler that masks NemoVideo
 tokens (``nmv_...``), Bearer values, JWTs, Telegram bot tokens (also inside
-``/bot<token>/`` and ``/file/bot<token>/`` URLs) and every configured secret, in
-the message and in tracebacks. httpx logs each request URL at INFO, so it is
-kept at WARNING.
+``/bot<token>/`` and ``/file/bot<token>/`` URLs), every configured secret, and
+per-request tokens in ``/webhooks/<id>/<token>`` and ``/interactions/<id>/<token>``
+paths and ``"token": "..."`` fields — in the message and in tracebacks. httpx logs
+each request URL at INFO, so it is kept at WARNING.
 """
 
 from __future__ import annotations
@@ -24,7 +25,17 @@ _PATTERNS = re.compile(
     r"|\b\d{5,}:[A-Za-z0-9_\-]{20,}",  # Telegram bot tokens
     re.IGNORECASE,
 )
+#: Per-request tokens inside URL paths (chat platforms' interaction and webhook tokens)
+#: and in logged JSON fields: the path or key is kept, the token masked.
+_REQUEST_TOKENS = re.compile(
+    r"(?P<path>/(?:webhooks|interactions)/\d+/)[^/\s?#\"']+"
+    r"|(?P<field>[\"']token[\"']\s*:\s*[\"'])[^\"']+"
+)
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _keep_prefix(match: re.Match[str]) -> str:
+    return (match.group("path") or match.group("field")) + "***"
 
 
 class SecretFilter(logging.Filter):
@@ -38,6 +49,7 @@ class SecretFilter(logging.Filter):
         """``text`` with every secret masked."""
         for secret in self._secrets:
             text = text.replace(secret, "***")
+        text = _REQUEST_TOKENS.sub(_keep_prefix, text)
         return _PATTERNS.sub("***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

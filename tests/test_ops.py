@@ -122,6 +122,10 @@ def test_secret_filter_scrubs_messages_and_tracebacks() -> None:
     formatted = logging.Formatter().format(record)
     assert TOKEN not in formatted and "nmv_usr_abc123" not in formatted
     assert "hunter22" not in formatted and "boom ***" in formatted
+    path = "POST /interactions/1234567/aW50ZXJhY3Rpb24tdG9rZW4/callback"
+    assert secret_filter.scrub(path) == "POST /interactions/1234567/***/callback"
+    assert secret_filter.scrub('{"token": "aW50ZXJh", "id": 1}') == '{"token": "***", "id": 1}'
+
 
 
 def test_dockerfile_runs_the_bot_as_non_root_with_a_volume_and_healthcheck() -> None:
