@@ -14,9 +14,9 @@ replier's ``stream.append``, latency = now - that timestamp. Both processes read
 same wall clock. The order check compares, per user, the relayed text with the
 simulator's whole reply (translated as the core translates GUI talk).
 
-The main run gives NemoClient an injected ``httpx.AsyncClient`` with a pool big enough
-for every stream. A second, shorter run uses the core's *default* pool
-(``core.client.POOL_LIMITS``) to show what that does to 1,000 streams.
+The main run gives NemoClient an ``httpx`` transport with the core's own pool limits
+(``core.client.POOL_LIMITS``); a second run swaps in an aiohttp-based transport (the
+option DESIGN.md names for when httpx's pool bookkeeping bites) for comparison.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ from storage.sqlite import SQLiteStore
 NAME = "concurrency"
 USERS = 1000
 STAGGER = 3.0  # seconds over which the 1,000 chats start
-PROBE_SECONDS = 20.0  # the default-pool run is cut off after this long
 PROMPT = "make a 10-second clip of a city at night"
 SIM = fast_sim(
     chunk_delay=0.25,
@@ -202,11 +201,6 @@ def _norm(text: str) -> str:
 def _transport(kind: str, gauge: Gauge) -> StampingTransport:
     if kind == "aiohttp":
         return StampingTransport(AiohttpTransport(limit=USERS + 100), gauge)
-    if kind == "httpx":
-        # Keep-alive stays at the core's 64: a big keep-alive pool makes httpcore's
-        # per-request bookkeeping quadratic in idle connections.
-        limits = httpx.Limits(max_connections=USERS + 100, max_keepalive_connections=64)
-        return StampingTransport(httpx.AsyncHTTPTransport(limits=limits), gauge)
     return StampingTransport(httpx.AsyncHTTPTransport(limits=POOL_LIMITS), gauge)
 
 
@@ -217,7 +211,7 @@ async def _scenario(base: str, kind: str) -> dict[str, Any]:
     http = httpx.AsyncClient(
         transport=_transport(kind, gauge), timeout=httpx.Timeout(30.0, connect=10.0)
     )
-    limit = PROBE_SECONDS if kind == "default" else 240.0
+    limit = 240.0
     timed_out = False
     with tempfile.TemporaryDirectory(prefix="nemo-bench-") as tmp:
         settings = Settings(  # type: ignore[call-arg]
@@ -323,10 +317,10 @@ async def run() -> Result:
     result = Result(NAME)
     runs: dict[str, dict[str, Any]] = {}
     async with simulator_process(**SIM) as base:
-        for kind in ("httpx", "aiohttp", "default"):
+        for kind in ("httpx", "aiohttp"):
             runs[kind] = await _child(kind, base)
     result.data.update(runs=runs, sim=SIM, stagger_s=STAGGER, prompt=PROMPT)
-    for kind, label in (("httpx", "httpx transport"), ("aiohttp", "aiohttp transport")):
+    for kind, label in (("httpx", "httpx, core pool"), ("aiohttp", "aiohttp transport")):
         r = runs[kind]
         ok = r["in_order"] == USERS and r["peak_open_streams"] == USERS
         result.add(
@@ -343,11 +337,6 @@ async def run() -> Result:
         )
         _latency_row(result, label, r)
         result.add(f"CPU busy ({label})", f"{r['cpu_share'] * 100:.0f}% of one core")
-    d = runs["default"]
-    result.add(
-        f"core default pool ({POOL_LIMITS.max_connections} conns), first {PROBE_SECONDS:.0f} s",
-        f"{d['peak_open_streams']} open at once, {d['never_opened']} never opened",
-    )
     return result
 
 

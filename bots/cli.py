@@ -81,6 +81,16 @@ def _setup_logging(settings: Settings, level: str) -> SecretFilter:
     return setup_logging(level, secrets)
 
 
+def _raise_open_file_limit() -> None:
+    """Each chat stream is a socket: lift the soft descriptor limit to the hard one."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nemo-bot`` console script."""
     args = _parser().parse_args(argv)
@@ -97,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "config":
         return _print_config(settings)
+    _raise_open_file_limit()
     quiet = args.command in ("chat", "demo")
     scrubber = _setup_logging(settings, "WARNING" if quiet else settings.log_level)
     try:

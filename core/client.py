@@ -95,7 +95,10 @@ APP_NAME = "nemo_agent"
 JSON_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=30.0)
 DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
-POOL_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+# Every chat stream holds a connection for up to 15 minutes, so the pool must not cap
+# how many users can chat at once (256 left the 257th waiting: bench/concurrency.py).
+# Idle keep-alive connections stay few: httpx's pool bookkeeping grows with them.
+POOL_LIMITS = httpx.Limits(max_connections=4096, max_keepalive_connections=64)
 ATTEMPTS = 3  # for idempotent calls and connect errors
 BACKOFF_BASE = 0.5  # seconds; doubled per attempt, jittered ±50 %
 MAX_RATE_LIMIT_WAIT = 120.0  # a longer Retry-After is passed up instead of slept through
