@@ -257,17 +257,15 @@ class SQLiteStore:
     async def _fetchone(
         self, sql: str, params: Iterable[Any] | Mapping[str, Any]
     ) -> sqlite3.Row | None:
-        conn = self._require()
-        async with self._lock, conn.execute(sql, params) as cur:
-            row: sqlite3.Row | None = await cur.fetchone()
-            return row
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def _fetchall(
         self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
     ) -> list[sqlite3.Row]:
         conn = self._require()
-        async with self._lock, conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        async with self._lock:  # one trip to the database thread, not three
+            return list(await conn.execute_fetchall(sql, params))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
