@@ -127,7 +127,6 @@ def test_secret_filter_scrubs_messages_and_tracebacks() -> None:
     assert secret_filter.scrub('{"token": "aW50ZXJh", "id": 1}') == '{"token": "***", "id": 1}'
 
 
-
 def test_dockerfile_runs_the_bot_as_non_root_with_a_volume_and_healthcheck() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.1[1-3]-slim", dockerfile, re.M)
