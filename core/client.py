@@ -59,6 +59,7 @@ from core.errors import (
     UnsupportedFileError,
 )
 from core.events import ChatEvent, EventDecoder, HeartbeatEvent, SSEChatDecoder
+from core.transport import NemoTransport
 from core.wire import (
     AnonToken,
     Credits,
@@ -166,7 +167,9 @@ class NemoClient:
         self.max_upload_bytes = max_upload_bytes
         self.heartbeat_timeout = heartbeat_timeout
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=JSON_TIMEOUT, limits=POOL_LIMITS)
+        self._http = http or httpx.AsyncClient(
+            timeout=JSON_TIMEOUT, transport=NemoTransport(limits=POOL_LIMITS)
+        )
         self._sleep = sleep
         self._attribution = {
             "X-Skill-Source": skill_source,

@@ -1,0 +1,86 @@
+"""The aiohttp-backed transport keeps "could not connect" apart from "the connection broke".
+
+Calls that may already have taken effect (chat, render submit) are resent only after a
+connect error; a server that hangs up after reading the request must not look like one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from core.client import NemoClient
+from core.errors import TransportError
+from core.transport import NemoTransport
+
+
+class HangUpServer:
+    """Reads each request in full, then closes the connection without answering."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.decode().split("\r\n"):
+            if line.lower().startswith("content-length:"):
+                length = int(line.split(":", 1)[1])
+        await reader.readexactly(length)
+        self.requests += 1
+        writer.close()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+@pytest.fixture
+async def hang_up() -> AsyncIterator[tuple[HangUpServer, str]]:
+    server = HangUpServer()
+    async with server as url:
+        yield server, url
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+async def test_a_hang_up_after_the_request_is_not_a_connect_error(
+    hang_up: tuple[HangUpServer, str],
+) -> None:
+    server, url = hang_up
+    async with httpx.AsyncClient(transport=NemoTransport(limits=httpx.Limits())) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(f"{url}/x", json={"a": 1})
+    assert server.requests == 1
+
+
+async def test_a_post_that_reached_the_server_is_never_resent(
+    hang_up: tuple[HangUpServer, str],
+) -> None:
+    server, url = hang_up
+    async with NemoClient(base_url=url, sleep=no_sleep) as client:
+        with pytest.raises(TransportError):
+            await client.submit_render("nmv_usr_x", "1", {"t": []})
+    assert server.requests == 1
+
+
+async def test_connection_refused_is_a_connect_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: refused
+        async with httpx.AsyncClient(transport=NemoTransport(limits=httpx.Limits())) as http:
+            with pytest.raises(httpx.ConnectError):
+                await http.get(f"http://127.0.0.1:{port}/")
