@@ -348,16 +348,24 @@ class NemoClient:
         path = f"/api/state/{APP_NAME}/me/{quote(session_id, safe='')}/latest"
         return SessionState.from_data(await self._call("GET", path, token=token))
 
-    async def submit_render(self, token: str, session_id: str, draft: dict[str, Any] | None) -> str:
+    async def submit_render(
+        self,
+        token: str,
+        session_id: str,
+        draft: dict[str, Any] | None,
+        *,
+        render_id: str | None = None,
+    ) -> str:
         """Start an export; return its render id.
 
         ``draft`` is the raw draft to render; ``None`` reads the session's latest
-        one first. A duplicate-id error is retried once with a fresh id.
+        one first. ``render_id`` lets the caller record the id before sending; a
+        duplicate-id error is retried once with a fresh id (then that one is returned).
         """
         if draft is None:
             draft = (await self.state(token, session_id)).raw_draft
         for attempt in (1, 2):
-            render_id = new_render_id()
+            render_id = render_id if attempt == 1 and render_id else new_render_id()
             body = {
                 "id": render_id,
                 "sessionId": session_id,

@@ -30,7 +30,12 @@ from core.replies import plain_reason, quietly
 from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
 from storage.base import RenderRecord, Store
 
-__all__ = ["PollPolicy", "RenderTracker", "ref_of"]
+__all__ = ["SUBMITTING", "PollPolicy", "RenderTracker", "ref_of"]
+
+#: Status of a render recorded but not yet accepted by the backend.
+SUBMITTING = "submitting"
+#: Why a render that was recorded but never reached the backend failed.
+NEVER_STARTED = "the export never reached the video service"
 
 log = logging.getLogger("nemo.renders")
 
@@ -183,6 +188,12 @@ class RenderTracker:
             try:
                 token, status = await self._poll(render, token)
             except NemoError as exc:
+                if render.status == SUBMITTING and getattr(exc, "status", None) == 404:
+                    # Recorded, then the process died before the backend accepted it.
+                    await self._finish(
+                        render, replier, lang, "failed", None, NEVER_STARTED, last_running
+                    )
+                    return
                 # Transient or not, never give up silently: back off, and after
                 # max_failures (or the deadline) tell the user the export failed.
                 failures += 1
@@ -198,6 +209,7 @@ class RenderTracker:
                     return
                 continue
             failures = 0
+            render.status = status.status
             progress = status.progress if status.progress is not None else progress
             await self._store.update_render(
                 render.render_id,

@@ -28,7 +28,7 @@ from pathlib import PurePath
 from typing import TypeVar
 
 from core.accounts import Accounts, Identity
-from core.client import ACCEPTED_EXTENSIONS, NemoClient
+from core.client import ACCEPTED_EXTENSIONS, NemoClient, new_render_id
 from core.config import Settings
 from core.draft import Draft, diff_drafts
 from core.errors import (
@@ -57,7 +57,7 @@ from core.gui import SentenceBuffer
 from core.i18n import t
 from core.logs import mask_id
 from core.metrics import Metrics
-from core.renders import PollPolicy, RenderTracker
+from core.renders import SUBMITTING, PollPolicy, RenderTracker
 from core.replies import plain_reason, quietly
 from core.router import route
 from core.types import (
@@ -539,24 +539,38 @@ class ConversationService:
         if not state.draft.is_exportable:
             await req.replier.send_text(t("nothing_to_export", lang))
             return
-        render_id = await self._call(
-            req,
-            lambda i: self._client.submit_render(i.token, i.session.session_id, state.raw_draft),
-        )
         ref = req.msg.ref()
-        session = req.ident.session
         render = RenderRecord(
-            render_id=render_id,
-            session_id=session.session_id,
+            render_id=new_render_id(),
+            session_id=req.ident.session.session_id,
             platform=ref.platform,
             user_id=ref.user_id,
             chat_id=ref.chat_id,
             thread_id=ref.thread_id,
             reply_to=ref.reply_to,
             ref_extra=ref.extra,
+            status=SUBMITTING,
             summary=state.draft.summary(),
         )
+        # Recorded before it is sent: a crash right after the backend accepts it must
+        # not lose the export (the next start finds the record and follows it).
         await self._store.add_render(render)
+        try:
+            accepted = await self._call(
+                req,
+                lambda i: self._client.submit_render(
+                    i.token, i.session.session_id, state.raw_draft, render_id=render.render_id
+                ),
+            )
+        except BaseException:
+            await self._store.delete_render(render.render_id)
+            raise
+        if accepted != render.render_id:  # the backend chose the id (or ours was taken)
+            old_id, render.render_id = render.render_id, accepted
+            await self._store.add_render(render)
+            await self._store.delete_render(old_id)
+        render.status = "pending"
+        await self._store.update_render(render.render_id, status="pending")
         await quietly(req.replier.progress(t("export_started", lang, percent=0), 0))
         await quietly(req.replier.working("upload_video"))
         self.renders.follow(render, req.replier, lang)

@@ -96,6 +96,9 @@ class Store(Protocol):
     async def add_render(self, render: RenderRecord) -> None:
         """Persist a new render job."""
 
+    async def delete_render(self, render_id: str) -> None:
+        """Forget a render that never started (its submission failed)."""
+
     async def get_render(self, render_id: str) -> RenderRecord | None:
         """The render, or None."""
 

@@ -387,6 +387,10 @@ class SQLiteStore:
             values,
         )
 
+    async def delete_render(self, render_id: str) -> None:
+        """Forget a render that never started (its submission failed)."""
+        await self._write("DELETE FROM renders WHERE render_id = ?", (render_id,))
+
     async def get_render(self, render_id: str) -> RenderRecord | None:
         """The render, or None."""
         row = await self._fetchone(

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from core.app import open_core
 from core.config import Settings
-from core.renders import PollPolicy
+from core.renders import SUBMITTING, PollPolicy
 from core.service import ConversationService
 from core.types import Attachment, IncomingMessage, Intent
 from simulator.server import Simulator
+from storage.base import RenderRecord
 from tests.conftest import fast_sim_config
 from tests.fakes.collecting import CollectingAdapter, CollectingReplier
 
@@ -395,3 +396,40 @@ async def test_a_delivery_claimed_by_a_dead_process_is_delivered_after_its_lease
             assert video.url.startswith(sim.base_url)
             await asyncio.sleep(0.3)
             assert replier.videos.empty()  # delivered once
+
+
+async def test_an_export_recorded_but_never_sent_is_reported_after_restart(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The process died between recording the export and the backend accepting it."""
+    async with core_for(sim, tmp_path) as (service, _):
+        await service.handle(msg("make a video of a canyon"), CollectingReplier())
+        session = await service._store.get_session("test", "u1", "c1")
+        assert session is not None
+        await service._store.add_render(
+            RenderRecord(
+                render_id="render_never_sent",
+                session_id=session.session_id,
+                platform="test",
+                user_id="u1",
+                chat_id="c1",
+                status=SUBMITTING,
+            )
+        )
+    async with core_for(sim, tmp_path) as (service, adapter):
+        await asyncio.wait_for(service.wait_idle(), 10)
+        said = adapter.replier_for(msg().ref()).texts()
+        assert any("never reached the video service" in t for t in said)
+        assert await service._store.undelivered_renders() == []
+
+
+async def test_a_refused_export_leaves_no_render_behind(sim: Simulator, tmp_path: Path) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg("make a video of a glacier"), r)
+        sim.inject("export_blocked", count=1, endpoint="render")
+        await service.handle(msg("export"), r)
+        assert await service._store.undelivered_renders() == []
+        await service.handle(msg("export"), r)
+        video = await asyncio.wait_for(r.videos.get(), 20)
+        assert video.url.startswith(sim.base_url)
