@@ -109,10 +109,6 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "❌ The export failed: {reason}. Say export to try again.",
         "zh": "❌ 导出失败：{reason}。发送“导出”重试。",
     },
-    "export_lost": {
-        "en": "❌ I lost track of your export. Say export to start it again.",
-        "zh": "❌ 导出任务丢失了。发送“导出”重新开始。",
-    },
     "upload_none": {
         "en": "Send a photo, clip or audio file ({formats}) and I'll add it to your project.",
         "zh": "发送照片、视频或音频文件（{formats}），我会把它加入你的项目。",
