@@ -122,6 +122,15 @@ def _quote_filename(filename: str) -> str:
     return name.replace("\r", " ").replace("\n", " ").replace('"', "%22")
 
 
+def may_have_been_sent(exc: TransportError) -> bool:
+    """Whether a call that failed in transport may still have reached the backend.
+
+    Only a failure to connect proves nothing was sent (the client already retried
+    those); a hang-up or time-out after sending leaves the outcome unknown.
+    """
+    return not isinstance(exc.__cause__, _NOT_SENT)
+
+
 def new_render_id() -> str:
     """A fresh render id: ``render_<unix ms>_<random hex>``."""
     return f"render_{int(time.time() * 1000)}_{secrets.token_hex(4)}"

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from core.client import NemoClient, RenderStatus
-from core.errors import NemoError, TokenExpiredError
+from core.errors import TokenExpiredError
 from core.i18n import t
 from core.replies import plain_reason, quietly
 from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
@@ -187,7 +187,7 @@ class RenderTracker:
             elapsed = self._clock() - started
             try:
                 token, status = await self._poll(render, token)
-            except NemoError as exc:
+            except Exception as exc:  # any failed poll (CancelledError is not an Exception)
                 if render.status == SUBMITTING and getattr(exc, "status", None) == 404:
                     # Recorded, then the process died before the backend accepted it.
                     await self._finish(

@@ -28,7 +28,7 @@ from pathlib import PurePath
 from typing import TypeVar
 
 from core.accounts import Accounts, Identity
-from core.client import ACCEPTED_EXTENSIONS, NemoClient, new_render_id
+from core.client import ACCEPTED_EXTENSIONS, NemoClient, may_have_been_sent, new_render_id
 from core.config import Settings
 from core.draft import Draft, diff_drafts
 from core.errors import (
@@ -562,9 +562,19 @@ class ConversationService:
                     i.token, i.session.session_id, state.raw_draft, render_id=render.render_id
                 ),
             )
-        except BaseException:
-            await self._store.delete_render(render.render_id)
+        except ApiError:
+            await self._store.delete_render(render.render_id)  # refused: nothing started
             raise
+        except TransportError as exc:
+            if not may_have_been_sent(exc):
+                await self._store.delete_render(render.render_id)
+                raise
+            # The backend may have accepted it: follow the record. A render it never
+            # received answers 404, and the user is told to try again.
+            log.warning("render submit outcome unknown; following %s", render.render_id)
+            await quietly(req.replier.progress(t("export_started", lang, percent=0), 0))
+            self.renders.follow(render, req.replier, lang)
+            return
         if accepted != render.render_id:  # the backend chose the id (or ours was taken)
             old_id, render.render_id = render.render_id, accepted
             await self._store.add_render(render)

@@ -7,13 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
+
 from core.app import open_core
+from core.client import NemoClient
 from core.config import Settings
 from core.renders import SUBMITTING, PollPolicy
 from core.service import ConversationService
+from core.transport import NemoTransport
 from core.types import Attachment, IncomingMessage, Intent
 from simulator.server import Simulator
 from storage.base import RenderRecord
+from storage.sqlite import SQLiteStore
 from tests.conftest import fast_sim_config
 from tests.fakes.collecting import CollectingAdapter, CollectingReplier
 
@@ -433,3 +438,46 @@ async def test_a_refused_export_leaves_no_render_behind(sim: Simulator, tmp_path
         await service.handle(msg("export"), r)
         video = await asyncio.wait_for(r.videos.get(), 20)
         assert video.url.startswith(sim.base_url)
+
+
+class LoseSubmitReply(httpx.AsyncBaseTransport):
+    """Passes every call through, but loses the reply to the first render submit."""
+
+    def __init__(self) -> None:
+        self._inner = NemoTransport(limits=httpx.Limits())
+        self.lost = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        is_submit = request.method == "POST" and request.url.path.endswith("/proxy/lambda")
+        if is_submit and not self.lost:
+            self.lost += 1
+            await response.aclose()
+            raise httpx.ReadTimeout("reply lost", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_an_export_whose_reply_was_lost_is_still_followed_and_delivered(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    transport = LoseSubmitReply()
+    settings = settings_for(sim, tmp_path)
+    async with (
+        SQLiteStore(settings.nemo_bot_db) as store,
+        NemoClient(base_url=sim.base_url, http=httpx.AsyncClient(transport=transport)) as client,
+    ):
+        service = ConversationService(
+            settings=settings, store=store, client=client, poll_policy=FAST_POLL
+        )
+        r = CollectingReplier()
+        await service.handle(msg("make a video of a volcano"), r)
+        await service.handle(msg("export"), r)
+        video = await asyncio.wait_for(r.videos.get(), 20)
+        await service.aclose()
+    assert transport.lost == 1
+    assert sim.stats["renders"] == 1  # followed, not resubmitted
+    assert video.url.startswith(sim.base_url)
+    assert not any("Nothing was lost" in t for t in r.texts())

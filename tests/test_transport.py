@@ -84,3 +84,53 @@ async def test_connection_refused_is_a_connect_error() -> None:
         async with httpx.AsyncClient(transport=NemoTransport(limits=httpx.Limits())) as http:
             with pytest.raises(httpx.ConnectError):
                 await http.get(f"http://127.0.0.1:{port}/")
+
+
+class ScriptedServer:
+    """Answers every request with the same raw bytes, then closes the connection."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(self.reply)
+        await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+async def test_a_malformed_reply_is_an_httpx_error() -> None:
+    huge_header = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 9000 + b"\r\nContent-Length: 2\r\n\r\n{}"
+    async with (
+        ScriptedServer(huge_header) as url,
+        httpx.AsyncClient(transport=NemoTransport(limits=httpx.Limits())) as http,
+    ):
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(f"{url}/")
+
+
+async def test_a_hang_up_mid_body_is_a_read_error() -> None:
+    partial = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part of it"
+    async with (
+        ScriptedServer(partial) as url,
+        httpx.AsyncClient(transport=NemoTransport(limits=httpx.Limits())) as http,
+    ):
+        with pytest.raises(httpx.ReadError):
+            await http.get(f"{url}/")
+
+
+async def test_the_client_turns_a_malformed_reply_into_a_transport_error() -> None:
+    huge_header = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 9000 + b"\r\nContent-Length: 2\r\n\r\n{}"
+    async with ScriptedServer(huge_header) as url, NemoClient(base_url=url, sleep=no_sleep) as c:
+        with pytest.raises(TransportError):
+            await c.credits("nmv_usr_x")
