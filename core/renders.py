@@ -16,11 +16,13 @@ of completion while one render never costs more than one poll per
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from core.client import NemoClient, RenderStatus
@@ -99,6 +101,10 @@ class RenderTracker:
         self._clock = clock
         self._on_delivered = on_delivered
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Names this process's delivery claims (several processes may share a database).
+        self._owner = uuid.uuid4().hex
+        # Renders recorded from now on are followed live by this process, not resumed.
+        self._started_at = time.time()
         self._by_session: dict[str, str] = {}
 
     def active_for(self, session_id: str) -> bool:
@@ -136,7 +142,7 @@ class RenderTracker:
         resumed = 0
         for render in await self._store.undelivered_renders():
             adapter = adapters.get(render.platform)
-            if adapter is None:
+            if adapter is None or render.created_at >= self._started_at:
                 continue
             self.follow(render, adapter.replier_for(ref_of(render)), await language_of(render))
             resumed += 1
@@ -268,9 +274,7 @@ class RenderTracker:
         render.status = status
         attempt = 0
         while attempt < self._policy.delivery_attempts:
-            if not await self._store.claim_delivery(
-                render.render_id, lease=self._policy.delivery_lease
-            ):
+            if not await self._claim(render.render_id):
                 current = await self._store.get_render(render.render_id)
                 if current is None or current.delivered_at is not None:
                     return  # delivered already (by us before a restart, or by another process)
@@ -280,23 +284,52 @@ class RenderTracker:
                 continue
             attempt += 1
             try:
-                await self._deliver(render, replier, lang, status, url, error)
+                async with self._holding_claim(render.render_id):
+                    await self._deliver(render, replier, lang, status, url, error)
             except asyncio.CancelledError:
                 # Stopping mid-send: give the claim back so the next start delivers it.
-                await _even_if_cancelled(self._store.release_delivery, render.render_id)
+                await _even_if_cancelled(self._release, render.render_id)
                 raise
             except Exception:
-                await self._store.release_delivery(render.render_id)
+                await self._release(render.render_id)
                 log.warning("render %s: delivery attempt %d failed", render.render_id, attempt)
                 if attempt == self._policy.delivery_attempts:
                     return  # stays undelivered: the next start tries again
                 await asyncio.sleep(self._policy.max_interval * attempt)
                 continue
             # The video is in the chat: record it even if we are being stopped right now.
-            await _even_if_cancelled(self._store.mark_delivered, render.render_id)
+            await _even_if_cancelled(self._mark_delivered, render.render_id)
             if self._on_delivered is not None:
                 self._on_delivered(render, max(0.0, self._clock() - done_at))
             return
+
+    async def _claim(self, render_id: str) -> bool:
+        return await self._store.claim_delivery(
+            render_id, owner=self._owner, lease=self._policy.delivery_lease
+        )
+
+    async def _release(self, render_id: str) -> None:
+        await self._store.release_delivery(render_id, owner=self._owner)
+
+    async def _mark_delivered(self, render_id: str) -> None:
+        await self._store.mark_delivered(render_id, owner=self._owner)
+
+    @contextlib.asynccontextmanager
+    async def _holding_claim(self, render_id: str) -> AsyncIterator[None]:
+        """Renew our claim while a (possibly long) upload runs, so nobody else delivers."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._policy.delivery_lease / 3)
+                await self._claim(render_id)
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
 
     async def _deliver(
         self,

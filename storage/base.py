@@ -64,6 +64,7 @@ class RenderRecord:
     completed_at: float | None = None
     delivered_at: float | None = None
     claimed_at: float | None = None
+    claimed_by: str | None = None
 
 
 class Store(Protocol):
@@ -117,19 +118,19 @@ class Store(Protocol):
         A status of completed or failed sets completed_at.
         """
 
-    async def claim_delivery(self, render_id: str, *, lease: float = 300.0) -> bool:
-        """Claim the right to deliver a render; True for one caller at a time.
+    async def claim_delivery(self, render_id: str, *, owner: str, lease: float = 300.0) -> bool:
+        """Claim the right to deliver a render for ``lease`` seconds; True for one owner.
 
-        A claim lasts ``lease`` seconds unless :meth:`mark_delivered` or
-        :meth:`release_delivery` ends it first, so a process that died mid-send does not
-        keep the video from its user forever.
+        The owner may claim again to renew its lease (while a long upload runs). A
+        claim nobody renewed expires, so a process that died mid-send does not keep
+        the video from its user forever.
         """
 
-    async def mark_delivered(self, render_id: str) -> None:
-        """The video reached the chat: never deliver this render again."""
+    async def mark_delivered(self, render_id: str, *, owner: str) -> None:
+        """The owner's video reached the chat: never deliver this render again."""
 
-    async def release_delivery(self, render_id: str) -> None:
-        """Undo a claim whose delivery failed, so a later attempt can deliver."""
+    async def release_delivery(self, render_id: str, *, owner: str) -> None:
+        """The owner gives its claim back (delivery failed or was stopped)."""
 
     async def undelivered_renders(self) -> list[RenderRecord]:
         """Renders not yet delivered (any status), oldest first."""

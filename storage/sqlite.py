@@ -441,32 +441,32 @@ class SQLiteStore:
         if not changed:
             log.debug("update_render: no render %s", render_id)
 
-    async def claim_delivery(self, render_id: str, *, lease: float = 300.0) -> bool:
-        """Claim a delivery for ``lease`` seconds; True only for one claimer at a time."""
+    async def claim_delivery(self, render_id: str, *, owner: str, lease: float = 300.0) -> bool:
+        """Claim (or, for its owner, renew) a delivery; True for one owner at a time."""
         now = self._clock()
         changed = await self._write(
-            "UPDATE renders SET claimed_at = ?, updated_at = ? "
+            "UPDATE renders SET claimed_at = ?, claimed_by = ?, updated_at = ? "
             "WHERE render_id = ? AND delivered_at IS NULL "
-            "AND (claimed_at IS NULL OR claimed_at <= ?)",
-            (now, now, render_id, now - lease),
+            "AND (claimed_at IS NULL OR claimed_at <= ? OR claimed_by = ?)",
+            (now, owner, now, render_id, now - lease, owner),
         )
         return changed == 1
 
-    async def mark_delivered(self, render_id: str) -> None:
-        """Record that the render reached its chat (it is never delivered again)."""
+    async def mark_delivered(self, render_id: str, *, owner: str) -> None:
+        """Record that the owner's delivery reached its chat (never delivered again)."""
         now = self._clock()
         await self._write(
             "UPDATE renders SET delivered_at = ?, updated_at = ? "
-            "WHERE render_id = ? AND delivered_at IS NULL",
-            (now, now, render_id),
+            "WHERE render_id = ? AND delivered_at IS NULL AND claimed_by = ?",
+            (now, now, render_id, owner),
         )
 
-    async def release_delivery(self, render_id: str) -> None:
-        """Undo a claim whose delivery failed, so a later attempt can deliver."""
+    async def release_delivery(self, render_id: str, *, owner: str) -> None:
+        """Give the owner's claim back, so a later attempt can deliver."""
         await self._write(
-            "UPDATE renders SET claimed_at = NULL, updated_at = ? "
-            "WHERE render_id = ? AND delivered_at IS NULL",
-            (self._clock(), render_id),
+            "UPDATE renders SET claimed_at = NULL, claimed_by = NULL, updated_at = ? "
+            "WHERE render_id = ? AND delivered_at IS NULL AND claimed_by = ?",
+            (self._clock(), render_id, owner),
         )
 
     async def undelivered_renders(self) -> list[RenderRecord]:

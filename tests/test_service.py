@@ -15,7 +15,7 @@ from core.config import Settings
 from core.renders import SUBMITTING, PollPolicy
 from core.service import ConversationService
 from core.transport import NemoTransport
-from core.types import Attachment, IncomingMessage, Intent
+from core.types import Attachment, IncomingMessage, Intent, Video
 from simulator.server import Simulator
 from storage.base import RenderRecord
 from storage.sqlite import SQLiteStore
@@ -481,3 +481,36 @@ async def test_an_export_whose_reply_was_lost_is_still_followed_and_delivered(
     assert sim.stats["renders"] == 1  # followed, not resubmitted
     assert video.url.startswith(sim.base_url)
     assert not any("Nothing was lost" in t for t in r.texts())
+
+
+class SlowUploadReplier(CollectingReplier):
+    """send_video takes longer than a delivery lease (a big upload)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.sending = asyncio.Event()
+
+    async def send_video(self, video: Video) -> None:
+        self.sending.set()
+        await asyncio.sleep(self.seconds)
+        await super().send_video(video)
+
+
+async def test_a_long_upload_keeps_its_claim_so_a_second_process_does_not_deliver_too(
+    tmp_path: Path,
+) -> None:
+    lease = PollPolicy(min_interval=0.05, max_interval=0.1, first_delay=0.05, delivery_lease=0.3)
+    sim_config = fast_sim_config(render_seconds=0.3)
+    async with (
+        Simulator(sim_config) as sim,
+        core_for(sim, tmp_path, policy=lease) as (first, _),
+    ):
+        slow = SlowUploadReplier(1.2)  # four leases long
+        await first.handle(msg("make a video of a waterfall"), slow)
+        await first.handle(msg("export"), slow)
+        await asyncio.wait_for(slow.sending.wait(), 20)
+        async with core_for(sim, tmp_path, policy=lease) as (_, adapter):
+            await asyncio.wait_for(slow.videos.get(), 20)  # the first process delivered
+            await asyncio.sleep(0.5)
+            assert adapter.replier_for(msg().ref()).videos.empty()  # the second did not

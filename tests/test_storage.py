@@ -210,8 +210,8 @@ async def test_persistence_across_close_and_reopen(tmp_path: Path) -> None:
         await s.save_draft("telegram", "u1", "chat1", '{"d": 1}')
         await s.add_render(render(thread_id="th", reply_to="42", summary="cat video"))
         await s.update_render("r1", status="completed", output_url="https://x/v.mp4")
-        assert await s.claim_delivery("r1")
-        await s.mark_delivered("r1")
+        assert await s.claim_delivery("r1", owner="me")
+        await s.mark_delivered("r1", owner="me")
     async with SQLiteStore(str(path)) as s:
         u = await s.get_user("telegram", "u1")
         assert u is not None and u.token == SECRET and u.language == "de"
@@ -221,7 +221,7 @@ async def test_persistence_across_close_and_reopen(tmp_path: Path) -> None:
         r = await s.get_render("r1")
         assert r is not None and r.status == "completed" and r.summary == "cat video"
         assert r.thread_id == "th" and r.reply_to == "42" and r.delivered_at is not None
-        assert not await s.claim_delivery("r1")
+        assert not await s.claim_delivery("r1", owner="me")
 
 
 # -- users ---------------------------------------------------------------------------------
@@ -356,47 +356,57 @@ async def test_undelivered_claim_and_release(store: SQLiteStore, clock: FakeCloc
         clock.advance()
     assert [r.render_id for r in await store.undelivered_renders()] == ["r3", "r1", "r2"]
 
-    assert await store.claim_delivery("r1")
-    assert not await store.claim_delivery("r1")
-    assert not await store.claim_delivery("missing")
+    assert await store.claim_delivery("r1", owner="a")
+    assert not await store.claim_delivery("r1", owner="b")
+    assert not await store.claim_delivery("missing", owner="a")
     got = await store.get_render("r1")
     assert got is not None and got.claimed_at == 1003.0 and got.delivered_at is None
 
-    await store.release_delivery("r1")
-    await store.release_delivery("missing")
+    await store.release_delivery("r1", owner="b")  # not b's claim: nothing happens
+    assert not await store.claim_delivery("r1", owner="b")
+    await store.release_delivery("r1", owner="a")
+    await store.release_delivery("missing", owner="a")
     got = await store.get_render("r1")
     assert got is not None and got.claimed_at is None and got.delivered_at is None
-    assert await store.claim_delivery("r1")
-    await store.mark_delivered("r1")
+    assert await store.claim_delivery("r1", owner="b")
+    await store.mark_delivered("r1", owner="a")  # not a's claim: not marked
+    assert (await store.get_render("r1")).delivered_at is None  # type: ignore[union-attr]
+    await store.mark_delivered("r1", owner="b")
     got = await store.get_render("r1")
     assert got is not None and got.delivered_at == 1003.0
     assert [r.render_id for r in await store.undelivered_renders()] == ["r3", "r2"]
-    assert not await store.claim_delivery("r1", lease=0.0)  # delivered: never again
-    await store.release_delivery("r1")
+    assert not await store.claim_delivery("r1", owner="b", lease=0.0)  # delivered: never again
+    await store.release_delivery("r1", owner="b")
     assert (await store.get_render("r1")).delivered_at == 1003.0  # type: ignore[union-attr]
 
 
-async def test_a_claim_expires_after_its_lease(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_a_claim_expires_after_its_lease_unless_its_owner_renews_it(
+    store: SQLiteStore, clock: FakeClock
+) -> None:
     """A process killed mid-send leaves a claim; once the lease runs out, another delivers."""
     await store.add_render(render())
-    assert await store.claim_delivery("r1", lease=60.0)
+    assert await store.claim_delivery("r1", owner="a", lease=60.0)
     clock.advance(59)
-    assert not await store.claim_delivery("r1", lease=60.0)
+    assert not await store.claim_delivery("r1", owner="b", lease=60.0)
+    assert await store.claim_delivery("r1", owner="a", lease=60.0)  # renewed
+    clock.advance(59)
+    assert not await store.claim_delivery("r1", owner="b", lease=60.0)
     clock.advance(1)
-    assert await store.claim_delivery("r1", lease=60.0)
-
-
-# -- concurrency -----------------------------------------------------------------------------
+    assert await store.claim_delivery("r1", owner="b", lease=60.0)
 
 
 async def test_claim_delivery_exactly_once_under_50_claimers(tmp_path: Path) -> None:
     path = tmp_path / "bot.db"
     async with SQLiteStore(path) as a, SQLiteStore(path) as b:  # two connections, one file
         await a.add_render(render())
-        results = await asyncio.gather(*((a, b)[i % 2].claim_delivery("r1") for i in range(50)))
+        results = await asyncio.gather(
+            *((a, b)[i % 2].claim_delivery("r1", owner=f"o{i}") for i in range(50))
+        )
         assert results.count(True) == 1
-        await a.release_delivery("r1")
-        again = await asyncio.gather(*(a.claim_delivery("r1") for _ in range(50)))
+        winner = (await a.get_render("r1")).claimed_by  # type: ignore[union-attr]
+        assert winner is not None
+        await a.release_delivery("r1", owner=winner)
+        again = await asyncio.gather(*(a.claim_delivery("r1", owner=f"p{i}") for i in range(50)))
         assert again.count(True) == 1
 
 
