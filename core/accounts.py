@@ -152,6 +152,22 @@ class Accounts:
                 return existing
             return await self.new_session(user, chat_id, token, language)
 
+    async def replace_session(
+        self, user: UserRecord, chat_id: str, token: str, language: str | None, *, lost: str
+    ) -> tuple[SessionRecord, bool]:
+        """A new session after the backend lost ``lost``; True if this call made it.
+
+        Several requests of one chat may notice the loss at once (status does not
+        queue behind a chat turn): only the first makes a new session, the others
+        get that one, so no work lands in an orphaned project.
+        """
+        key = (user.platform, user.user_id, chat_id)
+        async with self._session_locks.setdefault(key, asyncio.Lock()):
+            current = await self._store.get_session(user.platform, user.user_id, chat_id)
+            if current is not None and current.session_id != lost:
+                return current, False
+            return await self.new_session(user, chat_id, token, language), True
+
     async def new_session(
         self, user: UserRecord, chat_id: str, token: str, language: str | None
     ) -> SessionRecord:

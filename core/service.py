@@ -271,10 +271,11 @@ class ConversationService:
         if isinstance(exc, TokenExpiredError):
             ident.token = await self.accounts.renew(ident.user, ident.token)
         elif isinstance(exc, SessionNotFoundError):
-            ident.session = await self.accounts.new_session(
-                ident.user, req.msg.chat_id, ident.token, req.lang
+            ident.session, made = await self.accounts.replace_session(
+                ident.user, req.msg.chat_id, ident.token, req.lang, lost=ident.session.session_id
             )
-            await req.replier.send_text(t("session_fresh", req.lang))
+            if made:
+                await req.replier.send_text(t("session_fresh", req.lang))
         else:
             raise exc
 

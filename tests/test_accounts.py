@@ -49,3 +49,26 @@ async def test_renewals_are_capped_per_user(sim: Simulator, tmp_path: Path) -> N
             assert "too many token renewals" in str(exc)
     assert renewed == 5
     assert sim.stats["token"] == 6  # one first mint + five renewals, then the cap
+
+
+async def test_a_lost_session_is_replaced_once_however_many_requests_notice(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with (
+        SQLiteStore(tmp_path / "db.sqlite") as store,
+        NemoClient(base_url=sim.base_url) as client,
+    ):
+        accounts = Accounts(store=store, client=client)
+        user = await accounts.user("telegram", "42")
+        token = await accounts.token(user)
+        lost = await accounts.session(user, "chat-1", token, "en")
+        results = await asyncio.gather(
+            *(
+                accounts.replace_session(user, "chat-1", token, "en", lost=lost.session_id)
+                for _ in range(5)
+            )
+        )
+    sessions = {session.session_id for session, _ in results}
+    assert len(sessions) == 1 and lost.session_id not in sessions
+    assert [made for _, made in results].count(True) == 1
+    assert sim.stats["session"] == 2
