@@ -24,11 +24,10 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import TypeVar
 
 from core.accounts import Accounts, Identity
-from core.client import ACCEPTED_EXTENSIONS, NemoClient, may_have_been_sent, new_render_id
+from core.client import NemoClient, may_have_been_sent, new_render_id
 from core.config import Settings
 from core.draft import Draft, diff_drafts
 from core.errors import (
@@ -53,6 +52,13 @@ from core.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from core.files import (
+    describe_upload,
+    display_name,
+    refuse_after_download,
+    refuse_before_download,
+    safe_filename,
+)
 from core.gui import SentenceBuffer
 from core.i18n import t
 from core.logs import mask_id
@@ -63,6 +69,7 @@ from core.router import route
 from core.types import (
     DEFAULT_ACTIONS,
     Action,
+    Attachment,
     ChatAdapter,
     IncomingMessage,
     Intent,
@@ -470,52 +477,16 @@ class ConversationService:
         if not msg.attachments:
             await req.replier.send_text(t("upload_none", lang))
             return
-        limit = self.settings.max_upload_bytes
-        added: list[str] = []
         await quietly(req.replier.working("upload_video"))
+        added: list[str] = []
         for att in msg.attachments:
-            name = _display_name(att.filename)
-            if _extension(att.filename) not in ACCEPTED_EXTENSIONS:
-                await req.replier.send_text(t("unsupported_file", lang, name=name))
-                continue
-            if att.size is not None and att.size > limit:
-                await req.replier.send_text(
-                    t("file_too_large", lang, name=name, limit=self.settings.max_upload_mb)
-                )
-                continue
-            try:
-                data = await att.read()
-            except Exception:
-                log.warning("could not download an attachment from %s", msg.platform, exc_info=True)
-                await req.replier.send_text(t("download_failed", lang, name=name))
-                continue
-            if not data:
-                await req.replier.send_text(t("empty_file", lang, name=name))
-                continue
-            if data.startswith(_NOT_MEDIA):  # a program named like a photo or a clip
-                await req.replier.send_text(t("unsupported_file", lang, name=name))
-                continue
-            if len(data) > limit:
-                await req.replier.send_text(
-                    t("file_too_large", lang, name=name, limit=self.settings.max_upload_mb)
-                )
-                continue
-            try:
-                result = await self._call(
-                    req, functools.partial(self._upload_bytes, name=att.filename, data=data)
-                )
-            except UnsupportedFileError:
-                await req.replier.send_text(t("unsupported_file", lang, name=name))
-                continue
-            except FileTooLargeError:
-                await req.replier.send_text(
-                    t("file_too_large", lang, name=name, limit=self.settings.max_upload_mb)
-                )
-                continue
-            if result.files:
-                added.extend(_describe_upload(f) for f in result.files)
+            refusal, described = await self._upload_one(req, att)
+            if refusal:
+                limit_mb = self.settings.max_upload_mb
+                name = display_name(att.filename)
+                await req.replier.send_text(t(refusal, lang, name=name, limit=limit_mb))
             else:
-                added.append(name)
+                added.extend(described)
         if not added:
             return
         uploaded = t("uploaded", lang, files=", ".join(added))
@@ -525,9 +496,33 @@ class ConversationService:
         else:
             await self._after_chat(req, None, note=uploaded)
 
+    async def _upload_one(self, req: _Request, att: Attachment) -> tuple[str | None, list[str]]:
+        """Check, download and upload one file: (why not, or None; what was added)."""
+        limit = self.settings.max_upload_bytes
+        refusal = refuse_before_download(att.filename, att.size, limit)
+        if refusal:
+            return refusal, []
+        try:
+            data = await att.read()
+        except Exception:
+            log.warning("could not download an attachment from %s", req.msg.platform, exc_info=True)
+            return "download_failed", []
+        refusal = refuse_after_download(data, limit)
+        if refusal:
+            return refusal, []
+        try:
+            result = await self._call(
+                req, functools.partial(self._upload_bytes, name=att.filename, data=data)
+            )
+        except UnsupportedFileError:
+            return "unsupported_file", []
+        except FileTooLargeError:
+            return "file_too_large", []
+        return None, [describe_upload(f) for f in result.files] or [display_name(att.filename)]
+
     async def _upload_bytes(self, ident: Identity, *, name: str, data: bytes) -> UploadResult:
         return await self._client.upload(
-            ident.token, ident.session.session_id, filename=_safe_filename(name), data=data
+            ident.token, ident.session.session_id, filename=safe_filename(name), data=data
         )
 
     async def _export(self, req: _Request) -> None:
@@ -594,35 +589,3 @@ def _loads(raw: str | None) -> object:
         return json.loads(raw)
     except ValueError:
         return None
-
-
-#: Leading bytes of programs and archives. No accepted media format starts like this
-#: (JPEG FF D8, PNG 89 50, GIF, RIFF, ftyp boxes, EBML 1A 45, ID3 / MPEG frames).
-_NOT_MEDIA = (b"MZ", b"\x7fELF", b"#!", b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe", b"PK\x03\x04")
-
-
-def _extension(filename: str) -> str:
-    return PurePath(filename).suffix.lower().lstrip(".")
-
-
-def _safe_filename(filename: str) -> str:
-    """Only the last path component, without control characters (names can be path-like)."""
-    name = PurePath(filename.replace("\\", "/")).name
-    name = "".join(ch for ch in name if ch.isprintable()).strip() or "upload"
-    return name[:120]
-
-
-def _display_name(filename: str) -> str:
-    return _safe_filename(filename)[:60]
-
-
-def _describe_upload(file: object) -> str:
-    name = getattr(file, "filename", None) or "file"
-    width, height = getattr(file, "width", None), getattr(file, "height", None)
-    duration = getattr(file, "duration", None)
-    parts = []
-    if width and height:
-        parts.append(f"{width}×{height}")
-    if duration:
-        parts.append(f"{float(duration):.1f}s")
-    return f"{name} ({', '.join(parts)})" if parts else str(name)
