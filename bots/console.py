@@ -180,6 +180,8 @@ async def run_console(
         except (EOFError, KeyboardInterrupt):
             break
         line = line.strip()
+        if not line:
+            continue
         if line in ("/quit", "/exit"):
             break
         if line.startswith("/attach "):
@@ -189,9 +191,8 @@ async def run_console(
                 stream.write(f"🤖 No such file: {path}\n")
                 continue
             await service.handle(_message(instruction, [path]), replier)
-            continue
-        await service.handle(_message(line), replier)
-    if service.renders.in_flight:
-        stream.write("\nWaiting for your export to finish...\n")
+        else:
+            await service.handle(_message(line), replier)
+        # One terminal: let an export's progress bar finish before the next prompt.
         await service.wait_idle()
     return 0
