@@ -136,3 +136,23 @@ def test_platform_command_without_its_token_says_which_variable(tmp_path: Path) 
     result = run_cli("telegram", env={"NEMO_BOT_DB": str(tmp_path / "bot.db")})
     assert result.returncode == 2
     assert "TELEGRAM_BOT_TOKEN" in result.stderr
+
+
+def test_interactive_chat_reads_lines_until_end_of_input(sim_url: str, tmp_path: Path) -> None:
+    env = {"NEMO_API_BASE": sim_url, "NEMO_BOT_DB": str(tmp_path / "bot.db")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("NEMO_", "TELEGRAM_"))}
+    full_env.update(env)
+    result = subprocess.run(
+        [*NEMO_BOT, "chat"],
+        cwd=ROOT,
+        env=full_env,
+        input="make a 5-second clip of a red balloon\n\nexport\ncredits\n",
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    ready = out.index("Your video is ready")
+    assert out.index("Credits:") > ready  # the export finished before the next line was read
+    assert "Tell me what video to make" not in out  # the blank line was skipped
