@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from core.client import ACCEPTED_EXTENSIONS
 from core.logs import SecretFilter
 from core.types import Action, Intent
 
-__all__ = ["ACTION_INTENTS", "LogRedactor", "accepted_formats"]
+__all__ = ["ACTION_INTENTS", "LogRedactor", "accepted_formats", "with_link", "without_link"]
 
 #: What a button press means for the router: (intent, the text a user would type).
 ACTION_INTENTS: dict[Action, tuple[Intent, str]] = {
@@ -31,6 +31,45 @@ def accepted_formats(*, upper: bool = False) -> str:
     """The accepted file extensions, comma-separated, for a refusal message."""
     names = sorted(ACCEPTED_EXTENSIONS)
     return ", ".join(name.upper() if upper else name for name in names)
+
+
+#: The least of a body worth keeping next to a link; below that the link gets a message
+#: of its own (signed CDN links can be very long).
+_MIN_BODY = 24
+
+
+def without_link(body: str, url: str) -> str:
+    """``body`` with ``url`` (and the colon that introduced it) taken out."""
+    return body.replace(url, "").strip().rstrip(":：").rstrip()
+
+
+def with_link(
+    body: str,
+    url: str,
+    limit: int,
+    *,
+    measure: Callable[[str], int] = len,
+    cut: Callable[[str, int], str],
+) -> str | None:
+    """``body`` showing ``url`` exactly once within ``limit``, never cutting the link.
+
+    A body that already quotes the link and fits is kept; otherwise the body is
+    shortened (``cut``) and the link goes on its own line at the end. None when the
+    link leaves no room for the body, or alone exceeds ``limit``: then the caller
+    shows the body alone and sends the link separately. ``measure`` is the
+    platform's idea of length (Telegram counts UTF-16 units).
+    """
+    body = body.strip()
+    if url in body:
+        if measure(body) <= limit:
+            return body
+        body = without_link(body, url)
+    if not body:
+        return url if measure(url) <= limit else None
+    room = limit - measure(url) - 1
+    if room < min(_MIN_BODY, measure(body)):
+        return None
+    return cut(body, room) + "\n" + url
 
 
 class LogRedactor(SecretFilter):

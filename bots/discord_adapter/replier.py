@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bots.common import with_link, without_link
 from core.types import Action, Video
 
 from .editable import EditableMessage
@@ -41,8 +42,6 @@ from .texts import (
     split_once,
     split_text,
     truncate,
-    with_link,
-    without_link,
 )
 from .views import actions_view
 
@@ -377,7 +376,7 @@ def _delivery_text(video: Video) -> tuple[str, discord.Embed | None]:
     A link too long for the message goes into the embed instead.
     """
     limit = MESSAGE_LIMIT - _MENTION_ROOM
-    content = with_link(video.caption, video.url, limit)
+    content = with_link(video.caption, video.url, limit, cut=truncate)
     description = (video.summary or "").strip()
     if content is None:
         content = truncate(without_link(video.caption, video.url), limit)

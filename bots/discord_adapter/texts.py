@@ -19,7 +19,6 @@ __all__ = [
     "split_text",
     "text",
     "truncate",
-    "with_link",
 ]
 
 MESSAGE_LIMIT = 2000
@@ -90,31 +89,6 @@ def truncate(content: str, limit: int) -> str:
     if len(content) <= limit:
         return content
     return content[: max(0, limit - 1)].rstrip() + "…"
-
-
-def with_link(body: str, url: str, limit: int = MESSAGE_LIMIT) -> str | None:
-    """``body`` showing ``url`` exactly once, within ``limit``; never cuts the link.
-
-    A body that already quotes the link and fits is kept; otherwise the body is
-    shortened and the link goes on its own line at the end. None when the link
-    leaves no room for the body (or alone exceeds ``limit``).
-    """
-    body = body.strip()
-    if url in body:
-        if len(body) <= limit:
-            return body
-        body = without_link(body, url)
-    if not body:
-        return url if len(url) <= limit else None
-    room = limit - len(url) - 1
-    if room < min(24, len(body)):
-        return None
-    return truncate(body, room) + "\n" + url
-
-
-def without_link(body: str, url: str) -> str:
-    """``body`` with ``url`` (and the colon that introduced it) taken out."""
-    return body.replace(url, "").strip().rstrip(":：").rstrip()
 
 
 def split_once(content: str, limit: int = MESSAGE_LIMIT) -> tuple[str, str]:

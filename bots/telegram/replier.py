@@ -19,6 +19,7 @@ from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, RetryAfter, TelegramError
 
+from bots.common import with_link, without_link
 from bots.telegram.format import (
     CAPTION_LIMIT,
     MESSAGE_LIMIT,
@@ -231,37 +232,6 @@ class TelegramTextStream:
         self._live = None
 
 
-#: The least of the body worth keeping next to a link in a caption; below that the
-#: link gets a message of its own (signed CDN links can be very long).
-_MIN_BODY = 24
-
-
-def _with_link(body: str, url: str, limit: int) -> str | None:
-    """``body`` with ``url`` in it, within ``limit``, never cutting the link; None if it can't fit.
-
-    A body that already quotes the link and fits is kept as it is; otherwise the
-    link goes on a line of its own at the end. When the link leaves no room for
-    the body (or is itself longer than ``limit``), the answer is None: the caller
-    shows the body alone and sends the link separately.
-    """
-    body = body.rstrip()
-    if url in body:
-        if utf16_len(body) <= limit:
-            return body
-        body = _without(body, url)
-    if not body:
-        return url if utf16_len(url) <= limit else None
-    room = limit - utf16_len(url) - 1
-    if room < min(_MIN_BODY, utf16_len(body)):
-        return None
-    return truncate(body, room) + "\n" + url
-
-
-def _without(body: str, url: str) -> str:
-    """``body`` with ``url`` taken out (and the colon that introduced it)."""
-    return body.replace(url, "").rstrip().rstrip(":：").rstrip()
-
-
 def _progress_text(text: str, percent: int | None) -> str:
     if percent is None:
         return text
@@ -374,10 +344,10 @@ class TelegramReplier:
         data = await self._fetch(video)
         body = "\n\n".join(part for part in (video.caption, video.summary or "") if part.strip())
         if data:
-            caption = _with_link(body, video.url, CAPTION_LIMIT)
+            caption = with_link(body, video.url, CAPTION_LIMIT, measure=utf16_len, cut=truncate)
             link_apart = caption is None
             if caption is None:
-                caption = truncate(_without(body, video.url), CAPTION_LIMIT)
+                caption = truncate(without_link(body, video.url), CAPTION_LIMIT)
             await self.working(ChatAction.UPLOAD_VIDEO)
             await self.pacer.wait()
             try:
@@ -402,9 +372,9 @@ class TelegramReplier:
                 if link_apart:
                     await self.send_text(video.url)
                 return
-        text = _with_link(body, video.url, MESSAGE_LIMIT)
+        text = with_link(body, video.url, MESSAGE_LIMIT, measure=utf16_len, cut=truncate)
         if text is None:  # a link of thousands of characters: the text, then the link alone
-            await self.send_text(truncate(_without(body, video.url), MESSAGE_LIMIT))
+            await self.send_text(truncate(without_link(body, video.url), MESSAGE_LIMIT))
             text = video.url
         await self.send_text(text)
 
