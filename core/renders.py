@@ -69,8 +69,8 @@ class PollPolicy:
         return min(self.max_interval, max(self.min_interval, 2.0))
 
 
-def ref_of(render: RenderRecord) -> ConversationRef:
-    """The conversation a render is delivered to."""
+def ref_of(render: RenderRecord, language: str | None = None) -> ConversationRef:
+    """The conversation a render is delivered to (in the user's ``language``)."""
     return ConversationRef(
         platform=render.platform,
         chat_id=render.chat_id,
@@ -78,6 +78,7 @@ def ref_of(render: RenderRecord) -> ConversationRef:
         thread_id=render.thread_id,
         reply_to=render.reply_to,
         extra=render.ref_extra,
+        language=language,
     )
 
 
@@ -144,7 +145,8 @@ class RenderTracker:
             adapter = adapters.get(render.platform)
             if adapter is None or render.created_at >= self._started_at:
                 continue
-            self.follow(render, adapter.replier_for(ref_of(render)), await language_of(render))
+            lang = await language_of(render)
+            self.follow(render, adapter.replier_for(ref_of(render, lang)), lang)
             resumed += 1
         if resumed:
             log.info("resumed %d undelivered render(s)", resumed)

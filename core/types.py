@@ -49,7 +49,8 @@ class ConversationRef:
 
     ``thread_id`` is a Telegram forum topic or a Discord thread; ``reply_to`` an
     optional platform message id to answer; ``extra`` is free-form adapter state
-    (kept as text; never secrets).
+    (kept as text; never secrets); ``language`` the user's language, for the
+    adapter's own words (button labels) when it answers later.
     """
 
     platform: str
@@ -58,6 +59,7 @@ class ConversationRef:
     thread_id: str | None = None
     reply_to: str | None = None
     extra: str | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class IncomingMessage:
             user_id=self.user_id,
             thread_id=self.thread_id,
             reply_to=self.message_id,
+            language=self.language,
         )
 
 

@@ -514,3 +514,15 @@ async def test_a_long_upload_keeps_its_claim_so_a_second_process_does_not_delive
             await asyncio.wait_for(slow.videos.get(), 20)  # the first process delivered
             await asyncio.sleep(0.5)
             assert adapter.replier_for(msg().ref()).videos.empty()  # the second did not
+
+
+async def test_a_resumed_render_is_delivered_in_the_users_language(tmp_path: Path) -> None:
+    async with Simulator(fast_sim_config(render_seconds=1.0)) as sim:
+        async with core_for(sim, tmp_path) as (service, _):
+            r = CollectingReplier()
+            await service.handle(msg("做一个城市夜景视频", language="zh-hans"), r)
+            await service.handle(msg("导出", language="zh-hans"), r)
+        async with core_for(sim, tmp_path) as (_, adapter):
+            video = await asyncio.wait_for(adapter.replier_for(msg().ref()).videos.get(), 20)
+            assert "视频已完成" in video.caption
+            assert adapter.refs[0].language == "zh"

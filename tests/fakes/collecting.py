@@ -88,6 +88,8 @@ class CollectingAdapter:
     def __init__(self, platform: str = "test") -> None:
         self.platform = platform
         self.repliers: dict[tuple[str, str | None], CollectingReplier] = {}
+        self.refs: list[ConversationRef] = []
 
     def replier_for(self, ref: ConversationRef) -> CollectingReplier:
+        self.refs.append(ref)
         return self.repliers.setdefault((ref.chat_id, ref.thread_id), CollectingReplier())
