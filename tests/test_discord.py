@@ -789,3 +789,54 @@ def test_progress_text_draws_a_bar_once() -> None:
     assert progress_text("Rendering… 40%", 40) == "Rendering… 40%\n`████░░░░░░`"
     assert progress_text("Rendering…", 45) == "Rendering…\n`████░░░░░░` 45%"
     assert progress_text("Queued", None) == "Queued"
+
+
+async def test_closing_lets_running_requests_finish_then_cancels_the_rest(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    outcome: dict[str, str] = {}
+    both_started = asyncio.Event()
+
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        if len(service.messages) == 2:
+            both_started.set()
+        try:
+            await asyncio.sleep(0.3 if msg.text == "quick" else 30)
+            await replier.send_text(f"answer to {msg.text}")
+            outcome[msg.text] = "sent"
+        except BaseException as exc:
+            outcome[msg.text] = type(exc).__name__
+            raise
+
+    service = ScriptedService(script)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    runner = asyncio.create_task(
+        run_discord(
+            discord_settings(fake, tmp_path),
+            service,
+            stop_event=stop,
+            ready=ready,
+            edit_interval=EDIT_INTERVAL,
+            shutdown_grace=1.0,
+            guild_ready_timeout=0.05,
+        )
+    )
+    await asyncio.wait_for(ready.wait(), 10)
+    quick = await fake.slash("video", {"prompt": "quick"})
+    slow = await fake.slash("video", {"prompt": "slow"})
+    await fake.wait_for(lambda r: r.method == "POST" and r.path.endswith("/callback"), count=2)
+    await asyncio.wait_for(both_started.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(runner, 10)
+    assert outcome == {"quick": "sent", "slow": "CancelledError"}
+    assert any(
+        "answer to quick" in content_of(r) for r in fake.requests if original_edits(quick)(r)
+    )
+    told = [
+        r
+        for r in fake.requests
+        if slow["token"] in r.path
+        and r.method in ("PATCH", "POST")
+        and "restarting" in content_of(r)
+    ]
+    assert told  # the cancelled one hears why, instead of a stuck "thinking…"

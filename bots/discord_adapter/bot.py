@@ -50,6 +50,9 @@ TOKEN_LIFETIME = 14 * 60.0
 EDIT_INTERVAL = 1.5
 """Seconds between two edits of one message."""
 
+SHUTDOWN_GRACE = 10.0
+"""Seconds running requests get to finish when the bot closes; the rest are cancelled."""
+
 
 class ConversationHandler(Protocol):
     """The part of :class:`core.service.ConversationService` the bot needs."""
@@ -118,7 +121,9 @@ class DiscordBot(discord.Client):
     Constructing one applies ``DISCORD_API_BASE``/``DISCORD_GATEWAY_URL`` (see
     :func:`configure_endpoints`). ``edit_interval`` (seconds between edits of one message) and
     ``token_lifetime`` (seconds an interaction token is relied on) are knobs for
-    tests; ``options`` go to :class:`discord.Client` (e.g. ``guild_ready_timeout``).
+    tests; ``shutdown_grace`` is how long :meth:`close` lets running requests finish
+    before cancelling them; ``options`` go to :class:`discord.Client` (e.g.
+    ``guild_ready_timeout``).
     """
 
     def __init__(
@@ -128,6 +133,7 @@ class DiscordBot(discord.Client):
         *,
         edit_interval: float = EDIT_INTERVAL,
         token_lifetime: float = TOKEN_LIFETIME,
+        shutdown_grace: float = SHUTDOWN_GRACE,
         **options: Any,
     ) -> None:
         options.setdefault("intents", discord.Intents.default())
@@ -139,6 +145,9 @@ class DiscordBot(discord.Client):
         self.service = service
         self.edit_interval = edit_interval
         self.token_lifetime = token_lifetime
+        self.shutdown_grace = shutdown_grace
+        self._requests: set[asyncio.Task[Any]] = set()  # tasks running a request
+        self._stopping = False
         self.adapter = DiscordAdapter(self)
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._on_app_command_error  # type: ignore[method-assign]
@@ -180,12 +189,29 @@ class DiscordBot(discord.Client):
             self.ws.gateway = DiscordWebSocket.DEFAULT_GATEWAY
 
     async def close(self) -> None:
-        """Close the connection; deliveries wait again until the next ready."""
+        """Let running requests finish (``shutdown_grace`` s), cancel the rest, disconnect.
+
+        Requests arriving meanwhile are told to come back later. Only then does the
+        HTTP session close, so no handler is left failing with "Session is closed"
+        and no user with a "thinking…" placeholder. Deliveries wait again until the
+        next ready.
+        """
+        self._stopping = True
         self.adapter.ready.clear()
         try:
+            await self._drain_requests()
             await super().close()
         finally:
             self.redactor.uninstall()
+
+    async def _drain_requests(self) -> None:
+        running = self._requests - {asyncio.current_task()}
+        if not running:
+            return
+        _, pending = await asyncio.wait(running, timeout=self.shutdown_grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     # ------------------------------------------------------------------ requests
 
@@ -328,14 +354,31 @@ class DiscordBot(discord.Client):
         await self._dispatch(msg, replier)
 
     async def _dispatch(self, msg: IncomingMessage, replier: DiscordReplier) -> None:
+        """Run one request, tracked so that :meth:`close` can wait for it or cancel it."""
+        if self._stopping:
+            with contextlib.suppress(discord.HTTPException, RuntimeError):
+                await replier.send_text(text("stopping", replier.language), private=True)
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._requests.add(task)
         try:
             await self.service.handle(msg, replier)
+        except asyncio.CancelledError:
+            # Stopped mid-request: say so (the session is still open) instead of "thinking…".
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await replier.send_text(text("stopping", replier.language), private=True)
+            raise
         except Exception:  # the core promises not to raise; a user still gets an answer
             log.exception("discord: the core failed on a %s request", msg.intent or "chat")
             with contextlib.suppress(discord.HTTPException):
                 await replier.send_text(text("error", replier.language), private=True)
         finally:
-            await replier.close_pending()
+            if task is not None:
+                self._requests.discard(task)
+            with contextlib.suppress(Exception):
+                await replier.close_pending()
 
     # ------------------------------------------------------------------ errors
 

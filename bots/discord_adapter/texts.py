@@ -62,6 +62,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "Something went wrong on my side. Please try again in a moment.",
         "zh": "出了点问题，请稍后再试。",
     },
+    "stopping": {
+        "en": "I'm restarting and had to stop working on that. Please send it again in a minute.",
+        "zh": "机器人正在重启，刚才的请求已中断。请稍后重新发送。",
+    },
     "read_failed": {
         "en": "I couldn't download “{name}” from Discord. Please send it again.",
         "zh": "无法从 Discord 下载“{name}”，请重新发送。",
