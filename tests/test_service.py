@@ -520,7 +520,7 @@ async def test_a_resumed_render_is_delivered_in_the_users_language(tmp_path: Pat
     async with Simulator(fast_sim_config(render_seconds=1.0)) as sim:
         async with core_for(sim, tmp_path) as (service, _):
             r = CollectingReplier()
-            await service.handle(msg("做一个城市夜景视频", language="zh-hans"), r)
+            await service.handle(msg("make a video of a city at night", language="zh-hans"), r)
             await service.handle(msg("导出", language="zh-hans"), r)
         async with core_for(sim, tmp_path) as (_, adapter):
             video = await asyncio.wait_for(adapter.replier_for(msg().ref()).videos.get(), 20)
