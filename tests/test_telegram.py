@@ -768,3 +768,54 @@ async def test_render_finished_after_a_restart_is_delivered_to_its_topic(
     [video] = tg.calls_of("sendVideo")
     assert (video.params["chat_id"], video.params["message_thread_id"]) == (-500, 9)
     assert video.params["reply_parameters"]["message_id"] == export["message_id"]
+
+
+async def test_channels_and_anonymous_admins_are_users_of_their_own(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    service = ScriptedService()
+    channel_bot = {
+        "id": 136817688,
+        "is_bot": True,
+        "first_name": "Channel",
+        "username": "Channel_Bot",
+    }
+    anonymous = {
+        "id": 1087968824,
+        "is_bot": True,
+        "first_name": "Group",
+        "username": "GroupAnonymousBot",
+    }
+    chat = tg.group_chat(-100500)
+    senders = [
+        (channel_bot, {"id": -1001, "type": "channel", "title": "Cats"}),
+        (channel_bot, {"id": -1002, "type": "channel", "title": "Dogs"}),
+        (anonymous, {"id": -100500, "type": "supergroup", "title": "The group"}),
+    ]
+    async with running(tg_settings(tg, tmp_path), service):
+        for user, sender_chat in senders:
+            tg.push_message(
+                chat=chat, user=user, text="@nemo_test_bot a video", sender_chat=sender_chat
+            )
+        await tg.wait_for(finished(tg, -100500, 3))
+        replies = tg.sent_to(-100500)
+        owners = {
+            m.reply_markup["inline_keyboard"][0][0]["callback_data"]
+            for m in replies
+            if m.reply_markup
+        }
+        # Nobody can press a button owned by a channel: presses come from people.
+        tg.press(136817688, replies[0], "a:export:-1001")
+        tg.press(21, replies[0], "a:export:-1001")
+        await tg.wait_for(lambda: len(tg.calls_of("answerCallbackQuery")) == 2)
+        await asyncio.sleep(0.1)
+    assert [(m.user_id, m.user_display) for m in service.received] == [
+        ("-1001", "Cats"),
+        ("-1002", "Dogs"),
+        ("-100500", "The group"),
+    ]
+    assert owners == {"a:export:-1001", "a:export:-1002", "a:export:-100500"}
+    assert len(service.received) == 3
+    for answer in tg.calls_of("answerCallbackQuery"):
+        assert answer.params["show_alert"] is True
+        assert "Post as yourself" in answer.params["text"]

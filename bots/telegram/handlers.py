@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from telegram import Bot, Message, Update
 from telegram.constants import ChatType
@@ -160,7 +160,7 @@ class UpdateHandlers:
     async def on_text(self, update: Update, context: Context) -> None:
         """A text message: a request in private chats; in groups only when addressed to us."""
         message = update.message
-        if message is None or message.from_user is None:
+        if message is None or sender_of(message) is None:
             return
         addressed, text = self._addressing(message)
         if not addressed:
@@ -170,7 +170,7 @@ class UpdateHandlers:
     async def on_media(self, update: Update, context: Context) -> None:
         """A photo, clip, audio or document: checked before download; albums are batched."""
         message = update.message
-        if message is None or message.from_user is None:
+        if message is None or sender_of(message) is None:
             return
         if message.media_group_id:
             self._albums.add(message)
@@ -188,6 +188,11 @@ class UpdateHandlers:
             return
         action, owner = parsed
         language = query.from_user.language_code
+        if owner.startswith("-"):
+            # Owned by a channel or an anonymous admin (a chat id): a press comes from a
+            # person, and nothing proves that person speaks for that identity.
+            await query.answer(adapter_text("post_as_yourself", language), show_alert=True)
+            return
         if str(query.from_user.id) != owner:
             await query.answer(adapter_text("not_owner", language), show_alert=True)
             return
@@ -233,7 +238,7 @@ class UpdateHandlers:
 
     async def _command(self, update: Update, context: Context, intent: Intent) -> None:
         message = update.message
-        if message is None or message.from_user is None:
+        if message is None or sender_of(message) is None:
             return
         text = " ".join(context.args or ())
         self._dispatch(self._incoming(message, text=text, intent=intent))
@@ -261,13 +266,14 @@ class UpdateHandlers:
             text = text or caption
         if not addressed:
             return
-        assert first.from_user is not None
-        if not self._is_allowed(str(first.from_user.id), str(first.chat.id)):
+        sender = sender_of(first)
+        assert sender is not None
+        if not self._is_allowed(sender.user_id, str(first.chat.id)):
             # The core refuses (and downloads nothing): no file talk with strangers.
             msg = self._incoming(first, text=text)
             await self._handle(msg, self._replier_for(msg))
             return
-        language = first.from_user.language_code
+        language = sender.language
         accepted: list[FileInfo] = []
         refusals: list[str] = []
         for message in messages:
@@ -304,32 +310,32 @@ class UpdateHandlers:
         intent: Intent | None = None,
         attachments: tuple[Attachment, ...] = (),
     ) -> IncomingMessage:
-        user = message.from_user
-        assert user is not None
+        sender = sender_of(message)
+        assert sender is not None
         thread = thread_of(message)
         return IncomingMessage(
             platform=PLATFORM,
-            user_id=str(user.id),
+            user_id=sender.user_id,
             chat_id=str(message.chat.id),
             text=text,
             thread_id=str(thread) if thread is not None else None,
             attachments=attachments,
-            language=user.language_code,
+            language=sender.language,
             is_group=message.chat.type != ChatType.PRIVATE,
             addressed_to_bot=True,
             intent=intent,
             message_id=str(message.message_id),
-            user_display=user.full_name,
+            user_display=sender.display,
         )
 
     def _replier_from(self, message: Message) -> TelegramReplier:
-        user = message.from_user
+        sender = sender_of(message)
         return self._make_replier(
             chat_id=message.chat.id,
-            user_id=str(user.id) if user else "",
+            user_id=sender.user_id if sender else "",
             thread_id=thread_of(message),
             reply_to=message.message_id,
-            language=user.language_code if user else None,
+            language=sender.language if sender else None,
         )
 
     def _dispatch(self, msg: IncomingMessage) -> None:
@@ -389,6 +395,33 @@ class UpdateHandlers:
     def _bot(self) -> Bot:
         assert self._app is not None, "install() first"
         return self._app.bot
+
+
+class Sender(NamedTuple):
+    """Who a message is from, as the core sees it."""
+
+    user_id: str
+    display: str
+    language: str | None
+
+
+def sender_of(message: Message) -> Sender | None:
+    """The sender of ``message``: its ``sender_chat`` when it was sent on behalf of a chat.
+
+    Posts "as a channel" come from Telegram's shared Channel_Bot and anonymous admins
+    from GroupAnonymousBot; their ``from_user`` is the same for everybody, so the chat
+    they speak for (a channel, or the group itself for anonymous admins) is the user:
+    each gets a project of its own. Such ids are negative, as chat ids are, which is
+    how a button owned by one is told apart (see ``UpdateHandlers.on_button``).
+    """
+    user = message.from_user
+    chat = message.sender_chat
+    if chat is not None:
+        display = chat.title or chat.username or str(chat.id)
+        return Sender(str(chat.id), display, user.language_code if user else None)
+    if user is None:
+        return None
+    return Sender(str(user.id), user.full_name, user.language_code)
 
 
 def thread_of_update(update: Update) -> int | None:

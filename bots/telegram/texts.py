@@ -47,6 +47,16 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "This project belongs to someone else. Mention me to start your own!",
         "zh": "这个项目属于其他人。@我 即可开始你自己的项目！",
     },
+    "post_as_yourself": {
+        "en": (
+            "These buttons belong to a channel or an anonymous admin, and I can't tell who "
+            "pressed them. Post as yourself to use buttons, or mention me with a request."
+        ),
+        "zh": (
+            "这些按钮属于频道或匿名管理员，我无法确认按下按钮的人。"
+            "请以个人身份发言后再使用按钮，或直接 @我 发送请求。"
+        ),
+    },
     "error": {
         "en": "😵 Something went wrong on my side. Please try again in a moment.",
         "zh": "😵 我这边出了点问题，请稍后再试。",
