@@ -819,3 +819,42 @@ async def test_channels_and_anonymous_admins_are_users_of_their_own(
     for answer in tg.calls_of("answerCallbackQuery"):
         assert answer.params["show_alert"] is True
         assert "Post as yourself" in answer.params["text"]
+
+
+async def test_a_video_note_is_an_mp4_and_a_sticker_gets_told_what_works(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    service = ScriptedService()
+    note = {
+        "file_id": tg.add_file(b"round-video", file_path="video_notes/file_1.mp4"),
+        "file_unique_id": "vn1",
+        "length": 240,
+        "duration": 1,
+        "file_size": 11,
+    }
+    sticker = {
+        "file_id": "st1",
+        "file_unique_id": "st1u",
+        "type": "regular",
+        "width": 512,
+        "height": 512,
+        "is_animated": False,
+        "is_video": False,
+    }
+    async with running(tg_settings(tg, tmp_path), service):
+        tg.push_message(chat=tg.private_chat(7), user=tg.user(7), video_note=note)
+        await tg.wait_for(lambda: service.received)
+        clip = service.received[0].attachments[0]
+        data = await clip.read()
+        tg.push_message(
+            chat=tg.private_chat(8), user=tg.user(8, language_code="zh"), sticker=sticker
+        )
+        tg.push_message(
+            chat=tg.private_chat(9), user=tg.user(9), location={"latitude": 1.0, "longitude": 2.0}
+        )
+        await tg.wait_for(lambda: tg.texts(8) and tg.texts(9))
+    assert clip.filename == "video_note_vn1.mp4" and clip.mime_type == "video/mp4"
+    assert data == b"round-video"
+    assert len(service.received) == 1  # nothing else reaches the core
+    assert "图片" in tg.texts(8)[0] and "MP4" in tg.texts(8)[0]
+    assert "photos, clips and audio" in tg.texts(9)[0]

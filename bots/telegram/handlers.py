@@ -55,8 +55,11 @@ _MEDIA = (
     | filters.ANIMATION
     | filters.AUDIO
     | filters.VOICE
+    | filters.VIDEO_NOTE
     | filters.Document.ALL
 )
+#: Anything else a person sends in a private chat (stickers, locations, contacts, polls...).
+_OTHER_PRIVATE = filters.ChatType.PRIVATE & ~filters.StatusUpdate.ALL
 _NEW_MESSAGES = filters.UpdateType.MESSAGE  # edits of old messages are not new requests
 
 Context = ContextTypes.DEFAULT_TYPE
@@ -130,6 +133,7 @@ class UpdateHandlers:
         app.add_handler(CommandHandler("export", self.on_export, filters=_NEW_MESSAGES))
         app.add_handler(MessageHandler(_NEW_MESSAGES & _MEDIA, self.on_media))
         app.add_handler(MessageHandler(_NEW_MESSAGES & filters.TEXT, self.on_text))
+        app.add_handler(MessageHandler(_NEW_MESSAGES & _OTHER_PRIVATE, self.on_other))
         app.add_handler(CallbackQueryHandler(self.on_button, pattern=r"^a:"))
         app.add_error_handler(self.on_error)
 
@@ -176,6 +180,18 @@ class UpdateHandlers:
             self._albums.add(message)
             return
         self._spawn(self._media_request([message]))
+
+    async def on_other(self, update: Update, context: Context) -> None:
+        """A sticker, location, contact, poll... in a private chat: say what we can use."""
+        message = update.message
+        sender = sender_of(message) if message is not None else None
+        if message is None or sender is None:
+            return
+        if not self._is_allowed(sender.user_id, str(message.chat.id)):
+            self._dispatch(self._incoming(message, text=""))  # the core's refusal
+            return
+        replier = self._replier_from(message)
+        self._spawn(replier.send_text(adapter_text("not_media", sender.language)))
 
     async def on_button(self, update: Update, context: Context) -> None:
         """An action button: only its owner may press it; then it's a request like any other."""

@@ -101,6 +101,7 @@ def files_of(message: Message) -> list[FileInfo]:
     for kind, default in (
         ("video", "mp4"),
         ("animation", "mp4"),
+        ("video_note", "mp4"),  # a round video: always MP4, with no name or MIME type
         ("audio", "mp3"),
         ("voice", "ogg"),
         ("document", "bin"),
@@ -108,7 +109,7 @@ def files_of(message: Message) -> list[FileInfo]:
         media = getattr(message, kind)
         if media is None:
             continue
-        mime = getattr(media, "mime_type", None)
+        mime = getattr(media, "mime_type", None) or ("video/mp4" if kind == "video_note" else None)
         name = _name(getattr(media, "file_name", None), kind, media.file_unique_id, mime, default)
         found.append(FileInfo(kind, media.file_id, name, media.file_size, mime))
     return found

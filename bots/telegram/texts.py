@@ -47,6 +47,16 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "This project belongs to someone else. Mention me to start your own!",
         "zh": "这个项目属于其他人。@我 即可开始你自己的项目！",
     },
+    "not_media": {
+        "en": (
+            "🙂 I can't use that kind of message. I can use photos, clips and audio "
+            "(formats: {formats}), or just tell me what video to make."
+        ),
+        "zh": (
+            "🙂 我无法使用这类消息。我可以使用图片、视频片段和音频（格式：{formats}），"
+            "或者直接告诉我你想做什么视频。"
+        ),
+    },
     "post_as_yourself": {
         "en": (
             "These buttons belong to a channel or an anonymous admin, and I can't tell who "
