@@ -212,7 +212,10 @@ async def test_private_prompt_streams_into_one_edited_message(
     ]
     assert all(a != b for a, b in itertools.pairwise(shown))
     edit_times = [c.at for c in tg.calls_of("editMessageText")]
-    assert all(b - a >= 0.045 for a, b in itertools.pairwise(edit_times))
+    gaps = [b - a for a, b in itertools.pairwise(edit_times)]
+    # Slots are 0.05 s apart when taken; a pause (e.g. the garbage collector) between taking
+    # one and the request reaching the fake shortens the next gap seen here, not the mean.
+    assert all(gap >= 0.025 for gap in gaps) and sum(gaps) >= 0.045 * len(gaps)
     buttons = reply.reply_markup["inline_keyboard"][0]  # type: ignore[index]
     assert [b["callback_data"] for b in buttons] == ["a:export:7", "a:timeline:7", "a:credits:7"]
     [msg] = service.received
