@@ -840,3 +840,33 @@ async def test_closing_lets_running_requests_finish_then_cancels_the_rest(
         and "restarting" in content_of(r)
     ]
     assert told  # the cancelled one hears why, instead of a stuck "thinking…"
+
+
+async def test_one_bad_file_is_named_and_the_good_ones_still_go_on(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    service = ScriptedService()
+    big = fake.attachment("huge.png", b"\0" * 16, "image/png")
+    big["size"] = 5 * 1024 * 1024
+    clip = fake.attachment("shot.mp4", b"mp4", "video/mp4")
+    notes = fake.attachment("notes.txt", b"hello", "text/plain")
+    photo = fake.attachment("city.jpg", b"jpg", "image/jpeg")
+    settings = discord_settings(fake, tmp_path, NEMO_MAX_UPLOAD_MB=1)
+    async with running_bot(fake, settings, service):
+        payload = await fake.slash(
+            "video", {"prompt": "a city"}, attachments={"image": big, "clip": clip}
+        )
+        await fake.wait_for(answered_with_buttons(payload))
+        await fake.user_message(f"<@{fake.bot_user['id']}> use these", attachments=[notes, photo])
+        await fake.wait_for(lambda r: "echo: use these" in content_of(r))
+    slash, mention = service.messages
+    assert [a.filename for a in slash.attachments] == ["shot.mp4"] and slash.text == "a city"
+    assert [a.filename for a in mention.attachments] == ["city.jpg"] and mention.text == "use these"
+    refusal = [
+        r for r in fake.requests if payload["token"] in r.path and "huge.png" in content_of(r)
+    ]
+    assert refusal and refusal[0].json["flags"] == 64  # private
+    assert [r for r in fake.requests if r.method == "POST" and "notes.txt" in content_of(r)]
+    assert not fake.find("GET", "/cdn/") or all(
+        "huge.png" not in r.path and "notes.txt" not in r.path for r in fake.find("GET", "/cdn/")
+    )

@@ -282,14 +282,36 @@ class DiscordBot(discord.Client):
             interaction, channel_id, text=text, intent=intent, attachments=attachments
         )
         # Someone outside the allowlist hears the core's refusal, not ours about a file.
-        for attachment in attachments if self.settings.is_allowed(msg.user_id, msg.chat_id) else ():
+        if attachments and self.settings.is_allowed(msg.user_id, msg.chat_id):
+            good = await self._refuse_bad_files(attachments, replier)
+            if not good:
+                return
+            msg = self._interaction_message(
+                interaction, channel_id, text=text, intent=intent, attachments=good
+            )
+        await self._dispatch(msg, replier)
+
+    async def _refuse_bad_files(
+        self, attachments: Sequence[discord.Attachment], replier: DiscordReplier
+    ) -> list[discord.Attachment]:
+        """Name the files that won't do (privately, nothing downloaded); return the rest.
+
+        As on Telegram, one bad file does not sink the request: the good ones and
+        the text still go on (when no file is left, the user resends instead).
+        """
+        good: list[discord.Attachment] = []
+        problems: list[str] = []
+        for attachment in attachments:
             problem = attachment_problem(
                 attachment, max_bytes=self.settings.max_upload_bytes, language=replier.language
             )
             if problem:
-                await replier.send_text(problem, private=True)
-                return
-        await self._dispatch(msg, replier)
+                problems.append(problem)
+            else:
+                good.append(attachment)
+        if problems:
+            await replier.send_text("\n".join(dict.fromkeys(problems)), private=True)
+        return good
 
     async def handle_action(
         self, interaction: discord.Interaction, action: Action, owner_id: int
@@ -325,16 +347,14 @@ class DiscordBot(discord.Client):
             guild_id=message.guild.id if message.guild else None,
             mention_on_delivery=True,
         )
+        attachments: Sequence[discord.Attachment] = message.attachments
         allowed = self.settings.is_allowed(str(message.author.id), chat_id)
-        for attachment in message.attachments if allowed else ():  # else the core refuses
-            problem = attachment_problem(
-                attachment, max_bytes=self.settings.max_upload_bytes, language=None
-            )
-            if problem:
-                await replier.send_text(problem, private=True)
+        if attachments and allowed:  # else the core refuses
+            attachments = await self._refuse_bad_files(attachments, replier)
+            if not attachments:
                 return
         intent = None
-        if not content and not message.attachments:
+        if not content and not attachments:
             # No text (perhaps no message-content intent) and no files: explain.
             intent = Intent.HELP
         msg = IncomingMessage(
@@ -343,7 +363,7 @@ class DiscordBot(discord.Client):
             chat_id=chat_id,
             text=content,
             thread_id=thread_id,
-            attachments=tuple(to_core_attachment(a) for a in message.attachments),
+            attachments=tuple(to_core_attachment(a) for a in attachments),
             language=None,
             is_group=not is_dm,
             addressed_to_bot=True,
