@@ -861,3 +861,24 @@ async def test_a_video_note_is_an_mp4_and_a_sticker_gets_told_what_works(
     assert len(service.received) == 1  # nothing else reaches the core
     assert "图片" in tg.texts(8)[0] and "MP4" in tg.texts(8)[0]
     assert "photos, clips and audio" in tg.texts(9)[0]
+
+
+async def test_stopping_hands_on_an_album_still_being_collected(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    got: list[bytes] = []
+
+    async def collect(msg: IncomingMessage, replier: Replier) -> None:
+        got.extend([await a.read() for a in msg.attachments])
+        await replier.send_text(f"{len(msg.attachments)} files: {msg.text}")
+
+    service = ScriptedService(collect)
+    async with running(tg_settings(tg, tmp_path), service, album_delay=30) as bot:
+        chat = tg.private_chat(31)
+        tg.photo(chat, 31, b"first", caption="both of these", media_group_id="g9")
+        tg.photo(chat, 31, b"second", media_group_id="g9")
+        albums = bot._handlers._albums._albums
+        await tg.wait_for(lambda: sum(len(a.messages) for a in albums.values()) == 2)
+    # Stopping did not wait the 30 s out, nor drop the album: it went on, and was answered.
+    assert tg.texts(31) == ["2 files: both of these"]
+    assert got == [b"first", b"second"]

@@ -216,6 +216,8 @@ class TelegramBot:
         assert self.app.updater is not None
         if self.app.updater.running:
             await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()  # handles the updates already fetched; then no more come
         await self._handlers.drain(self.shutdown_grace)
         await self._cancel_live_tasks()
         await self._shutdown_app()

@@ -110,11 +110,18 @@ class UpdateHandlers:
         self._redact = redact
         self._albums = AlbumCollector(album_delay, self._on_album)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False  # set by drain(): no new requests are started
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
 
     async def drain(self, grace: float) -> None:
-        """Drop albums still arriving; give running requests ``grace`` s, then cancel them."""
-        await self._albums.close()
+        """Hand on albums still being collected, refuse new work, give the running requests
+        ``grace`` s, then cancel them.
+
+        Call it once no more updates arrive (the bot stops its updater and its
+        application first); anything spawned after this point is dropped (and logged).
+        """
+        await self._albums.flush()
+        self._closing = True
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -386,6 +393,10 @@ class UpdateHandlers:
                 await self._apologise(replier.chat_id, replier.thread_id, msg.language)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._closing:
+            coro.close()
+            log.warning("telegram: an update arrived while stopping; it is dropped")
+            return
         task = asyncio.create_task(self._guarded(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -231,10 +231,14 @@ class AlbumCollector:
         album.messages.sort(key=lambda m: m.message_id)
         self._on_ready(album.messages)
 
-    async def close(self) -> None:
-        """Drop albums still being collected (shutting down)."""
-        timers = [album.timer for album in self._albums.values() if album.timer]
+    async def flush(self) -> None:
+        """Hand on every album still being collected now, without waiting (shutting down)."""
+        albums = list(self._albums.values())
         self._albums.clear()
+        timers = [album.timer for album in albums if album.timer]
         for timer in timers:
             timer.cancel()
         await asyncio.gather(*timers, return_exceptions=True)
+        for album in albums:
+            album.messages.sort(key=lambda m: m.message_id)
+            self._on_ready(album.messages)
