@@ -21,6 +21,7 @@ import aiohttp
 import imageio_ffmpeg
 import pytest
 
+from bots.telegram import audio
 from bots.telegram.bot import webhook_secret
 from bots.telegram.format import split_text, utf16_len
 from bots.telegram_bot import TelegramBot, TokenRedactor, telegram_limits
@@ -882,3 +883,44 @@ async def test_stopping_hands_on_an_album_still_being_collected(
     # Stopping did not wait the 30 s out, nor drop the album: it went on, and was answered.
     assert tg.texts(31) == ["2 files: both of these"]
     assert got == [b"first", b"second"]
+
+
+async def test_at_most_four_voice_conversions_run_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "runs.log"
+    fake_ffmpeg = tmp_path / "ffmpeg"
+    fake_ffmpeg.write_text(
+        "#!/bin/sh\n"
+        f"echo start >> {log}\n"
+        "cat > /dev/null\n"
+        "sleep 0.3\n"
+        'for arg; do out="$arg"; done\n'
+        'printf m4a > "$out"\n'
+        f"echo end >> {log}\n"
+    )
+    fake_ffmpeg.chmod(0o755)
+    monkeypatch.setattr(audio, "_ffmpeg", lambda: str(fake_ffmpeg))
+    results = await asyncio.gather(*(audio.to_m4a(b"ogg") for _ in range(6)))
+    assert results == [b"m4a"] * 6
+    running = peak = 0
+    for line in log.read_text().split():
+        running += 1 if line == "start" else -1
+        peak = max(peak, running)
+    assert peak == audio.MAX_PARALLEL == 4
+
+
+async def test_a_cancellation_while_killing_ffmpeg_is_not_swallowed() -> None:
+    class StuckProcess:
+        def kill(self) -> None:
+            pass
+
+        async def wait(self) -> int:
+            await asyncio.Event().wait()
+            return -9
+
+    killing = asyncio.create_task(audio._kill(StuckProcess()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    killing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await killing

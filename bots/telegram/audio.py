@@ -3,7 +3,9 @@
 :func:`to_m4a` runs the ffmpeg that ships with imageio-ffmpeg as a subprocess
 (never blocking the event loop), feeds it the OGG on stdin and reads an AAC
 ``.m4a`` back from a temporary file: the MP4 container needs a seekable output
-to write its index. A run that takes longer than ``time_limit`` is killed.
+to write its index. A run that takes longer than ``time_limit`` is killed, and at
+most :data:`MAX_PARALLEL` run at once (a burst of voice notes queues instead of
+starting one ffmpeg each).
 """
 
 from __future__ import annotations
@@ -11,13 +13,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+import weakref
 from pathlib import Path
 
-__all__ = ["TRANSCODED_EXTENSIONS", "TranscodeError", "to_m4a"]
+__all__ = ["MAX_PARALLEL", "TRANSCODED_EXTENSIONS", "TranscodeError", "to_m4a"]
 
 #: Extensions we transcode instead of refusing (Telegram voice notes are OGG/Opus).
 TRANSCODED_EXTENSIONS = frozenset({"ogg", "oga", "opus"})
 _TIME_LIMIT = 60.0
+#: ffmpeg processes running at once (per event loop); the others wait their turn.
+MAX_PARALLEL = 4
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _slot() -> asyncio.Semaphore:
+    """The semaphore of the running loop (a semaphore must not outlive its loop)."""
+    loop = asyncio.get_running_loop()
+    slot = _slots.get(loop)
+    if slot is None:
+        slot = _slots[loop] = asyncio.Semaphore(MAX_PARALLEL)
+    return slot
 
 
 class TranscodeError(Exception):
@@ -34,10 +51,18 @@ def _ffmpeg() -> str:
 
 
 async def to_m4a(data: bytes, *, time_limit: float = _TIME_LIMIT) -> bytes:
-    """``data`` (any audio ffmpeg reads, e.g. OGG/Opus) as AAC in an M4A container."""
+    """``data`` (any audio ffmpeg reads, e.g. OGG/Opus) as AAC in an M4A container.
+
+    ``time_limit`` counts from when ffmpeg starts, not while waiting for a slot.
+    """
     if not data:
         raise TranscodeError("empty input")
     ffmpeg = _ffmpeg()
+    async with _slot():
+        return await _transcode(ffmpeg, data, time_limit)
+
+
+async def _transcode(ffmpeg: str, data: bytes, time_limit: float) -> bytes:
     with tempfile.TemporaryDirectory(prefix="nemo-voice-") as folder:
         out = Path(folder) / "voice.m4a"
         try:
@@ -69,7 +94,8 @@ async def to_m4a(data: bytes, *, time_limit: float = _TIME_LIMIT) -> bytes:
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
+    """Kill ffmpeg and reap it; a cancellation meanwhile still propagates (the reaping
+    goes on, shielded, in the background)."""
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.shield(proc.wait())
+    await asyncio.shield(proc.wait())
