@@ -870,3 +870,16 @@ async def test_one_bad_file_is_named_and_the_good_ones_still_go_on(
     assert not fake.find("GET", "/cdn/") or all(
         "huge.png" not in r.path and "notes.txt" not in r.path for r in fake.find("GET", "/cdn/")
     )
+
+
+async def test_a_delivery_after_a_restart_speaks_the_users_language(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async with running_bot(fake, discord_settings(fake, tmp_path), ScriptedService()) as bot:
+        ref = IncomingMessage(
+            platform="discord", user_id=fake.alice["id"], chat_id=fake.channel_id, language="zh"
+        ).ref()
+        await bot.adapter.replier_for(ref).send_text("好了", actions=(Action.EXPORT,))
+        (post,) = await fake.wait_for(lambda r: r.method == "POST" and "/channels/" in r.path)
+    [[button]] = [row["components"] for row in post.payload["components"]]
+    assert button["label"] == "导出"

@@ -924,3 +924,16 @@ async def test_a_cancellation_while_killing_ffmpeg_is_not_swallowed() -> None:
     killing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await killing
+
+
+async def test_a_delivery_after_a_restart_speaks_the_users_language(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    async with running(tg_settings(tg, tmp_path), ScriptedService()) as bot:
+        ref = IncomingMessage(
+            platform="telegram", user_id="33", chat_id="33", message_id="5", language="zh"
+        ).ref()
+        await bot.replier_for(ref).send_text("好了", actions=DEFAULT_ACTIONS)
+    [reply] = tg.sent_to(33)
+    labels = [b["text"] for b in reply.reply_markup["inline_keyboard"][0]]  # type: ignore[index]
+    assert labels == ["🎬 导出", "🧾 时间线", "💳 积分"]

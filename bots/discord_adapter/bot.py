@@ -110,6 +110,7 @@ class DiscordAdapter:
             user_id=int(ref.user_id),
             reply_to=int(ref.reply_to) if ref.reply_to else None,
             guild_id=guild.id if guild is not None else None,
+            language=ref.language,
             mention_on_delivery=True,
             wait_ready=True,
         )

@@ -270,7 +270,7 @@ class TelegramBot:
             user_id=ref.user_id,
             thread_id=int(ref.thread_id) if ref.thread_id else None,
             reply_to=int(ref.reply_to) if ref.reply_to and ref.reply_to.isdigit() else None,
-            language=None,
+            language=ref.language,
         )
 
     def _replier(
