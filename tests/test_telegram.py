@@ -7,6 +7,7 @@ with each Replier call) and the real core + NemoVideo simulator end to end.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import re
@@ -24,6 +25,7 @@ import pytest
 from bots.telegram import audio
 from bots.telegram.bot import webhook_secret
 from bots.telegram.format import split_text, utf16_len
+from bots.telegram.replier import PacerPool
 from bots.telegram_bot import TelegramBot, TokenRedactor, telegram_limits
 from core.app import open_core
 from core.config import Settings
@@ -937,3 +939,17 @@ async def test_a_delivery_after_a_restart_speaks_the_users_language(
     [reply] = tg.sent_to(33)
     labels = [b["text"] for b in reply.reply_markup["inline_keyboard"][0]]  # type: ignore[index]
     assert labels == ["🎬 导出", "🧾 时间线", "💳 积分"]
+
+
+async def test_a_chat_never_gets_a_second_pacer_while_one_is_in_use() -> None:
+    pool = PacerPool(private_interval=0.05, group_interval=0.1)
+    held = pool.get(1)  # a replier streaming to chat 1 holds this, idle between edits
+    for chat_id in range(2, 5000):  # other chats fill the pool: idle pacers are forgotten
+        pool.get(chat_id)
+    assert len(pool._pacers) <= 4097
+    assert pool.get(1) is held  # the same pacer: chat 1 is not paced twice as fast
+    del held
+    gc.collect()
+    for chat_id in range(5000, 10000):
+        pool.get(chat_id)
+    assert 1 not in pool._pacers and 1 not in pool._in_use  # forgotten once unused

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -46,7 +47,7 @@ _VIDEO_NAME = "nemo-video.mp4"
 class ChatPacer:
     """Keeps message-producing calls to one chat at least ``interval`` seconds apart."""
 
-    __slots__ = ("_lock", "_next", "interval")
+    __slots__ = ("__weakref__", "_lock", "_next", "interval")
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -69,21 +70,34 @@ class ChatPacer:
 
 
 class PacerPool:
-    """One :class:`ChatPacer` per chat, shared by every replier talking to it."""
+    """One :class:`ChatPacer` per chat, shared by every replier talking to it.
 
-    def __init__(self, *, private_interval: float, group_interval: float) -> None:
+    Pacers are kept (so that the next request to a chat still keeps its distance)
+    until there are more than ``max_pacers``; then idle ones are forgotten. A pacer
+    a replier still holds is found again through a weak map, so that a chat never
+    gets two pacers at once (which would double its rate).
+    """
+
+    def __init__(
+        self, *, private_interval: float, group_interval: float, max_pacers: int = 4096
+    ) -> None:
         self.private_interval = private_interval
         self.group_interval = group_interval
+        self.max_pacers = max_pacers
         self._pacers: dict[int, ChatPacer] = {}
+        self._in_use: weakref.WeakValueDictionary[int, ChatPacer] = weakref.WeakValueDictionary()
 
     def get(self, chat_id: int) -> ChatPacer:
         """The pacer of ``chat_id`` (negative ids are groups and channels)."""
         pacer = self._pacers.get(chat_id)
         if pacer is None:
-            if len(self._pacers) > 4096:
+            pacer = self._in_use.get(chat_id)  # forgotten while a replier still held it
+        if pacer is None:
+            if len(self._pacers) >= self.max_pacers:
                 self._pacers = {k: v for k, v in self._pacers.items() if not v.idle}
             interval = self.group_interval if chat_id < 0 else self.private_interval
-            pacer = self._pacers[chat_id] = ChatPacer(interval)
+            pacer = self._in_use[chat_id] = ChatPacer(interval)
+        self._pacers[chat_id] = pacer
         return pacer
 
 
