@@ -26,8 +26,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -266,23 +265,6 @@ class SQLiteStore:
         conn = self._require()
         async with self._lock:  # one trip to the database thread, not three
             return list(await conn.execute_fetchall(sql, params))
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Hold the lock and an IMMEDIATE transaction; commit on success, else roll back.
-
-        For multi-statement work that must be atomic. Do not call other store
-        methods inside it (the lock is not re-entrant).
-        """
-        conn = self._require()
-        async with self._lock:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                await conn.rollback()
-                raise
-            await conn.commit()
 
     # -- users -------------------------------------------------------------------
 

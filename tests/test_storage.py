@@ -186,13 +186,10 @@ async def test_file_created_0600_with_parent_dirs(tmp_path: Path) -> None:
 
 async def test_wal_foreign_keys_busy_timeout(tmp_path: Path) -> None:
     path = tmp_path / "bot.db"
-    async with SQLiteStore(path) as s, s.transaction() as conn:
-        async with conn.execute("PRAGMA journal_mode") as cur:
-            assert (await cur.fetchone())[0] == "wal"  # type: ignore[index]
-        async with conn.execute("PRAGMA foreign_keys") as cur:
-            assert (await cur.fetchone())[0] == 1  # type: ignore[index]
-        async with conn.execute("PRAGMA busy_timeout") as cur:
-            assert (await cur.fetchone())[0] >= 1000  # type: ignore[index]
+    async with SQLiteStore(path) as s:  # per-connection settings: ask the store's connection
+        assert (await s._fetchone("PRAGMA journal_mode", ()))[0] == "wal"  # type: ignore[index]
+        assert (await s._fetchone("PRAGMA foreign_keys", ()))[0] == 1  # type: ignore[index]
+        assert (await s._fetchone("PRAGMA busy_timeout", ()))[0] >= 1000  # type: ignore[index]
     with raw(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent
 
@@ -429,23 +426,3 @@ async def test_200_concurrent_writers(tmp_path: Path) -> None:
             assert sess is not None and sess.session_id == f"s{i}"
             assert sess.draft_json == f'{{"i": {i}}}'
         assert len(await s.undelivered_renders()) == 200
-
-
-async def test_transaction_rolls_back_and_does_not_swallow_others(store: SQLiteStore) -> None:
-    async def failing() -> None:
-        async with store.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO users (platform, user_id, client_id, created_at, updated_at) "
-                "VALUES ('telegram', 'ghost', 'c', 0, 0)"
-            )
-            await asyncio.sleep(0)  # let the other writers queue up
-            raise ValueError("boom")
-
-    results = await asyncio.gather(
-        failing(), *(store.save_user(user(f"u{i}")) for i in range(20)), return_exceptions=True
-    )
-    assert isinstance(results[0], ValueError)
-    assert all(r is None for r in results[1:])
-    assert await store.get_user("telegram", "ghost") is None
-    for i in range(20):
-        assert await store.get_user("telegram", f"u{i}") is not None
