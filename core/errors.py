@@ -49,6 +49,13 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return text
 
 
+def bind_url(user_id: str | None) -> str | None:
+    """The registration link that keeps an anonymous user's work; None for anyone else."""
+    if user_id and user_id.startswith("anon_"):
+        return f"{REGISTER_URL}?bind={user_id}"
+    return None
+
+
 class NemoError(Exception):
     """Base of everything the NemoVideo client raises."""
 
@@ -94,9 +101,7 @@ class OutOfCreditsError(ApiError):
     @property
     def bind_url(self) -> str | None:
         """Registration link for an anonymous user, or None for a registered one."""
-        if self.user_id and self.user_id.startswith("anon_"):
-            return f"{REGISTER_URL}?bind={self.user_id}"
-        return None
+        return bind_url(self.user_id)
 
 
 class UnsupportedFileError(ApiError):

@@ -41,7 +41,8 @@ NEVER_STARTED = "the export never reached the video service"
 
 log = logging.getLogger("nemo.renders")
 
-TokenSource = Callable[[RenderRecord, str | None], Awaitable[tuple[str, str | None]]]
+#: A token for polling a render: ``(render, rejected token or None) -> token``.
+TokenSource = Callable[[RenderRecord, str | None], Awaitable[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,11 +247,11 @@ class RenderTracker:
     async def _poll(self, render: RenderRecord, token: str | None) -> tuple[str, RenderStatus]:
         """One status poll; a missing token is fetched, a rejected one (1001) renewed once."""
         if token is None:
-            token, _ = await self._token_source(render, None)
+            token = await self._token_source(render, None)
         try:
             return token, await self._client.render_status(token, render.render_id)
         except TokenExpiredError:
-            token, _ = await self._token_source(render, token)
+            token = await self._token_source(render, token)
             return token, await self._client.render_status(token, render.render_id)
 
     async def _finish(

@@ -43,6 +43,7 @@ from core.errors import (
     TokenExpiredError,
     TransportError,
     UnsupportedFileError,
+    bind_url,
 )
 from core.events import (
     ChatEvent,
@@ -250,9 +251,9 @@ class ConversationService:
         """What a backend error means for the user, in their language."""
         if isinstance(exc, OutOfCreditsError):
             bind = exc.bind_url
-            if bind is None and not self.settings.nemo_token:
+            if bind is None and not self.settings.nemo_token:  # the reply may not say who
                 user = await self._store.get_user(msg.platform, msg.user_id)
-                bind = OutOfCreditsError(user_id=user.backend_user_id if user else None).bind_url
+                bind = bind_url(user.backend_user_id if user else None)
             return t("out_of_credits_anon", lang, url=bind) if bind else t("out_of_credits", lang)
         if isinstance(exc, ExportBlockedError):
             return t("export_blocked", lang)
@@ -318,14 +319,11 @@ class ConversationService:
         if render.status == "completed":
             self.metrics.delivery_delay.observe(delay)
 
-    async def _render_token(
-        self, render: RenderRecord, rejected: str | None
-    ) -> tuple[str, str | None]:
+    async def _render_token(self, render: RenderRecord, rejected: str | None) -> str:
         user = await self.accounts.user(render.platform, render.user_id)
-        token = await (
-            self.accounts.renew(user, rejected) if rejected else self.accounts.token(user)
-        )
-        return token, user.backend_user_id
+        if rejected:
+            return await self.accounts.renew(user, rejected)
+        return await self.accounts.token(user)
 
     async def _render_language(self, render: RenderRecord) -> str | None:
         user = await self._store.get_user(render.platform, render.user_id)
