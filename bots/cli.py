@@ -151,6 +151,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         async with open_core(settings) as service:
             return await run_console(service, messages=args.message, attach=args.attach)
+    token_name = {"telegram": "TELEGRAM_BOT_TOKEN", "discord": "DISCORD_BOT_TOKEN"}
+    missing = token_name.get(args.command)
+    if missing and getattr(settings, missing.lower()) is None:
+        print(f"nemo-bot: {missing} is not set", file=sys.stderr)
+        return 2
     runners = _platform_runners(args, settings)
     if not runners:
         print(
@@ -211,9 +216,6 @@ def _platform_runners(args: argparse.Namespace, settings: Settings) -> list[Runn
     want_dc = args.command == "discord" or (args.command == "run" and settings.discord_bot_token)
     runners: list[Runner] = []
     if want_tg:
-        if not settings.telegram_bot_token:
-            print("nemo-bot: TELEGRAM_BOT_TOKEN is not set", file=sys.stderr)
-            return []
         from bots.telegram_bot import run_telegram
 
         webhook = getattr(args, "webhook_url", None)
@@ -233,9 +235,6 @@ def _platform_runners(args: argparse.Namespace, settings: Settings) -> list[Runn
 
         runners.append(tg)
     if want_dc:
-        if not settings.discord_bot_token:
-            print("nemo-bot: DISCORD_BOT_TOKEN is not set", file=sys.stderr)
-            return []
         from bots.discord_bot import run_discord
 
         async def dc(
