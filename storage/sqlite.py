@@ -8,13 +8,15 @@ statement (UPSERT, ``UPDATE ... WHERE``), so each is atomic on its own;
 decides the winner, which makes it exactly-once even across processes sharing
 the file.
 
-The schema lives in numbered plain-SQL files in ``storage/migrations``
-(``0001_init.sql``, ``0002_....sql``, ...). They are loaded with
-:mod:`importlib.resources` and applied in order, each in its own transaction
-together with the ``PRAGMA user_version`` bump that records it.
+The schema lives in numbered plain-SQL files in ``storage/migrations/sqlite``
+(``0001_init.sql``, ``0002_....sql``, ...; see :mod:`storage.migrate`). They are
+applied in order, each in its own transaction together with the ``PRAGMA
+user_version`` bump that records it. The replica-coordination primitives (leases,
+render claims, inbound updates, counters) live in :mod:`storage.sqlite_coord`.
 
-The ``users.token`` column holds secrets: nothing here logs row contents, and a
-filter on the ``aiosqlite`` logger strips bound parameters from its DEBUG lines.
+The ``users.token`` column holds secrets: with a :class:`storage.secrets.TokenCipher`
+they are encrypted at rest; nothing here logs row contents, and a filter on the
+``aiosqlite`` logger strips bound parameters from its DEBUG lines.
 """
 
 from __future__ import annotations
@@ -23,19 +25,23 @@ import asyncio
 import functools
 import logging
 import os
-import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
-from importlib import resources
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import aiosqlite
 
-from .base import RenderRecord, SessionRecord, UserRecord
+from . import migrate
+from .base import IntegrityError, RenderRecord, SessionRecord, UserRecord
+from .migrate import Migration
+from .secrets import PREFIX, TokenCipher, check_readable
+from .sqlite_coord import SQLiteCoordination
+from .wakeups import Wakeups
 
 __all__ = ["MEMORY", "Migration", "SQLiteStore", "load_migrations"]
 
@@ -49,8 +55,6 @@ BUSY_TIMEOUT_MS = 5000
 
 TERMINAL_STATUSES = frozenset({"completed", "failed"})
 """Render statuses that set ``completed_at``."""
-
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
 
 _R = TypeVar("_R", UserRecord, SessionRecord, RenderRecord)
 
@@ -84,31 +88,9 @@ def _install_log_redaction() -> None:
 _install_log_redaction()
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One schema step: ``version`` is the ``PRAGMA user_version`` after it."""
-
-    version: int
-    name: str
-    sql: str
-
-
 def load_migrations() -> list[Migration]:
-    """The packaged migrations, in order; their versions must run 1, 2, 3, ..."""
-    directory = resources.files(__package__ or "storage").joinpath("migrations")
-    found: list[Migration] = []
-    for entry in directory.iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match is None:
-            continue
-        found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
-    found.sort(key=lambda m: m.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise RuntimeError(
-                f"migration {migration.name} breaks the sequence (expected {expected:04d}_*.sql)"
-            )
-    return found
+    """The packaged SQLite migrations, in order (see :func:`storage.migrate.load_migrations`)."""
+    return migrate.load_migrations("sqlite")
 
 
 def _columns(cls: type[Any]) -> tuple[str, ...]:
@@ -139,20 +121,31 @@ def _prepare_file(path: Path) -> None:
     os.close(fd)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteCoordination):
     """A :class:`storage.base.Store` kept in one SQLite file (or ``":memory:"``).
 
     Use ``await store.open()`` / ``await store.close()``, or
     ``async with SQLiteStore(path) as store:``. Safe for many concurrent tasks
     on one event loop. ``clock`` returns Unix seconds; tests can inject one.
+    With ``cipher``, backend tokens are encrypted at rest.
     """
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        cipher: TokenCipher | None = None,
+    ) -> None:
         """Remember where the database lives; nothing is touched until :meth:`open`."""
         self._path: Path | None = None if str(path) == MEMORY else Path(path).expanduser()
         self._clock = clock
+        self._cipher = cipher
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._wakeups = Wakeups()
+        self._render_columns = _RENDER_COLUMNS
+        self._render_from_row = functools.partial(_from_row, RenderRecord)
 
     def __repr__(self) -> str:
         where = MEMORY if self._path is None else str(self._path)
@@ -188,10 +181,12 @@ class SQLiteStore:
                     log.warning("could not enable WAL journal mode for %s", self._path)
                 await conn.execute("PRAGMA synchronous = NORMAL")
             await self._migrate(conn)
+            self._conn = conn
+            await self._secure_tokens()
         except BaseException:
+            self._conn = None
             await conn.close()
             raise
-        self._conn = conn
 
     async def close(self) -> None:
         """Close the connection (checkpointing the WAL). Closing twice does nothing."""
@@ -240,6 +235,29 @@ class SQLiteStore:
                     await conn.rollback()
                 raise
 
+    async def _secure_tokens(self) -> None:
+        """Refuse encrypted tokens without a key; with one, encrypt under the first key.
+
+        Tokens stored in the clear (before a key was set) and tokens under an older
+        key are rewritten, each with a compare-and-set so a concurrent save wins.
+        """
+        if self._cipher is None:
+            row = await self._fetchone(
+                "SELECT count(*) FROM users WHERE token LIKE ?", (PREFIX + "%",)
+            )
+            check_readable(None, int(row[0]) if row is not None else 0)
+            return
+        rows = await self._fetchall(
+            "SELECT platform, user_id, token FROM users WHERE token IS NOT NULL"
+        )
+        for platform, user_id, stored in rows:
+            fresh = self._cipher.refreshed(stored)
+            if fresh is not None:
+                await self._write(
+                    "UPDATE users SET token = ? WHERE platform = ? AND user_id = ? AND token = ?",
+                    (fresh, platform, user_id, stored),
+                )
+
     # -- helpers -----------------------------------------------------------------
 
     def _require(self) -> aiosqlite.Connection:
@@ -250,8 +268,24 @@ class SQLiteStore:
     async def _write(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> int:
         """Run one statement under the lock; the number of rows it changed."""
         conn = self._require()
-        async with self._lock, conn.execute(sql, params) as cur:
-            return cur.rowcount
+        try:
+            async with self._lock, conn.execute(sql, params) as cur:
+                return cur.rowcount
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction under the lock (SQLite's write lock up front)."""
+        conn = self._require()
+        async with self._lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.execute("COMMIT")
 
     async def _fetchone(
         self, sql: str, params: Iterable[Any] | Mapping[str, Any]
@@ -263,8 +297,11 @@ class SQLiteStore:
         self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
     ) -> list[sqlite3.Row]:
         conn = self._require()
-        async with self._lock:  # one trip to the database thread, not three
-            return list(await conn.execute_fetchall(sql, params))
+        try:
+            async with self._lock:  # one trip to the database thread, not three
+                return list(await conn.execute_fetchall(sql, params))
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
 
     # -- users -------------------------------------------------------------------
 
@@ -274,7 +311,12 @@ class SQLiteStore:
             f"{_select('users', _USER_COLUMNS)} WHERE platform = ? AND user_id = ?",
             (platform, user_id),
         )
-        return None if row is None else _from_row(UserRecord, row)
+        if row is None:
+            return None
+        found = _from_row(UserRecord, row)
+        if found.token is not None and self._cipher is not None:
+            found.token = self._cipher.decrypt(found.token)
+        return found
 
     async def save_user(self, user: UserRecord) -> None:
         """Insert or update by (platform, user_id).
@@ -284,6 +326,8 @@ class SQLiteStore:
         """
         now = self._clock()
         values = {name: getattr(user, name) for name in _USER_COLUMNS}
+        if user.token is not None and self._cipher is not None:
+            values["token"] = self._cipher.encrypt(user.token)
         values["created_at"] = now
         values["updated_at"] = now
         keys = ("platform", "user_id", "created_at")
@@ -315,7 +359,7 @@ class SQLiteStore:
         Every field is overwritten. ``created_at`` is kept while the backend
         ``session_id`` stays the same and restarts when it changes; ``updated_at``
         is now. Both are written back onto ``session``. The user must have been
-        saved first (foreign key), else :class:`sqlite3.IntegrityError`.
+        saved first (foreign key), else :class:`storage.base.IntegrityError`.
         """
         now = self._clock()
         values = {name: getattr(session, name) for name in _SESSION_COLUMNS}
@@ -357,7 +401,7 @@ class SQLiteStore:
     async def add_render(self, render: RenderRecord) -> None:
         """Persist a new render job; ``created_at``/``updated_at`` become now.
 
-        A duplicate ``render_id`` raises :class:`sqlite3.IntegrityError`.
+        A duplicate ``render_id`` raises :class:`storage.base.IntegrityError`.
         """
         now = self._clock()
         render.created_at = now

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from simulator import media
 from simulator.server import SimConfig, Simulator
+from tests.pgserver import PgServer, start_server
 
 
 def fast_sim_config(**overrides: object) -> SimConfig:
@@ -37,3 +38,23 @@ async def sim() -> AsyncIterator[Simulator]:
 def png() -> bytes:
     """A small real PNG (made once with ffmpeg and cached on disk)."""
     return media.sample_image(64, 36).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A throw-away PostgreSQL server for the whole run (or ``NEMO_TEST_DATABASE_URL``).
+
+    Started once, on first use; a server that cannot start fails the tests that
+    need it (never a skip).
+    """
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def pg_url(pg_server: PgServer) -> str:
+    """The URL of a fresh, empty database of its own for one test."""
+    return await pg_server.create_database()

@@ -1,46 +1,43 @@
-"""Tests for the SQLite store: schema, persistence, semantics and concurrency."""
+"""The store contract on SQLite and on a real PostgreSQL server, plus each one's specifics.
+
+Tests that take ``store`` or ``target`` run once per back-end (``tests/stores.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sqlite3
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+import storage.postgres as postgres_mod
 import storage.sqlite as sqlite_mod
-from storage import RenderRecord, SessionRecord, SQLiteStore, Store, UserRecord
-from storage.sqlite import Migration, load_migrations
+from storage import (
+    IntegrityError,
+    PostgresStore,
+    RenderRecord,
+    SessionRecord,
+    SQLiteStore,
+    Store,
+    StoreError,
+    UserRecord,
+    make_store,
+)
+from storage.migrate import DIALECTS, Migration, load_migrations
+from tests.pgserver import PgServer
+from tests.stores import FakeClock, backend, clock, raw_rows, server, store, target
 
+__all__ = ["backend", "clock", "server", "store", "target"]  # fixtures used here
+
+AnyStore = SQLiteStore | PostgresStore
 SECRET = "tok-very-secret-123"
 TABLES = {"users", "sessions", "renders"}
-
-
-class FakeClock:
-    """A settable clock; every call returns the current time."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float = 1.0) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(clock: FakeClock) -> AsyncIterator[SQLiteStore]:
-    async with SQLiteStore(":memory:", clock=clock) as s:
-        yield s
+USERS_TABLE = "CREATE TABLE users (platform TEXT, user_id TEXT, token TEXT);"  # read at open
 
 
 def user(uid: str = "u1", **kw: object) -> UserRecord:
@@ -75,19 +72,29 @@ def tables_of(conn: sqlite3.Connection) -> set[str]:
 # -- protocol, lifecycle -------------------------------------------------------------
 
 
-def test_store_satisfies_protocol() -> None:
-    s: Store = SQLiteStore(":memory:")
-    assert s is not None
+def test_stores_satisfy_protocol() -> None:
+    stores: list[Store] = [SQLiteStore(":memory:"), PostgresStore("postgresql://h/db")]
+    assert [type(s).__name__ for s in stores] == ["SQLiteStore", "PostgresStore"]
 
 
-async def test_use_before_open_raises() -> None:
-    s = SQLiteStore(":memory:")
+def test_make_store_picks_the_back_end_from_the_target(tmp_path: Path) -> None:
+    for url in ("postgresql://u:pw@db.example:5432/bot", "postgres://u@db.example/bot"):
+        picked = make_store(url)
+        assert isinstance(picked, PostgresStore)
+        assert "pw" not in repr(picked)
+    assert isinstance(make_store(tmp_path / "x.db"), SQLiteStore)
+    assert isinstance(make_store(str(tmp_path / "x.db")), SQLiteStore)
+    assert isinstance(make_store("./postgresql-data.db"), SQLiteStore)
+
+
+async def test_use_before_open_raises(target: Path | str) -> None:
+    s = make_store(target)
     with pytest.raises(RuntimeError, match="not open"):
         await s.get_user("telegram", "u1")
 
 
-async def test_open_and_close_are_idempotent(tmp_path: Path) -> None:
-    s = SQLiteStore(tmp_path / "bot.db")
+async def test_open_and_close_are_idempotent(target: Path | str) -> None:
+    s = make_store(target)
     await s.open()
     await s.open()
     await s.save_user(user())
@@ -99,12 +106,36 @@ async def test_open_and_close_are_idempotent(tmp_path: Path) -> None:
 # -- migrations ------------------------------------------------------------------------
 
 
-def test_packaged_migrations_are_numbered_in_order() -> None:
-    migrations = load_migrations()
-    assert migrations[0].name == "0001_init.sql"
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
-    for m in migrations:
-        assert "BEGIN" not in m.sql.upper().split("--")[0]  # each runs in the store's own tx
+def test_packaged_migrations_are_numbered_in_order_and_twinned() -> None:
+    sets = {d: load_migrations(d) for d in DIALECTS}
+    for migrations in sets.values():
+        assert migrations[0].name == "0001_init.sql"
+        assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+        for m in migrations:
+            assert "BEGIN" not in m.sql.upper().split("--")[0]  # each runs in the store's own tx
+    names = {d: [m.name for m in ms] for d, ms in sets.items()}
+    assert names["sqlite"] == names["postgres"]  # the same steps under the same numbers
+
+
+async def test_both_back_ends_have_the_same_tables_and_columns(tmp_path: Path, pg_url: str) -> None:
+    async with SQLiteStore(tmp_path / "bot.db"):
+        pass
+    with raw(tmp_path / "bot.db") as conn:
+        lite = {
+            (t, c[1])
+            for t in tables_of(conn)
+            for c in conn.execute(f"PRAGMA table_info({t})").fetchall()
+        }
+    async with PostgresStore(pg_url):
+        pass
+    rows = await raw_rows(
+        pg_url,
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name <> 'schema_version'",
+    )
+    pg = {(str(t), str(c)) for t, c in rows}
+    assert pg - {("renders", "seq")} == lite  # seq stands in for SQLite's rowid
+    assert {t for t, _ in lite} >= TABLES | {"session_leases", "inbound_updates", "counters"}
 
 
 async def test_fresh_db_gets_all_tables_and_user_version(tmp_path: Path) -> None:
@@ -133,7 +164,7 @@ async def test_migrations_apply_in_order_and_each_is_atomic(
 ) -> None:
     path = tmp_path / "bot.db"
     first = [
-        Migration(1, "0001_a.sql", "CREATE TABLE a (x INTEGER);"),
+        Migration(1, "0001_a.sql", f"CREATE TABLE a (x INTEGER); {USERS_TABLE}"),
         Migration(2, "0002_b.sql", "ALTER TABLE a ADD COLUMN y TEXT; CREATE TABLE b (z);"),
     ]
     monkeypatch.setattr(sqlite_mod, "load_migrations", lambda: first)
@@ -170,6 +201,56 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
         await SQLiteStore(path).open()
 
 
+async def test_postgres_migrations_record_versions_and_each_is_atomic(
+    pg_server: PgServer, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PostgresStore(pg_url):
+        pass
+    versions = await raw_rows(pg_url, "SELECT version FROM schema_version ORDER BY version")
+    assert [v for (v,) in versions] == [m.version for m in load_migrations("postgres")]
+
+    fresh = await pg_server.create_database()
+    first = [
+        Migration(1, "0001_a.sql", f"CREATE TABLE a (x INTEGER); {USERS_TABLE}"),
+        Migration(2, "0002_b.sql", "ALTER TABLE a ADD COLUMN y TEXT; CREATE TABLE b (z INT);"),
+    ]
+    monkeypatch.setattr(postgres_mod, "load_migrations", lambda: first)
+    async with PostgresStore(fresh):
+        pass
+    broken = Migration(3, "0003_c.sql", "CREATE TABLE c (w INT); INSERT INTO nowhere VALUES (1);")
+    monkeypatch.setattr(postgres_mod, "load_migrations", lambda: [*first, broken])
+    with pytest.raises(asyncpg.UndefinedTableError, match="nowhere"):
+        await PostgresStore(fresh).open()
+    assert await raw_rows(fresh, "SELECT max(version) FROM schema_version") == [(2,)]
+    assert await raw_rows(fresh, "SELECT to_regclass('c') IS NULL") == [(True,)]
+
+    await raw_rows(fresh, "INSERT INTO schema_version VALUES (999, 'x', 0)")
+    with pytest.raises(StoreError, match="newer"):
+        await PostgresStore(fresh).open()
+
+
+async def test_replicas_starting_together_migrate_once(pg_url: str) -> None:
+    stores = [PostgresStore(pg_url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        rows = await raw_rows(pg_url, "SELECT version FROM schema_version ORDER BY version")
+        assert [v for (v,) in rows] == [m.version for m in load_migrations("postgres")]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_unreachable_postgres_is_one_clear_line_without_the_password() -> None:
+    with socket.socket() as s:  # bound, never listening: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        url = f"postgresql://bot:hunter2@127.0.0.1:{port}/bot"
+        with pytest.raises(StoreError) as info:
+            await PostgresStore(url).open()
+    text = str(info.value)
+    assert "\n" not in text and "hunter2" not in text
+    assert f"postgresql://bot@127.0.0.1:{port}/bot" in text
+
+
 # -- file, pragmas -----------------------------------------------------------------------
 
 
@@ -194,14 +275,13 @@ async def test_wal_foreign_keys_busy_timeout(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent
 
 
-async def test_session_requires_user(store: SQLiteStore) -> None:
-    with pytest.raises(sqlite3.IntegrityError):
+async def test_session_requires_user(store: AnyStore) -> None:
+    with pytest.raises(IntegrityError):
         await store.save_session(session(uid="nobody"))
 
 
-async def test_persistence_across_close_and_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    async with SQLiteStore(path) as s:
+async def test_persistence_across_close_and_reopen(target: Path | str) -> None:
+    async with make_store(target) as s:
         await s.save_user(user(token=SECRET, language="de", token_expires_at=5.5))
         await s.save_session(session(task_id="t1"))
         await s.save_draft("telegram", "u1", "chat1", '{"d": 1}')
@@ -209,7 +289,7 @@ async def test_persistence_across_close_and_reopen(tmp_path: Path) -> None:
         await s.update_render("r1", status="completed", output_url="https://x/v.mp4")
         assert await s.claim_delivery("r1", owner="me")
         await s.mark_delivered("r1", owner="me")
-    async with SQLiteStore(str(path)) as s:
+    async with make_store(target) as s:
         u = await s.get_user("telegram", "u1")
         assert u is not None and u.token == SECRET and u.language == "de"
         assert u.token_expires_at == 5.5
@@ -224,7 +304,7 @@ async def test_persistence_across_close_and_reopen(tmp_path: Path) -> None:
 # -- users ---------------------------------------------------------------------------------
 
 
-async def test_user_upsert(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_user_upsert(store: AnyStore, clock: FakeClock) -> None:
     assert await store.get_user("telegram", "u1") is None
     u = user(token=SECRET, backend_user_id="b1", token_minted_at=900.0)
     await store.save_user(u)
@@ -241,7 +321,7 @@ async def test_user_upsert(store: SQLiteStore, clock: FakeClock) -> None:
 
 
 async def test_user_token_never_in_repr_or_logs(
-    store: SQLiteStore, caplog: pytest.LogCaptureFixture
+    store: AnyStore, backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await store.save_user(user(token=SECRET))
@@ -249,15 +329,16 @@ async def test_user_token_never_in_repr_or_logs(
     await store.save_draft("telegram", "u1", "missing", "{}")
     await store.update_render("missing", status="failed")
     assert SECRET not in repr(got)
-    assert any(r.name == "aiosqlite" for r in caplog.records)  # its DEBUG lines were seen
-    assert "<parameters redacted>" in caplog.text
+    if backend == "sqlite":
+        assert any(r.name == "aiosqlite" for r in caplog.records)  # its DEBUG lines were seen
+        assert "<parameters redacted>" in caplog.text
     assert SECRET not in caplog.text
 
 
 # -- sessions --------------------------------------------------------------------------------
 
 
-async def test_session_upsert_and_created_at(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_session_upsert_and_created_at(store: AnyStore, clock: FakeClock) -> None:
     await store.save_user(user())
     await store.save_session(session(task_id="t1", draft_json="{}"))
     clock.advance(5)
@@ -274,7 +355,7 @@ async def test_session_upsert_and_created_at(store: SQLiteStore, clock: FakeCloc
     assert await store.get_session("telegram", "u1", "other-chat") is None
 
 
-async def test_delete_session(store: SQLiteStore) -> None:
+async def test_delete_session(store: AnyStore) -> None:
     await store.save_user(user())
     await store.save_session(session())
     await store.save_session(session(chat="chat2"))
@@ -285,7 +366,7 @@ async def test_delete_session(store: SQLiteStore) -> None:
     assert await store.get_user("telegram", "u1") is not None
 
 
-async def test_save_draft(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_save_draft(store: AnyStore, clock: FakeClock) -> None:
     await store.save_user(user())
     await store.save_session(session(task_id="t1"))
     clock.advance(3)
@@ -301,10 +382,10 @@ async def test_save_draft(store: SQLiteStore, clock: FakeClock) -> None:
 # -- renders ---------------------------------------------------------------------------------
 
 
-async def test_render_lifecycle(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_render_lifecycle(store: AnyStore, clock: FakeClock) -> None:
     assert await store.get_render("r1") is None
     await store.add_render(render(ref_extra='{"k": 1}'))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         await store.add_render(render())
 
     got = await store.get_render("r1")
@@ -347,7 +428,7 @@ async def test_render_lifecycle(store: SQLiteStore, clock: FakeClock) -> None:
     assert await store.get_render("nope") is None
 
 
-async def test_undelivered_claim_and_release(store: SQLiteStore, clock: FakeClock) -> None:
+async def test_undelivered_claim_and_release(store: AnyStore, clock: FakeClock) -> None:
     for rid in ("r3", "r1", "r2"):  # creation order, not id order
         await store.add_render(render(rid))
         clock.advance()
@@ -378,7 +459,7 @@ async def test_undelivered_claim_and_release(store: SQLiteStore, clock: FakeCloc
 
 
 async def test_a_claim_expires_after_its_lease_unless_its_owner_renews_it(
-    store: SQLiteStore, clock: FakeClock
+    store: AnyStore, clock: FakeClock
 ) -> None:
     """A process killed mid-send leaves a claim; once the lease runs out, another delivers."""
     await store.add_render(render())
@@ -392,9 +473,8 @@ async def test_a_claim_expires_after_its_lease_unless_its_owner_renews_it(
     assert await store.claim_delivery("r1", owner="b", lease=60.0)
 
 
-async def test_claim_delivery_exactly_once_under_50_claimers(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    async with SQLiteStore(path) as a, SQLiteStore(path) as b:  # two connections, one file
+async def test_claim_delivery_exactly_once_under_50_claimers(target: Path | str) -> None:
+    async with make_store(target) as a, make_store(target) as b:  # two stores, one database
         await a.add_render(render())
         results = await asyncio.gather(
             *((a, b)[i % 2].claim_delivery("r1", owner=f"o{i}") for i in range(50))
@@ -407,8 +487,8 @@ async def test_claim_delivery_exactly_once_under_50_claimers(tmp_path: Path) -> 
         assert again.count(True) == 1
 
 
-async def test_200_concurrent_writers(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "bot.db") as s:
+async def test_200_concurrent_writers(target: Path | str) -> None:
+    async with make_store(target) as s:
 
         async def work(i: int) -> None:
             uid = f"u{i}"

@@ -1,9 +1,9 @@
--- 0001: initial schema (users, sessions, renders).
+-- 0001: initial schema (users, sessions, renders); the PostgreSQL twin of
+-- ../sqlite/0001_init.sql.
 --
--- Migrations are plain SQL, applied in filename order by storage/sqlite.py.
--- Each file runs inside one transaction together with the PRAGMA user_version
--- bump, so do not put BEGIN / COMMIT (or PRAGMA user_version) in here.
--- Times are Unix seconds (REAL).
+-- Applied in filename order by storage/postgres.py, each file in one transaction
+-- together with the schema_version row that records it: no BEGIN / COMMIT here.
+-- Times are Unix seconds (DOUBLE PRECISION).
 
 CREATE TABLE users (
     platform          TEXT NOT NULL,
@@ -11,11 +11,11 @@ CREATE TABLE users (
     client_id         TEXT NOT NULL,
     token             TEXT,              -- secret: never log
     backend_user_id   TEXT,
-    token_expires_at  REAL,
-    token_minted_at   REAL,
+    token_expires_at  DOUBLE PRECISION,
+    token_minted_at   DOUBLE PRECISION,
     language          TEXT,
-    created_at        REAL NOT NULL,
-    updated_at        REAL NOT NULL,
+    created_at        DOUBLE PRECISION NOT NULL,
+    updated_at        DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (platform, user_id)
 );
 
@@ -26,8 +26,8 @@ CREATE TABLE sessions (
     session_id  TEXT NOT NULL,
     task_id     TEXT,
     draft_json  TEXT,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL,
+    created_at  DOUBLE PRECISION NOT NULL,
+    updated_at  DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (platform, user_id, chat_id),
     FOREIGN KEY (platform, user_id) REFERENCES users (platform, user_id) ON DELETE CASCADE
 );
@@ -47,10 +47,12 @@ CREATE TABLE renders (
     error         TEXT,
     attempts      INTEGER NOT NULL DEFAULT 0,
     summary       TEXT,
-    created_at    REAL NOT NULL,
-    updated_at    REAL NOT NULL,
-    completed_at  REAL,
-    delivered_at  REAL
+    created_at    DOUBLE PRECISION NOT NULL,
+    updated_at    DOUBLE PRECISION NOT NULL,
+    completed_at  DOUBLE PRECISION,
+    delivered_at  DOUBLE PRECISION,
+    -- insertion order (SQLite's rowid): the tie-break of undelivered_renders()
+    seq           BIGINT GENERATED ALWAYS AS IDENTITY
 );
 
 -- undelivered_renders(): WHERE delivered_at IS NULL ORDER BY created_at.

