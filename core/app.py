@@ -9,22 +9,27 @@ from core.client import NemoClient
 from core.config import Settings
 from core.renders import PollPolicy
 from core.service import ConversationService
-from storage.sqlite import SQLiteStore
+from storage.factory import make_store
 
 __all__ = ["open_core"]
+
+
+def _secret(settings: Settings) -> str | None:
+    key = settings.nemo_secret_key
+    return None if key is None else key.get_secret_value()
 
 
 @asynccontextmanager
 async def open_core(
     settings: Settings, *, poll_policy: PollPolicy | None = None
 ) -> AsyncIterator[ConversationService]:
-    """Open the SQLite store and the NemoVideo client; yield a ready service.
+    """Open the store (SQLite, or PostgreSQL for a URL) and the client; yield a ready service.
 
     Register adapters on the service, then call ``await service.start()`` to
     resume renders that were not delivered before the last stop.
     """
     async with (
-        SQLiteStore(settings.nemo_bot_db) as store,
+        make_store(settings.db_target, secret_key=_secret(settings)) as store,
         NemoClient.from_settings(settings) as client,
     ):
         service = ConversationService(

@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from storage.secrets import SecretKeyError, parse_keys
+
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
 DEFAULT_API_BASE = "https://mega-api-prod.nemovideo.ai"
@@ -39,7 +41,9 @@ class Settings(BaseSettings):
 
     nemo_api_base: str = Field(DEFAULT_API_BASE, alias="NEMO_API_BASE")
     nemo_token: SecretStr | None = Field(None, alias="NEMO_TOKEN")
-    nemo_bot_db: Path = Field(Path("./data/nemo-bot.db"), alias="NEMO_BOT_DB")
+    # a SQLite file, or a postgresql:// URL (kept secret: it may carry a password)
+    nemo_bot_db: Path | SecretStr = Field(Path("./data/nemo-bot.db"), alias="NEMO_BOT_DB")
+    nemo_secret_key: SecretStr | None = Field(None, alias="NEMO_SECRET_KEY")
     skill_source: str = Field("nemo-bot", alias="NEMO_SKILL_SOURCE")
     skill_version: str = Field("0.1.0", alias="NEMO_SKILL_VERSION")
     skill_platform: str = Field("python", alias="NEMO_SKILL_PLATFORM")
@@ -68,6 +72,25 @@ class Settings(BaseSettings):
     def _ids(cls, value: object) -> object:
         return _split_ids(value)
 
+    @field_validator("nemo_bot_db", mode="before")
+    @classmethod
+    def _db(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.startswith(("postgresql://", "postgres://")):
+                return SecretStr(value)
+            return Path(value)
+        return value
+
+    @field_validator("nemo_secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_keys(value.get_secret_value())
+            except SecretKeyError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("nemo_api_base", "telegram_api_base", "discord_api_base")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -89,6 +112,12 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @property
+    def db_target(self) -> Path | str:
+        """Where the store lives: a SQLite path, or the PostgreSQL URL in the clear."""
+        db = self.nemo_bot_db
+        return db.get_secret_value() if isinstance(db, SecretStr) else db
 
     @property
     def max_upload_bytes(self) -> int:
