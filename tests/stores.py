@@ -72,8 +72,8 @@ async def store(target: Path | str, clock: FakeClock) -> AsyncIterator[SQLiteSto
 async def raw_rows(target: Path | str, sql: str) -> list[tuple[object, ...]]:
     """Rows read straight from the database, bypassing the store."""
     if isinstance(target, Path):
-        with sqlite3.connect(target) as conn:
-            return [tuple(r) for r in conn.execute(sql).fetchall()]
+        with sqlite3.connect(target) as lite:
+            return [tuple(r) for r in lite.execute(sql).fetchall()]
     conn = await asyncpg.connect(target)
     try:
         return [tuple(r) for r in await conn.fetch(sql)]
