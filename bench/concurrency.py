@@ -48,10 +48,10 @@ from bench.common import (
     run_main,
     simulator_process,
 )
+from core.app import build_service
 from core.client import POOL_LIMITS, NemoClient
 from core.config import Settings
 from core.gui import translate
-from core.service import ConversationService
 from core.transport import NemoTransport
 from core.types import Action, IncomingMessage
 from storage.sqlite import SQLiteStore
@@ -221,7 +221,7 @@ async def _scenario(base: str, kind: str) -> dict[str, Any]:
             SQLiteStore(settings.nemo_bot_db) as store,
             NemoClient(base_url=base, http=http) as client,
         ):
-            service = ConversationService(settings=settings, store=store, client=client)
+            service = build_service(settings=settings, store=store, client=client)
             # Warm-up: every user's first contact (token + session) before the streams.
             gate = asyncio.Semaphore(50)
 

@@ -15,16 +15,19 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from weakref import WeakValueDictionary
 
 from core.client import NemoClient
 from core.errors import TokenExpiredError
 from core.i18n import language_of
-from storage.base import SessionRecord, Store, UserRecord
+from storage.base import RenderRecord, SessionRecord, Store, UserRecord
 
-__all__ = ["Accounts", "Identity"]
+__all__ = ["Accounts", "Identity", "RenderOwners", "renewing"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("nemo.accounts")
 
@@ -32,6 +35,21 @@ log = logging.getLogger("nemo.accounts")
 _EXPIRY_MARGIN_S = 300.0
 #: At most this many renewals per user per hour (the backend limits tokens per IP).
 _MAX_RENEWALS_PER_HOUR = 5
+
+
+async def renewing(
+    token: str, call: Callable[[str], Awaitable[T]], renew: Callable[[str], Awaitable[str]]
+) -> tuple[str, T]:
+    """``call(token)``; if the backend rejects the token (1001), renew it once and call again.
+
+    The one place that says "renew the token once after 1001": returns the token
+    that worked (the caller keeps using it) and the call's result.
+    """
+    try:
+        return token, await call(token)
+    except TokenExpiredError:
+        token = await renew(token)
+        return token, await call(token)
 
 
 @dataclass(slots=True)
@@ -128,6 +146,12 @@ class Accounts:
             recent.append(now)
             return await self._mint(user)
 
+    async def with_token(
+        self, user: UserRecord, token: str, call: Callable[[str], Awaitable[T]]
+    ) -> tuple[str, T]:
+        """``call(token)``, renewing the user's token once after a 1001 (see :func:`renewing`)."""
+        return await renewing(token, call, lambda rejected: self.renew(user, rejected))
+
     async def _mint(self, user: UserRecord) -> str:
         anon = await self._client.anonymous_token(user.client_id)
         user.token = anon.token
@@ -182,3 +206,27 @@ class Accounts:
         )
         await self._store.save_session(record)
         return record
+
+
+class RenderOwners:
+    """Who a render belongs to, for the render tracker: their token and their language."""
+
+    def __init__(self, accounts: Accounts, store: Store) -> None:
+        self._accounts = accounts
+        self._store = store
+
+    async def token(self, render: RenderRecord) -> str:
+        """A usable token of the render's owner."""
+        return await self._accounts.token(await self._user(render))
+
+    async def renew(self, render: RenderRecord, rejected: str) -> str:
+        """A new token after the backend rejected ``rejected`` while polling."""
+        return await self._accounts.renew(await self._user(render), rejected)
+
+    async def language(self, render: RenderRecord) -> str | None:
+        """The owner's language, if they are known (a delivery after a restart uses it)."""
+        user = await self._store.get_user(render.platform, render.user_id)
+        return user.language if user else None
+
+    async def _user(self, render: RenderRecord) -> UserRecord:
+        return await self._accounts.user(render.platform, render.user_id)

@@ -25,8 +25,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from core.accounts import RenderOwners, renewing
 from core.client import NemoClient, RenderStatus
-from core.errors import TokenExpiredError
 from core.i18n import t
 from core.replies import plain_reason, quietly
 from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
@@ -40,9 +40,6 @@ SUBMITTING = "submitting"
 NEVER_STARTED = "the export never reached the video service"
 
 log = logging.getLogger("nemo.renders")
-
-#: A token for polling a render: ``(render, rejected token or None) -> token``.
-TokenSource = Callable[[RenderRecord, str | None], Awaitable[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +88,14 @@ class RenderTracker:
         *,
         store: Store,
         client: NemoClient,
-        token_source: TokenSource,
+        owners: RenderOwners,
         policy: PollPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_delivered: Callable[[RenderRecord, float], None] | None = None,
     ) -> None:
         self._store = store
         self._client = client
-        self._token_source = token_source
+        self._owners = owners
         self._policy = policy or PollPolicy()
         self._clock = clock
         self._on_delivered = on_delivered
@@ -135,18 +132,14 @@ class RenderTracker:
         if self._by_session.get(render.session_id) == render.render_id:
             del self._by_session[render.session_id]
 
-    async def resume(
-        self,
-        adapters: Mapping[str, ChatAdapter],
-        language_of: Callable[[RenderRecord], Awaitable[str | None]],
-    ) -> int:
+    async def resume(self, adapters: Mapping[str, ChatAdapter]) -> int:
         """Follow every undelivered render whose platform runs in this process."""
         resumed = 0
         for render in await self._store.undelivered_renders():
             adapter = adapters.get(render.platform)
             if adapter is None or render.created_at >= self._started_at:
                 continue
-            lang = await language_of(render)
+            lang = await self._owners.language(render)
             self.follow(render, adapter.replier_for(ref_of(render, lang)), lang)
             resumed += 1
         if resumed:
@@ -247,12 +240,12 @@ class RenderTracker:
     async def _poll(self, render: RenderRecord, token: str | None) -> tuple[str, RenderStatus]:
         """One status poll; a missing token is fetched, a rejected one (1001) renewed once."""
         if token is None:
-            token = await self._token_source(render, None)
-        try:
-            return token, await self._client.render_status(token, render.render_id)
-        except TokenExpiredError:
-            token = await self._token_source(render, token)
-            return token, await self._client.render_status(token, render.render_id)
+            token = await self._owners.token(render)
+        return await renewing(
+            token,
+            lambda tok: self._client.render_status(tok, render.render_id),
+            lambda rejected: self._owners.renew(render, rejected),
+        )
 
     async def _finish(
         self,

@@ -77,7 +77,9 @@ class IncomingMessage:
     """One user request, already stripped of platform details.
 
     ``intent`` lets an adapter force the route (a slash command or a button);
-    otherwise the router reads ``text``.
+    otherwise the router reads ``text``. ``seq`` is the platform's ordering number
+    for the message when it has one (Telegram's ``update_id``): a session gate
+    shared by several processes uses it to serve a chat's messages in order.
     """
 
     platform: str
@@ -92,6 +94,7 @@ class IncomingMessage:
     intent: Intent | None = None
     message_id: str | None = None
     user_display: str | None = None
+    seq: int | None = None
 
     def ref(self) -> ConversationRef:
         """The conversation reference a later delivery goes to."""

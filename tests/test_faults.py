@@ -23,6 +23,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from core.app import build_service
 from core.client import NemoClient
 from core.config import Settings
 from core.i18n import t
@@ -120,7 +121,7 @@ async def test_many_users_under_random_faults_nothing_lost(tmp_path: Path) -> No
                 SQLiteStore(db) as store,
                 NemoClient(base_url=sim.base_url, sleep=_fast_sleep) as client,
             ):
-                service = ConversationService(
+                service = build_service(
                     settings=settings, store=store, client=client, poll_policy=POLL
                 )
                 service.register_adapter(CollectingAdapter())
@@ -218,7 +219,7 @@ async def _service(sim: Simulator, db: Path) -> tuple[ConversationService, SQLit
     store = SQLiteStore(db)
     await store.open()
     client = NemoClient(base_url=sim.base_url, sleep=_fast_sleep)
-    service = ConversationService(settings=settings, store=store, client=client, poll_policy=POLL)
+    service = build_service(settings=settings, store=store, client=client, poll_policy=POLL)
     return service, store, client
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from core.app import open_core
+from core.app import build_service, open_core
 from core.client import NemoClient
 from core.config import Settings
 from core.renders import SUBMITTING, PollPolicy
@@ -343,7 +343,7 @@ async def test_cancelled_waiters_free_their_place_in_the_queue(
         assert any("right after" in t for t in r.texts())  # queued, not refused as busy
         release.set()
         await asyncio.gather(first, late)
-        assert service._gates == {}
+        assert service.gate.active_sessions == 0  # type: ignore[attr-defined]
 
 
 async def test_credits_need_no_project(sim: Simulator, tmp_path: Path) -> None:
@@ -469,7 +469,7 @@ async def test_an_export_whose_reply_was_lost_is_still_followed_and_delivered(
         SQLiteStore(settings.nemo_bot_db) as store,
         NemoClient(base_url=sim.base_url, http=httpx.AsyncClient(transport=transport)) as client,
     ):
-        service = ConversationService(
+        service = build_service(
             settings=settings, store=store, client=client, poll_policy=FAST_POLL
         )
         r = CollectingReplier()
