@@ -7,13 +7,14 @@ stops start-up with one clear line per bad variable (:class:`SettingsError`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from storage.secrets import SecretKeyError, parse_keys
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["Settings", "SettingsError", "display_value", "load_settings"]
 
 DEFAULT_API_BASE = "https://mega-api-prod.nemovideo.ai"
 
@@ -60,8 +61,14 @@ class Settings(BaseSettings):
     discord_api_base: str = Field("https://discord.com/api/v10", alias="DISCORD_API_BASE")
     discord_gateway_url: str = Field("wss://gateway.discord.gg", alias="DISCORD_GATEWAY_URL")
 
-    allowed_user_ids: list[str] = Field(default_factory=list, alias="NEMO_ALLOWED_USERS")
-    allowed_chat_ids: list[str] = Field(default_factory=list, alias="NEMO_ALLOWED_CHATS")
+    # NoDecode: the documented form is comma-separated ids, not the JSON list that
+    # pydantic-settings would otherwise expect from the environment and .env.
+    allowed_user_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="NEMO_ALLOWED_USERS"
+    )
+    allowed_chat_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="NEMO_ALLOWED_CHATS"
+    )
 
     log_level: str = Field("INFO", alias="NEMO_LOG_LEVEL")
     health_port: int | None = Field(None, alias="NEMO_HEALTH_PORT", ge=0, le=65535)
@@ -113,6 +120,17 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
+    @model_validator(mode="after")
+    def _notice_before_timeout(self) -> Settings:
+        # A notice due at or after the time-out could never be shown.
+        if self.heartbeat_notice_s >= self.heartbeat_timeout_s:
+            raise ValueError(
+                f"NEMO_HEARTBEAT_NOTICE_S ({display_value(self.heartbeat_notice_s)}) must be "
+                f"below NEMO_HEARTBEAT_TIMEOUT_S ({display_value(self.heartbeat_timeout_s)}), "
+                "or the 'still working' notice never shows"
+            )
+        return self
+
     @property
     def db_target(self) -> Path | str:
         """Where the store lives: a SQLite path, or the PostgreSQL URL in the clear."""
@@ -131,6 +149,27 @@ class Settings(BaseSettings):
         return not (self.allowed_chat_ids and chat_id not in self.allowed_chat_ids)
 
 
+def display_value(value: object) -> str:
+    """A setting's value as README.md and ``.env.example`` write it.
+
+    ``false``/``true``, lists comma-separated, unset as empty, ``120`` rather than
+    ``120.0``; secrets that are set show as ``********``.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, SecretStr):
+        return "********"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, Path) and not value.is_absolute() and not str(value).startswith("."):
+        return f"./{value}"  # Path("./data/x") prints as "data/x"; keep the written form
+    if isinstance(value, list | tuple):
+        return ",".join(display_value(item) for item in value)
+    return str(value)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings; raise :class:`SettingsError` with one line per bad variable."""
     try:
@@ -138,8 +177,12 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = str(err["loc"][0]) if err["loc"] else "?"
+            message = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # a rule across settings names them itself
+                lines.append(message)
+                continue
+            name = str(err["loc"][0])
             field = Settings.model_fields.get(name)
             alias = field.alias if field and field.alias else name
-            lines.append(f"{alias}: {err['msg']}")
+            lines.append(f"{alias}: {message}")
         raise SettingsError("\n".join(lines)) from None

@@ -6,7 +6,12 @@
 
 from __future__ import annotations
 
-__all__ = ["FORMATS", "language_of", "t"]
+import functools
+import re
+import string
+from collections.abc import Iterable
+
+__all__ = ["FORMATS", "key_of", "language_of", "t"]
 
 FORMATS = "MP4, MOV, AVI, WEBM, MKV, JPG, PNG, GIF, WEBP, MP3, WAV, M4A, AAC"
 
@@ -190,3 +195,28 @@ def t(key: str, lang: str | None = None, **values: object) -> str:
     text = texts.get(language_of(lang), texts["en"])
     values.setdefault("formats", FORMATS)
     return text.format(**values)
+
+
+@functools.cache
+def _pattern(key: str) -> re.Pattern[str]:
+    """Matches the text ``key`` in any language, whatever values fill its fields."""
+    options = []
+    for template in _TEXTS[key].values():
+        parts = []
+        for literal, field, _spec, _conv in string.Formatter().parse(template):
+            parts.append(re.escape(literal))
+            if field is not None:
+                parts.append(".*?")
+        options.append("".join(parts))
+    return re.compile("|".join(f"(?:{option})" for option in options), re.DOTALL)
+
+
+def key_of(text: str, keys: Iterable[str]) -> str | None:
+    """Which of ``keys`` the message ``text`` is (in any language), or None.
+
+    Lets an adapter react to what the user was told (the terminal chat's exit status).
+    """
+    for key in keys:
+        if _pattern(key).fullmatch(text):
+            return key
+    return None

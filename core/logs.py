@@ -11,10 +11,12 @@ each request URL at INFO, so it is kept at WARNING.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import traceback
 from collections.abc import Iterable
+from pathlib import Path
 
 __all__ = ["SecretFilter", "mask_id", "setup_logging"]
 
@@ -70,9 +72,22 @@ def mask_id(user_id: str) -> str:
     return f"…{user_id[-4:]}" if len(user_id) > 4 else "…"
 
 
-def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> SecretFilter:
-    """Log to stderr, one line per event, through a :class:`SecretFilter`."""
-    handler = logging.StreamHandler(sys.stderr)
+def _private_file_handler(path: Path) -> logging.Handler:
+    """Appends to ``path`` (created 0600: log lines name users and chats)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    return logging.FileHandler(path, encoding="utf-8")
+
+
+def setup_logging(
+    level: str = "INFO", secrets: Iterable[str] = (), *, file: Path | None = None
+) -> SecretFilter:
+    """Log one line per event, through a :class:`SecretFilter`, to stderr or to ``file``.
+
+    The terminal chat logs to a file so that log lines never land in the middle of
+    the conversation. Raises ``OSError`` if ``file`` cannot be written.
+    """
+    handler = _private_file_handler(file) if file is not None else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(_FORMAT))
     secret_filter = SecretFilter(secrets)
     handler.addFilter(secret_filter)
