@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bots.console import EXIT_CODES_HELP, ExitCode
+from bots.status import EXIT_CODES_HELP, ExitCode
 from core.config import Settings, SettingsError, display_value, load_settings
 from core.logs import setup_logging
 
@@ -58,7 +58,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Shows each option's default (where there is one worth showing); epilogs as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, [], False) or action.default is argparse.SUPPRESS:
+        default = action.default
+        if default is None or default is False or default == [] or default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import getpass
 import mimetypes
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from bots.status import ExitCode
 from core.i18n import key_of
 from core.router import route
 from core.service import ConversationService
@@ -38,44 +38,13 @@ from core.types import (
     Video,
 )
 
-__all__ = [
-    "EXIT_CODES_HELP",
-    "ConsoleAdapter",
-    "ConsoleReplier",
-    "ExitCode",
-    "run_console",
-    "run_terminal",
-]
+__all__ = ["ConsoleAdapter", "ConsoleReplier", "run_console", "run_terminal"]
 
 PLATFORM = "console"
 _ACTION_WORDS = {Action.EXPORT: "export", Action.TIMELINE: "status", Action.CREDITS: "credits"}
 #: The largest video the terminal saves (the backend's 1080p renders are far smaller).
 _SAVE_LIMIT = 4 * 1024**3
 
-
-class ExitCode(enum.IntEnum):
-    """The exit status of ``nemo-bot`` (README.md, "Exit status")."""
-
-    OK = 0
-    FAILED = 1  # a platform failed to start, or something went wrong on our side
-    USAGE = 2  # bad flag, bad setting, missing token, --attach file not found
-    UNREACHABLE = 3  # the video service could not be reached or stopped answering
-    ATTACHMENT_REFUSED = 4  # a file was refused (format, size, empty, unreadable)
-    EXPORT_FAILED = 5  # the export failed, was blocked, or there was nothing to export
-    REFUSED = 6  # the video service refused a request (credits, rate limit, error)
-    INTERRUPTED = 130  # Ctrl-C; SIGTERM and SIGHUP give 128 + the signal number
-
-
-EXIT_CODES_HELP = """\
-exit status (chat and demo with -m: the first failure decides):
-  0  everything was answered (and any export delivered)
-  1  start-up failed, or something went wrong inside nemo-bot
-  2  bad flag or setting, missing token, --attach file not found
-  3  the video service could not be reached or stopped answering
-  4  an attachment was refused (format, size, empty file)
-  5  the export failed or could not start (nothing to export, plan blocks exports)
-  6  the video service refused a request (out of credits, rate limited, its error)
-  130 / 143 / 129  stopped by Ctrl-C / SIGTERM / SIGHUP"""
 
 #: What the user was told -> how a one-shot run ends.
 _FAILURES: dict[str, ExitCode] = {

@@ -2,51 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
-import socket
+import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.procs import BotProcess, bot_env, wait_until
+from tests.fakes.simproc import ROOT, free_port, sim_process
+
 NEMO_BOT = [sys.executable, "-m", "bots.cli"]
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def sim_url() -> Iterator[str]:
     """`nemo-bot sim` running as its own process."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [*NEMO_BOT, "sim", "--port", str(port), "--render-seconds", "1"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"{url}/_sim/health", timeout=1).raise_for_status()
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("simulator did not start") from None
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with sim_process("--render-seconds", "1") as url:
+        yield url
 
 
 def run_cli(
@@ -67,6 +48,8 @@ def test_whole_scenario_then_a_second_run_reuses_token_and_session(
     env = {"NEMO_API_BASE": sim_url, "NEMO_BOT_DB": str(tmp_path / "bot.db")}
     first = run_cli(
         "chat",
+        "--save-dir",
+        str(tmp_path / "videos"),
         "-m",
         "generate a 10-second clip of a futuristic city at night",
         "-m",
@@ -86,6 +69,10 @@ def test_whole_scenario_then_a_second_run_reuses_token_and_session(
     assert "Timeline (3 tracks)" in out and "Urban Dreams" in out
     assert "Credits:" in out
     assert "Your video is ready" in out and f"{sim_url}/media/" in out
+    # The link dies with the backend's copy: the MP4 is saved too, and its path printed.
+    [saved] = list((tmp_path / "videos").iterdir())
+    assert f"💾 Saved to {saved}" in out
+    assert saved.suffix == ".mp4" and saved.read_bytes()[4:8] == b"ftyp"
     assert "nmv_" not in out + first.stderr
     assert "Traceback" not in first.stderr
     minted = httpx.get(f"{sim_url}/_sim/stats").json()["tokens_minted"]
@@ -143,7 +130,7 @@ def test_interactive_chat_reads_lines_until_end_of_input(sim_url: str, tmp_path:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("NEMO_", "TELEGRAM_"))}
     full_env.update(env)
     result = subprocess.run(
-        [*NEMO_BOT, "chat"],
+        [*NEMO_BOT, "chat", "--save-dir", str(tmp_path)],
         cwd=ROOT,
         env=full_env,
         input="make a 5-second clip of a red balloon\n\nexport\ncredits\n",
@@ -156,3 +143,203 @@ def test_interactive_chat_reads_lines_until_end_of_input(sim_url: str, tmp_path:
     ready = out.index("Your video is ready")
     assert out.index("Credits:") > ready  # the export finished before the next line was read
     assert "Tell me what video to make" not in out  # the blank line was skipped
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"nemo-bot {importlib.metadata.version('nemo-bot')}"
+
+
+def test_sim_help_describes_every_option_with_its_default() -> None:
+    result = run_cli("sim", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "address to listen on (default: 127.0.0.1)" in text
+    assert "port to listen on (default: 8765)" in text
+    assert "random seed" in text and "(default: 0)" in text
+    assert "how long a simulated render takes" in text
+
+
+def test_a_bad_flag_after_a_command_prints_that_commands_usage() -> None:
+    result = run_cli("chat", "--bogus")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: nemo-bot chat ")
+    assert "nemo-bot chat: error: unrecognized arguments: --bogus" in result.stderr
+
+
+def test_the_simulator_prints_the_line_that_points_chat_at_it(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*NEMO_BOT, "sim", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert proc.stdout.readline().startswith("NemoVideo simulator on")  # it is up
+        # The exact line, as a shell would run it.
+        assignment, command = line.split(": ", 1)[1].split(" ", 1)
+        assert command == "nemo-bot chat"
+        name, _, value = assignment.partition("=")
+        result = run_cli(
+            "chat", "-m", "credits", env={name: value, "NEMO_BOT_DB": str(tmp_path / "b.db")}
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Credits:" in result.stdout
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# --- Exit status of `nemo-bot chat -m` (README.md, "Exit status") ---
+
+
+def _inject(sim_url: str, fault: str, endpoint: str) -> None:
+    httpx.post(
+        f"{sim_url}/_sim/faults", json={"fault": fault, "count": 1, "endpoint": endpoint}
+    ).raise_for_status()
+
+
+def test_exit_status_when_the_backend_is_unreachable(tmp_path: Path) -> None:
+    env = {"NEMO_API_BASE": f"http://127.0.0.1:{free_port()}", "NEMO_BOT_DB": str(tmp_path / "b")}
+    result = run_cli("chat", "-m", "make a 3-second clip of a kite", env=env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "can't reach the video service" in result.stdout
+    assert result.stderr.strip() == (
+        "nemo-bot: the video service could not be reached (exit status 3)"
+    )
+
+
+def test_exit_status_when_an_attachment_is_refused(sim_url: str, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
+    env = {"NEMO_API_BASE": sim_url, "NEMO_BOT_DB": str(tmp_path / "bot.db")}
+    result = run_cli("chat", "--attach", str(notes), "-m", "status", env=env)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "I can't use notes.txt" in result.stdout
+    assert "an attachment was refused (exit status 4)" in result.stderr
+
+
+def test_exit_status_when_the_export_fails(sim_url: str, tmp_path: Path) -> None:
+    env = {"NEMO_API_BASE": sim_url, "NEMO_BOT_DB": str(tmp_path / "bot.db")}
+    _inject(sim_url, "render_failed", "render")
+    result = run_cli(
+        "chat", "--save-dir", str(tmp_path), "-m", "make a 3-second clip of a kite",
+        "-m", "export", env=env,
+    )  # fmt: skip
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "The export failed" in result.stdout
+    assert "the export failed (exit status 5)" in result.stderr
+    nothing = run_cli("chat", "-m", "new project", "-m", "export", env=env)
+    assert nothing.returncode == 5, nothing.stdout + nothing.stderr
+    assert "nothing to export" in nothing.stdout
+
+
+def test_exit_status_when_the_backend_refuses(sim_url: str, tmp_path: Path) -> None:
+    env = {"NEMO_API_BASE": sim_url, "NEMO_BOT_DB": str(tmp_path / "bot.db")}
+    _inject(sim_url, "no_credits", "chat")
+    result = run_cli("chat", "-m", "make a 3-second clip of a kite", "-m", "credits", env=env)
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "out of credits" in result.stdout
+    assert "Credits:" in result.stdout  # later messages still ran
+
+
+def test_exit_status_when_an_attach_file_is_missing(sim_url: str, tmp_path: Path) -> None:
+    env = {"NEMO_API_BASE": sim_url, "NEMO_BOT_DB": str(tmp_path / "bot.db")}
+    result = run_cli("chat", "--attach", str(tmp_path / "nope.png"), "-m", "status", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"nemo-bot: No such file: {tmp_path / 'nope.png'}"
+    folder = run_cli("chat", "--attach", str(tmp_path), env=env)
+    assert folder.returncode == 2 and "is a folder" in folder.stderr
+
+
+# --- Start-up failures in one line ---
+
+
+class _NotABotApi(BaseHTTPRequestHandler):
+    """A web server that is not a Bot API server (an HTML 404 for everything)."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = b"<html><body><h1>404 Not Found</h1></body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _TokenRejected(_NotABotApi):
+    """A Bot API server that rejects the token, as api.telegram.org does."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = json.dumps({"ok": False, "error_code": 401, "description": "Unauthorized"})
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_GET = do_POST = _answer
+
+
+@pytest.mark.parametrize(
+    ("server", "says"),
+    [
+        (_NotABotApi, "is not a Bot API server: getMe answered HTTP 404 (text/html)"),
+        (_TokenRejected, "rejected TELEGRAM_BOT_TOKEN (401 Unauthorized)"),
+    ],
+)
+def test_telegram_api_base_that_is_not_a_bot_api_is_one_clear_line(
+    server: type[BaseHTTPRequestHandler], says: str, tmp_path: Path
+) -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), server)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    token = "123456789:AAHsampleSampleSampleSampleSample12"
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        result = run_cli(
+            "telegram",
+            env={
+                "TELEGRAM_BOT_TOKEN": token,
+                "TELEGRAM_API_BASE": base,
+                "NEMO_BOT_DB": str(tmp_path / "bot.db"),
+                "NEMO_LOG_LEVEL": "WARNING",
+            },
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("nemo-bot: telegram stopped: ")
+    assert says in line and base in line
+    assert "InvalidToken" not in line and token not in result.stderr
+
+
+async def test_discord_starts_without_voice_support_warnings(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        env = bot_env(
+            DISCORD_BOT_TOKEN="discord-test-token-do-not-log",
+            DISCORD_API_BASE=fake.api_base,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            NEMO_BOT_DB=tmp_path / "bot.db",
+            NEMO_LOG_LEVEL="INFO",
+        )
+        async with BotProcess("discord", env=env, cwd=tmp_path) as bot:
+            await fake.wait_for(lambda r: "/commands" in r.path, within=60)
+            await wait_until(lambda: "all platforms up" in bot.stderr, within=30)
+            bot.signal(signal.SIGTERM)
+            assert await bot.wait(30) == 0
+    assert "voice" not in bot.stderr.lower(), bot.stderr
+    assert "PyNaCl" not in bot.stderr and "davey" not in bot.stderr
