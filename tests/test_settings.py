@@ -43,7 +43,10 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "NEMO_HEALTH_PORT": ("8080", "8080"),
     "NEMO_HEALTH_HOST": ("0.0.0.0", "0.0.0.0"),
     "TELEGRAM_OVERALL_RATE": ("10", "10"),
-    "NEMO_SECRET_KEY": ("sample-secret-key-sample-secret-key", "********"),
+    "NEMO_SECRET_KEY": (
+        "MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA=,MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE=",
+        "********",
+    ),
     "DISCORD_SHARD_COUNT": ("4", "4"),
     "DISCORD_SHARD_IDS": ("0,1", "0,1"),
     "NEMO_LIMIT_REQUESTS_PER_HOUR": ("30", "30"),
