@@ -20,6 +20,7 @@ from core.config import Settings
 from core.explain import Explainer
 from core.exports import Exports
 from core.gate import LocalSessionGate, SessionGate
+from core.lease_gate import StoreSessionGate
 from core.metrics import Metrics
 from core.project import Project
 from core.relay import ChatRelay
@@ -28,6 +29,7 @@ from core.service import ConversationService
 from core.uploads import Uploads
 from storage.base import RenderRecord, Store
 from storage.factory import make_store
+from storage.postgres import PostgresStore
 
 __all__ = ["build_service", "open_core"]
 
@@ -94,6 +96,8 @@ async def open_core(
 ) -> AsyncIterator[ConversationService]:
     """Open the store (SQLite, or PostgreSQL for a URL) and the client; yield a ready service.
 
+    On PostgreSQL the session gate is the store-backed one (replicas share each
+    session's turn through its lease); on SQLite it is the in-process one.
     Register adapters on the service, then call ``await service.start()`` to
     resume renders that were not delivered before the last stop.
     """
@@ -101,8 +105,9 @@ async def open_core(
         make_store(settings.db_target, secret_key=_secret(settings)) as store,
         NemoClient.from_settings(settings) as client,
     ):
+        gate = StoreSessionGate(store) if isinstance(store, PostgresStore) else None
         service = build_service(
-            settings=settings, store=store, client=client, poll_policy=poll_policy
+            settings=settings, store=store, client=client, poll_policy=poll_policy, gate=gate
         )
         try:
             yield service

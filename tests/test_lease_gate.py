@@ -1,0 +1,224 @@
+"""The store-backed session gate: two gates on one database are two replicas.
+
+On PostgreSQL (the deployment it is chosen for) and on SQLite (two processes on one
+file): one request per session at a time, in the platform's order; a cancelled
+waiter gives its place up; a replica killed while holding a session loses it once
+its lease expires, and the next request runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from core.gate import OnWait, SessionBusy, SessionKey
+from core.lease_gate import StoreSessionGate
+from storage import make_store
+from tests.stores import backend, raw_rows, server, target
+
+__all__ = ["backend", "server", "target"]  # fixtures used here
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = SessionKey("telegram", "u1", "chat1")
+
+
+async def _until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Poll the database (another process's state: no event to wait on) for 30 s at most."""
+    async with asyncio.timeout(30):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.05)
+
+
+async def _waiters(target: Path | str) -> int:
+    rows = await raw_rows(target, "SELECT count(*) FROM session_waiters")
+    return int(rows[0][0])  # type: ignore[call-overload]
+
+
+async def test_two_replicas_run_a_sessions_requests_one_at_a_time_in_order(
+    target: Path | str,
+) -> None:
+    async with make_store(target) as sa, make_store(target) as sb:
+        gates = (
+            StoreSessionGate(sa, replica="a", poll=0.2, max_waiting=10),
+            StoreSessionGate(sb, replica="b", poll=0.2, max_waiting=10),
+        )
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def first() -> None:
+            async with gates[0].hold(KEY, 100):
+                entered.set()
+                await release.wait()
+
+        holder = asyncio.create_task(first())
+        await asyncio.wait_for(entered.wait(), 30)
+        starts: list[int] = []
+        running = 0
+
+        async def request(gate: StoreSessionGate, seq: int) -> None:
+            nonlocal running
+            async with gate.hold(KEY, seq):
+                running += 1
+                assert running == 1, "two requests of one session ran at once"
+                starts.append(seq)
+                await asyncio.sleep(0.02)
+                running -= 1
+
+        arrival = [105, 101, 104, 102, 103]  # the replicas see them out of order
+        tasks = [asyncio.create_task(request(gates[i % 2], s)) for i, s in enumerate(arrival)]
+
+        async def all_queued() -> bool:
+            return await _waiters(target) == len(arrival)
+
+        await _until(all_queued)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holder, *tasks), 60)
+        assert starts == sorted(arrival)
+        assert await _waiters(target) == 0
+
+
+async def test_other_sessions_do_not_wait(target: Path | str) -> None:
+    async with make_store(target) as sa, make_store(target) as sb:
+        a, b = StoreSessionGate(sa, replica="a"), StoreSessionGate(sb, replica="b")
+        async with a.hold(KEY, 1):
+            other = SessionKey("telegram", "u2", "chat1")
+            async with asyncio.timeout(10), b.hold(other, 1):
+                lease = await sb.get_lease(str(other))
+                assert lease is not None and lease.owner.startswith("b/")
+
+
+async def test_a_cancelled_waiter_gives_its_place_up(target: Path | str) -> None:
+    async with make_store(target) as sa, make_store(target) as sb:
+        a = StoreSessionGate(sa, replica="a", ttl=60, poll=0.2)
+        b = StoreSessionGate(sb, replica="b", ttl=60, poll=0.2)
+        done = asyncio.Event()
+        ran: list[int] = []
+
+        async def run(gate: StoreSessionGate, seq: int) -> None:
+            async with gate.hold(KEY, seq):
+                ran.append(seq)
+                done.set()
+
+        async with a.hold(KEY, 1):
+            doomed = asyncio.create_task(run(b, 2))
+            later = asyncio.create_task(run(a, 3))
+
+            async def queued() -> bool:
+                return await _waiters(target) == 2
+
+            await _until(queued)
+            doomed.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await doomed
+        # without giving its place up, seq 2 would block seq 3 for its 60 s ttl
+        await asyncio.wait_for(later, 15)
+        assert ran == [3]
+
+
+async def test_busy_session_tells_the_caller_once_and_refuses_past_max_waiting(
+    target: Path | str,
+) -> None:
+    async with make_store(target) as store:
+        gate = StoreSessionGate(store, replica="a", poll=0.1, max_waiting=1)
+        told: list[str] = []
+
+        async def on_wait() -> None:
+            told.append("wait")
+
+        async with gate.hold(KEY, 1):
+            waiter = asyncio.create_task(_enter(gate, 2, on_wait))
+
+            async def queued() -> bool:
+                return await _waiters(target) == 1
+
+            await _until(queued)
+            with pytest.raises(SessionBusy):
+                async with gate.hold(KEY, 3):
+                    pytest.fail("a third request got in")
+        await asyncio.wait_for(waiter, 15)
+        assert told == ["wait"]
+
+
+async def _enter(gate: StoreSessionGate, seq: int, on_wait: OnWait) -> None:
+    async with gate.hold(KEY, seq, on_wait=on_wait):
+        pass
+
+
+_DOOMED = """
+import asyncio, sys
+from core.gate import SessionKey
+from core.lease_gate import StoreSessionGate
+from storage import make_store
+
+async def main():
+    async with make_store(sys.argv[1]) as store:
+        gate = StoreSessionGate(store, replica="doomed", ttl=float(sys.argv[2]))
+        async with gate.hold(SessionKey("telegram", "u1", "chat1"), 1):
+            print("holding", flush=True)
+            await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_replicas_lease_expires_and_the_next_request_runs(
+    target: Path | str,
+) -> None:
+    ttl = 3.0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _DOOMED, str(target), str(ttl),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.strip() == b"holding"
+        async with make_store(target) as store:
+            gate = StoreSessionGate(store, replica="survivor", poll=0.2)
+            held = await store.get_lease(str(KEY))
+            assert held is not None and held.owner.startswith("doomed/")
+            entered = asyncio.Event()
+
+            async def next_request() -> None:
+                async with gate.hold(KEY, 2):
+                    entered.set()
+
+            task = asyncio.create_task(next_request())
+            await asyncio.sleep(ttl * 1.2)  # the holder is alive and renewing: it waits
+            assert not entered.is_set()
+            os.kill(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            killed_at = time.monotonic()
+            await asyncio.wait_for(task, 30)
+            assert time.monotonic() - killed_at <= ttl + 10  # within the lease, plus slack
+            after = await store.get_lease(str(KEY))
+            assert after is None  # released by the survivor
+            rows = await raw_rows(
+                target, "SELECT token FROM session_leases WHERE key = 'telegram:u1:chat1'"
+            )
+            assert rows == [(2,)]  # the survivor's claim was the second
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_open_core_picks_the_lease_gate_for_postgres_only(
+    target: Path | str, backend: str
+) -> None:
+    from core.app import open_core
+    from core.config import Settings
+    from core.gate import LocalSessionGate
+
+    settings = Settings(_env_file=None, NEMO_BOT_DB=str(target))  # type: ignore[call-arg,arg-type]
+    async with open_core(settings) as service:
+        expected = StoreSessionGate if backend == "postgres" else LocalSessionGate
+        assert type(service.gate) is expected
