@@ -289,6 +289,7 @@ async def _terminal(args: argparse.Namespace, settings: Settings, log_file: Path
     """``nemo-bot chat`` or ``nemo-bot demo``."""
     from bots.console import run_console
     from core.app import open_core
+    from storage.base import StoreError
 
     options: dict[str, Any] = {
         "messages": args.message,
@@ -297,8 +298,12 @@ async def _terminal(args: argparse.Namespace, settings: Settings, log_file: Path
         "log_file": log_file,
     }
     if args.command == "chat":
-        async with open_core(settings) as service:
-            return await run_console(service, **options)
+        try:
+            async with open_core(settings) as service:
+                return await run_console(service, **options)
+        except StoreError as exc:  # e.g. encrypted tokens but no NEMO_SECRET_KEY: one line
+            print(f"nemo-bot: chat stopped: {exc}", file=sys.stderr)
+            return ExitCode.FAILED
 
     from simulator.server import SimConfig, Simulator
 
