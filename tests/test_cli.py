@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -343,3 +344,20 @@ async def test_discord_starts_without_voice_support_warnings(tmp_path: Path) -> 
             assert await bot.wait(30) == 0
     assert "voice" not in bot.stderr.lower(), bot.stderr
     assert "PyNaCl" not in bot.stderr and "davey" not in bot.stderr
+
+
+def test_the_demo_saves_the_video_whose_link_dies_with_it(tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    result = run_cli(
+        "demo", "--save-dir", str(videos), "-m", "make a 3-second clip of a kite", "-m", "export",
+        env={"TMPDIR": str(tmp_path)}, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    link = re.search(r"http://127\.0\.0\.1:\d+/media/\S+\.mp4", result.stdout)
+    assert link, result.stdout
+    [saved] = list(videos.iterdir())
+    assert f"💾 Saved to {saved}" in result.stdout
+    assert saved.read_bytes()[4:8] == b"ftyp"
+    with pytest.raises(httpx.ConnectError):  # the simulator went with the demo
+        httpx.get(link.group(0), timeout=5)
+    assert list(tmp_path.glob("nemo-demo-*")) == []  # and so did its database

@@ -1,0 +1,93 @@
+"""The slash commands. Each one defers first, then hands the request to the bot.
+
+Descriptions are ``locale_str`` so :class:`~.texts.NemoTranslator` can add the
+Simplified Chinese text when the tree syncs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _
+
+from core.types import Intent
+
+if TYPE_CHECKING:
+    from .bot import DiscordBot
+
+__all__ = ["build_commands"]
+
+
+def _bot(interaction: discord.Interaction) -> DiscordBot:
+    return cast("DiscordBot", interaction.client)
+
+
+def build_commands() -> list[app_commands.Command[Any, ..., None]]:
+    """Fresh command objects for one bot's tree (so several bots never share state)."""
+
+    @app_commands.command(name="video", description=_("Generate a video, or edit the current one"))
+    @app_commands.describe(
+        prompt=_("What to make or change"),
+        image=_("An image to use"),
+        clip=_("A video clip to use"),
+    )
+    async def video(
+        interaction: discord.Interaction,
+        prompt: str,
+        image: discord.Attachment | None = None,
+        clip: discord.Attachment | None = None,
+    ) -> None:
+        """Generate or edit a video."""
+        files = [a for a in (image, clip) if a is not None]
+        # With files the core uploads them first, then sends the prompt.
+        await _bot(interaction).run_command(
+            interaction,
+            text=prompt,
+            intent=Intent.UPLOAD if files else Intent.CHAT,
+            attachments=files,
+        )
+
+    @app_commands.command(
+        name="upload", description=_("Upload a photo, clip or sound for your video")
+    )
+    @app_commands.describe(file=_("The file to upload"), note=_("A note about the file"))
+    async def upload(
+        interaction: discord.Interaction, file: discord.Attachment, note: str | None = None
+    ) -> None:
+        """Upload one file to the session."""
+        await _bot(interaction).run_command(
+            interaction, text=note or "", intent=Intent.UPLOAD, attachments=[file]
+        )
+
+    @app_commands.command(name="export", description=_("Export the current video as an MP4"))
+    async def export(interaction: discord.Interaction) -> None:
+        """Render and deliver the current video."""
+        await _bot(interaction).run_command(interaction, text="export", intent=Intent.EXPORT)
+
+    @app_commands.command(name="status", description=_("Show what you are working on"))
+    async def status(interaction: discord.Interaction) -> None:
+        """Show the session's state."""
+        await _bot(interaction).run_command(interaction, text="status", intent=Intent.STATUS)
+
+    @app_commands.command(name="credits", description=_("Show your remaining credits"))
+    async def credits(interaction: discord.Interaction) -> None:
+        """Show the user's credits, to them only."""
+        await _bot(interaction).run_command(
+            interaction, text="credits", intent=Intent.CREDITS, ephemeral=True
+        )
+
+    @app_commands.command(name="new", description=_("Start a new video project"))
+    async def new(interaction: discord.Interaction) -> None:
+        """Start a fresh session."""
+        await _bot(interaction).run_command(interaction, text="new", intent=Intent.NEW)
+
+    @app_commands.command(name="help", description=_("How to use the video bot"))
+    async def help_(interaction: discord.Interaction) -> None:
+        """Explain the bot, to the asker only."""
+        await _bot(interaction).run_command(
+            interaction, text="help", intent=Intent.HELP, ephemeral=True
+        )
+
+    return [video, upload, export, status, credits, new, help_]

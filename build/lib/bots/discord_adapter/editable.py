@@ -1,0 +1,97 @@
+"""One posted Discord message that is edited in place: throttled, never with the same text."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+
+from .texts import MESSAGE_LIMIT
+
+__all__ = ["EditFn", "EditableMessage"]
+
+log = logging.getLogger(__name__)
+
+EditFn = Callable[..., Awaitable[Any]]
+"""A bound ``edit(content=..., **fields)`` of some discord.py message object."""
+
+
+class EditableMessage:
+    """A posted message that can be edited, with throttling and de-duplication.
+
+    ``edit`` is the bound edit call (an interaction's original response, a
+    followup, or a channel message); ``expires_at`` (monotonic seconds) is when
+    an interaction-token edit stops working, ``None`` for channel messages.
+    """
+
+    def __init__(
+        self, edit: EditFn, *, shown: str, interval: float, expires_at: float | None = None
+    ) -> None:
+        self._edit = edit
+        self.shown = shown
+        self.wanted = shown
+        self.interval = interval
+        self.expires_at = expires_at
+        self._last_edit = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def alive(self) -> bool:
+        """Whether edits can still reach this message."""
+        return self.expires_at is None or time.monotonic() < self.expires_at
+
+    async def update(self, content: str) -> None:
+        """Show ``content`` soon: now if the last edit is old enough, else in one later edit."""
+        self.wanted = content[:MESSAGE_LIMIT]
+        if self.wanted == self.shown or (self._task is not None and not self._task.done()):
+            return
+        delay = self._last_edit + self.interval - time.monotonic()
+        if delay <= 0:
+            await self._flush()
+        else:
+            self._task = asyncio.create_task(self._flush_later(delay))
+
+    async def final(self, content: str | None = None, **extra: Any) -> bool:
+        """The last edit: waits out the throttle, then shows ``content`` and ``extra`` fields.
+
+        Returns whether the message now shows it.
+        """
+        if content is not None:
+            self.wanted = content[:MESSAGE_LIMIT]
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.wanted == self.shown and not extra:
+            return True
+        delay = self._last_edit + self.interval - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return await self._flush(**extra)
+
+    async def _flush_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self._flush()
+        except Exception:  # a background edit must never die silently
+            log.exception("discord: delayed edit failed")
+
+    async def _flush(self, **extra: Any) -> bool:
+        async with self._lock:
+            content = self.wanted
+            if content == self.shown and not extra:
+                return True
+            try:
+                await self._edit(content=content, **extra)
+            except discord.HTTPException as exc:
+                log.warning("discord: edit failed (%s %s)", exc.status, exc.code)
+                return False
+            finally:
+                self._last_edit = time.monotonic()
+            self.shown = content
+            return True

@@ -1,0 +1,110 @@
+"""The composition root: every collaborator of the core is built here and passed in.
+
+:func:`build_service` wires a :class:`~core.service.ConversationService` from
+a store and a NemoVideo client; :func:`open_core` also opens those two (the store
+``NEMO_BOT_DB`` names, and HTTP) for the lifetime of the bot. Nothing else in
+the core builds another core object, so replacing one (a store-backed
+:class:`~core.gate.SessionGate`, say) is a change here only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from core.accounts import Accounts, RenderOwners
+from core.calls import BackendCalls
+from core.client import NemoClient
+from core.config import Settings
+from core.explain import Explainer
+from core.exports import Exports
+from core.gate import LocalSessionGate, SessionGate
+from core.metrics import Metrics
+from core.project import Project
+from core.relay import ChatRelay
+from core.renders import PollPolicy, RenderTracker
+from core.service import ConversationService
+from core.uploads import Uploads
+from storage.base import RenderRecord, Store
+from storage.factory import make_store
+
+__all__ = ["build_service", "open_core"]
+
+
+def build_service(
+    *,
+    settings: Settings,
+    store: Store,
+    client: NemoClient,
+    poll_policy: PollPolicy | None = None,
+    max_queued: int = 3,
+    gate: SessionGate | None = None,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ConversationService:
+    """A conversation service over ``store`` and ``client``.
+
+    ``max_queued`` is how many requests may wait per session with the default
+    in-process gate; pass ``gate`` to share turns between processes instead.
+    """
+    metrics = metrics or Metrics()
+    operator = settings.nemo_token.get_secret_value() if settings.nemo_token else None
+    accounts = Accounts(store=store, client=client, operator_token=operator)
+
+    def delivered(render: RenderRecord, delay: float) -> None:
+        metrics.renders_delivered.labels(outcome=render.status).inc()
+        if render.status == "completed":
+            metrics.delivery_delay.observe(delay)
+
+    renders = RenderTracker(
+        store=store,
+        client=client,
+        owners=RenderOwners(accounts, store),
+        policy=poll_policy,
+        on_delivered=delivered,
+    )
+    metrics.renders_in_flight.set_function(lambda: renders.in_flight)
+    calls = BackendCalls(accounts=accounts, client=client)
+    project = Project(accounts=accounts, client=client, store=store, calls=calls)
+    relay = ChatRelay(settings=settings, calls=calls, project=project, metrics=metrics, clock=clock)
+    return ConversationService(
+        settings=settings,
+        store=store,
+        accounts=accounts,
+        gate=gate or LocalSessionGate(max_waiting=max_queued),
+        explainer=Explainer(settings=settings, store=store),
+        project=project,
+        relay=relay,
+        uploads=Uploads(settings=settings, client=client, calls=calls, relay=relay),
+        exports=Exports(client=client, store=store, calls=calls, project=project, renders=renders),
+        renders=renders,
+        metrics=metrics,
+    )
+
+
+def _secret(settings: Settings) -> str | None:
+    key = settings.nemo_secret_key
+    return None if key is None else key.get_secret_value()
+
+
+@asynccontextmanager
+async def open_core(
+    settings: Settings, *, poll_policy: PollPolicy | None = None
+) -> AsyncIterator[ConversationService]:
+    """Open the store (SQLite, or PostgreSQL for a URL) and the client; yield a ready service.
+
+    Register adapters on the service, then call ``await service.start()`` to
+    resume renders that were not delivered before the last stop.
+    """
+    async with (
+        make_store(settings.db_target, secret_key=_secret(settings)) as store,
+        NemoClient.from_settings(settings) as client,
+    ):
+        service = build_service(
+            settings=settings, store=store, client=client, poll_policy=poll_policy
+        )
+        try:
+            yield service
+        finally:
+            await service.aclose()

@@ -1,0 +1,367 @@
+"""Render jobs: follow an export until its MP4 is delivered, exactly once.
+
+Every export is persisted before the user is told it started, with the
+conversation reference to deliver to, so a restart resumes it
+(:meth:`RenderTracker.resume`). Delivery is claimed atomically in the store
+first, so no render is ever posted twice.
+
+Polling: the backend's docs poll every 30 s, which delays delivery by ~15 s on
+average. We poll adaptively instead: every ``min_interval`` s at first, then at
+half the remaining time the backend's own progress suggests, clamped to
+[``min_interval``, ``max_interval``] — the link lands within a couple of seconds
+of completion while one render never costs more than one poll per
+``min_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from core.accounts import RenderOwners, renewing
+from core.client import NemoClient, RenderStatus
+from core.i18n import t
+from core.replies import plain_reason, quietly
+from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
+from storage.base import RenderRecord, Store
+
+__all__ = ["SUBMITTING", "PollPolicy", "RenderTracker", "ref_of"]
+
+#: Status of a render recorded but not yet accepted by the backend.
+SUBMITTING = "submitting"
+#: Why a render that was recorded but never reached the backend failed.
+NEVER_STARTED = "the export never reached the video service"
+
+log = logging.getLogger("nemo.renders")
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """How often to ask the backend about one render."""
+
+    min_interval: float = 1.0
+    max_interval: float = 5.0
+    first_delay: float = 1.0
+    deadline: float = 20 * 60.0
+    max_failures: int = 30
+    delivery_attempts: int = 3
+    #: How long a delivery claim holds: a process killed mid-send blocks its render
+    #: for at most this long before another start delivers it.
+    delivery_lease: float = 300.0
+    #: Longest pause after a failed poll, ``Retry-After`` included (one slow answer
+    #: must not hold a finished video back for minutes).
+    max_backoff: float = 60.0
+
+    def next_delay(self, elapsed: float, progress: int | None) -> float:
+        """Seconds until the next poll, from the time so far and the reported progress."""
+        if progress and 0 < progress < 100:
+            remaining = elapsed * (100 - progress) / progress
+            return min(self.max_interval, max(self.min_interval, remaining / 2))
+        return min(self.max_interval, max(self.min_interval, 2.0))
+
+
+def ref_of(render: RenderRecord, language: str | None = None) -> ConversationRef:
+    """The conversation a render is delivered to (in the user's ``language``)."""
+    return ConversationRef(
+        platform=render.platform,
+        chat_id=render.chat_id,
+        user_id=render.user_id,
+        thread_id=render.thread_id,
+        reply_to=render.reply_to,
+        extra=render.ref_extra,
+        language=language,
+    )
+
+
+class RenderTracker:
+    """Runs one background task per render in flight; no global queue."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: NemoClient,
+        owners: RenderOwners,
+        policy: PollPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_delivered: Callable[[RenderRecord, float], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._owners = owners
+        self._policy = policy or PollPolicy()
+        self._clock = clock
+        self._on_delivered = on_delivered
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Names this process's delivery claims (several processes may share a database).
+        self._owner = uuid.uuid4().hex
+        # Renders recorded from now on are followed live by this process, not resumed.
+        self._started_at = time.time()
+        self._by_session: dict[str, str] = {}
+
+    def active_for(self, session_id: str) -> bool:
+        """Whether a render of this session is being followed right now."""
+        render_id = self._by_session.get(session_id)
+        return render_id is not None and render_id in self._tasks
+
+    @property
+    def in_flight(self) -> int:
+        """How many renders are being followed."""
+        return len(self._tasks)
+
+    def follow(self, render: RenderRecord, replier: Replier, lang: str | None) -> None:
+        """Follow ``render`` in the background and deliver it through ``replier``."""
+        if render.render_id in self._tasks:
+            return
+        task = asyncio.create_task(
+            self._follow(render, replier, lang), name=f"render-{render.render_id}"
+        )
+        self._tasks[render.render_id] = task
+        self._by_session[render.session_id] = render.render_id
+        task.add_done_callback(functools.partial(self._forget, render))
+
+    def _forget(self, render: RenderRecord, _task: object = None) -> None:
+        self._tasks.pop(render.render_id, None)
+        if self._by_session.get(render.session_id) == render.render_id:
+            del self._by_session[render.session_id]
+
+    async def resume(self, adapters: Mapping[str, ChatAdapter]) -> int:
+        """Follow every undelivered render whose platform runs in this process."""
+        resumed = 0
+        for render in await self._store.undelivered_renders():
+            adapter = adapters.get(render.platform)
+            if adapter is None or render.created_at >= self._started_at:
+                continue
+            lang = await self._owners.language(render)
+            self.follow(render, adapter.replier_for(ref_of(render, lang)), lang)
+            resumed += 1
+        if resumed:
+            log.info("resumed %d undelivered render(s)", resumed)
+        return resumed
+
+    async def wait_idle(self) -> None:
+        """Wait until every followed render is delivered or failed."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Stop following; unfinished renders stay in the store and resume at next start."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow(self, render: RenderRecord, replier: Replier, lang: str | None) -> None:
+        try:
+            await self._poll_until_done(render, replier, lang)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("render %s: unexpected error while following", render.render_id)
+
+    async def _poll_until_done(
+        self, render: RenderRecord, replier: Replier, lang: str | None
+    ) -> None:
+        policy = self._policy
+        token: str | None = None
+        started = self._clock()
+        failures = 0
+        shown_percent = -1
+        progress: int | None = None
+        delay = policy.first_delay
+        if render.status in ("completed", "failed") and (render.output_url or render.error):
+            await self._finish(
+                render, replier, lang, render.status, render.output_url, render.error, started
+            )
+            return
+        # The backend finished somewhere between the last poll that saw it running and
+        # the poll that saw it done: the midpoint is our estimate of its completion time.
+        last_running = started
+        while True:
+            await asyncio.sleep(delay)
+            elapsed = self._clock() - started
+            try:
+                token, status = await self._poll(render, token)
+            except Exception as exc:  # any failed poll (CancelledError is not an Exception)
+                if render.status == SUBMITTING and getattr(exc, "status", None) == 404:
+                    # Recorded, then the process died before the backend accepted it.
+                    await self._finish(
+                        render, replier, lang, "failed", None, NEVER_STARTED, last_running
+                    )
+                    return
+                # Transient or not, never give up silently: back off, and after
+                # max_failures (or the deadline) tell the user the export failed.
+                failures += 1
+                log.info("render %s: poll failed (%s)", render.render_id, type(exc).__name__)
+                retry_after = getattr(exc, "retry_after", 0.0)
+                delay = max(retry_after, min(policy.max_interval * 2, 2.0**failures)) * (
+                    0.5 + random.random()
+                )
+                delay = min(delay, policy.max_backoff)
+                if failures >= policy.max_failures or elapsed > policy.deadline:
+                    reason = "the video service stopped answering"
+                    await self._finish(render, replier, lang, "failed", None, reason, last_running)
+                    return
+                continue
+            failures = 0
+            render.status = status.status
+            progress = status.progress if status.progress is not None else progress
+            await self._store.update_render(
+                render.render_id,
+                status=status.status,
+                progress=progress,
+                attempts=render.attempts + 1,
+            )
+            render.attempts += 1
+            if status.status in ("completed", "failed"):
+                done_at = (last_running + self._clock()) / 2
+                await self._finish(
+                    render, replier, lang, status.status, status.output_url, status.error, done_at
+                )
+                return
+            last_running = self._clock()
+            if elapsed > policy.deadline:
+                reason = "it took too long"
+                await self._finish(render, replier, lang, "failed", None, reason, last_running)
+                return
+            percent = progress or 0
+            if percent != shown_percent:
+                shown_percent = percent
+                await quietly(replier.progress(t("export_started", lang, percent=percent), percent))
+            delay = policy.next_delay(elapsed, progress)
+
+    async def _poll(self, render: RenderRecord, token: str | None) -> tuple[str, RenderStatus]:
+        """One status poll; a missing token is fetched, a rejected one (1001) renewed once."""
+        if token is None:
+            token = await self._owners.token(render)
+        return await renewing(
+            token,
+            lambda tok: self._client.render_status(tok, render.render_id),
+            lambda rejected: self._owners.renew(render, rejected),
+        )
+
+    async def _finish(
+        self,
+        render: RenderRecord,
+        replier: Replier,
+        lang: str | None,
+        status: str,
+        url: str | None,
+        error: str | None,
+        done_at: float,
+    ) -> None:
+        """Record the outcome and deliver it once; a failed delivery is retried a few times."""
+        if status == "completed" and not url:
+            status, error = "failed", "the video service returned no file"
+        await self._store.update_render(
+            render.render_id,
+            status=status,
+            progress=100 if status == "completed" else None,
+            output_url=url,
+            error=error,
+        )
+        render.status = status
+        attempt = 0
+        while attempt < self._policy.delivery_attempts:
+            if not await self._claim(render.render_id):
+                current = await self._store.get_render(render.render_id)
+                if current is None or current.delivered_at is not None:
+                    return  # delivered already (by us before a restart, or by another process)
+                # Claimed by someone else — maybe a process that died mid-send: look again
+                # in a while; the claim expires after its lease.
+                await asyncio.sleep(self._policy.max_interval)
+                continue
+            attempt += 1
+            try:
+                async with self._holding_claim(render.render_id):
+                    await self._deliver(render, replier, lang, status, url, error)
+            except asyncio.CancelledError:
+                # Stopping mid-send: give the claim back so the next start delivers it.
+                await _even_if_cancelled(self._release, render.render_id)
+                raise
+            except Exception:
+                await self._release(render.render_id)
+                log.warning("render %s: delivery attempt %d failed", render.render_id, attempt)
+                if attempt == self._policy.delivery_attempts:
+                    return  # stays undelivered: the next start tries again
+                await asyncio.sleep(self._policy.max_interval * attempt)
+                continue
+            # The video is in the chat: record it even if we are being stopped right now.
+            await _even_if_cancelled(self._mark_delivered, render.render_id)
+            if self._on_delivered is not None:
+                self._on_delivered(render, max(0.0, self._clock() - done_at))
+            return
+
+    async def _claim(self, render_id: str) -> bool:
+        return await self._store.claim_delivery(
+            render_id, owner=self._owner, lease=self._policy.delivery_lease
+        )
+
+    async def _release(self, render_id: str) -> None:
+        await self._store.release_delivery(render_id, owner=self._owner)
+
+    async def _mark_delivered(self, render_id: str) -> None:
+        await self._store.mark_delivered(render_id, owner=self._owner)
+
+    @contextlib.asynccontextmanager
+    async def _holding_claim(self, render_id: str) -> AsyncIterator[None]:
+        """Renew our claim while a (possibly long) upload runs, so nobody else delivers."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._policy.delivery_lease / 3)
+                await self._claim(render_id)
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _deliver(
+        self,
+        render: RenderRecord,
+        replier: Replier,
+        lang: str | None,
+        status: str,
+        url: str | None,
+        error: str | None,
+    ) -> None:
+        if status == "completed" and url:
+            await quietly(replier.progress(t("export_started", lang, percent=100), 100))
+            client = self._client
+            await replier.send_video(
+                Video(
+                    url=url,
+                    caption=t("export_done", lang, url=url),
+                    summary=render.summary,
+                    fetch=lambda limit: client.download(url, limit=limit),
+                )
+            )
+        else:
+            await replier.send_text(
+                t(
+                    "export_failed",
+                    lang,
+                    reason=plain_reason(error, "the video service reported an error"),
+                ),
+                actions=DEFAULT_ACTIONS,
+            )
+
+
+async def _even_if_cancelled(write: Callable[[str], Awaitable[None]], render_id: str) -> None:
+    """Finish an idempotent store write although the task is being cancelled, then re-raise."""
+    try:
+        await write(render_id)
+    except asyncio.CancelledError:
+        await write(render_id)
+        raise

@@ -1,0 +1,174 @@
+"""The conversation service: one entry point for every chat platform.
+
+``await service.handle(message, replier)`` checks the allowlist, routes the
+message (:mod:`core.router`), waits for the session's turn (:mod:`core.gate`),
+finds the user's token and session (:mod:`core.accounts`) and hands the
+:class:`~core.request.Request` to the intent's handler: the chat relay
+(:mod:`core.relay`), uploads (:mod:`core.uploads`), exports (:mod:`core.exports`)
+or the project's timeline and credits (:mod:`core.project`). It never raises:
+every failure becomes a friendly message (:mod:`core.explain`), and nothing the
+user sent is lost.
+
+Concurrency: one request per session runs at a time. A request that arrives
+while its session is busy is **queued** (the user is told so) rather than
+refused; past the gate's limit the user is asked to wait. Read-only requests
+(status, credits, help) never wait. Different users and chats run fully in
+parallel; there is no global lock.
+
+The collaborators are built in one place, :func:`core.app.build_service`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+from core.accounts import Accounts, Identity
+from core.config import Settings
+from core.errors import ApiError, TransportError
+from core.explain import Explainer
+from core.exports import Exports
+from core.gate import SessionBusy, SessionGate, SessionKey
+from core.logs import mask_id
+from core.metrics import Metrics
+from core.project import Project
+from core.relay import ChatRelay
+from core.renders import RenderTracker
+from core.replies import quietly
+from core.request import Request
+from core.router import route
+from core.types import ChatAdapter, IncomingMessage, Intent, Replier
+from core.uploads import Uploads
+from storage.base import Store
+
+__all__ = ["ConversationService", "IntentHandler"]
+
+log = logging.getLogger("nemo.service")
+
+#: What runs one intent, once the request knows who asks.
+IntentHandler = Callable[[Request], Awaitable[None]]
+
+#: Intents that change the session, so wait for its turn; the others only read.
+_EXCLUSIVE = frozenset({Intent.CHAT, Intent.UPLOAD, Intent.EXPORT, Intent.NEW})
+
+
+class ConversationService:
+    """Routes chat messages to NemoVideo and answers through the adapter."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        accounts: Accounts,
+        gate: SessionGate,
+        explainer: Explainer,
+        project: Project,
+        relay: ChatRelay,
+        uploads: Uploads,
+        exports: Exports,
+        renders: RenderTracker,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self.accounts = accounts
+        self.gate = gate
+        self._explainer = explainer
+        self._project = project
+        self.renders = renders
+        self.metrics = metrics
+        self._adapters: dict[str, ChatAdapter] = {}
+        self._handlers: dict[Intent, IntentHandler] = {
+            Intent.CHAT: relay.chat_intent,
+            Intent.UPLOAD: uploads.upload,
+            Intent.EXPORT: exports.export,
+            Intent.STATUS: project.status,
+            Intent.NEW: project.new,
+        }
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def register_adapter(self, adapter: ChatAdapter) -> None:
+        """Let the service deliver finished renders to ``adapter``'s platform."""
+        self._adapters[adapter.platform] = adapter
+
+    async def start(self) -> int:
+        """Resume renders that were not delivered before the last stop; returns how many."""
+        return await self.renders.resume(self._adapters)
+
+    async def wait_idle(self) -> None:
+        """Wait for every render in flight to be delivered (the one-shot CLI uses this)."""
+        await self.renders.wait_idle()
+
+    async def aclose(self) -> None:
+        """Stop background work; undelivered renders resume at the next start."""
+        await self.renders.aclose()
+
+    # ------------------------------------------------------------------ the door
+
+    async def handle(self, msg: IncomingMessage, replier: Replier) -> None:
+        """Answer one message. Never raises."""
+        req = Request.of(msg, replier)
+        try:
+            if not self.settings.is_allowed(msg.user_id, msg.chat_id):
+                await req.say("not_allowed", private=True)
+                return
+            intent = msg.intent or route(msg.text, has_attachments=bool(msg.attachments))
+            log.info(
+                "request platform=%s user=%s intent=%s",
+                msg.platform,
+                mask_id(msg.user_id),
+                intent.value,
+            )
+            self.metrics.requests.labels(platform=msg.platform, intent=intent.value).inc()
+            if intent in (Intent.HELP, Intent.START):
+                await req.say("welcome" if intent is Intent.START else "help")
+                return
+            if intent is Intent.CHAT and not msg.text.strip():
+                await req.say("empty_message")
+                return
+            if intent in _EXCLUSIVE:
+                await self._in_turn(req, intent)
+            else:
+                await self._guarded(req, intent)
+        except Exception:
+            log.exception("unexpected error while handling a %s message", msg.platform)
+            await quietly(req.say("unexpected"))
+
+    async def _in_turn(self, req: Request, intent: Intent) -> None:
+        """Run a session-changing intent when the session's turn comes."""
+        msg = req.msg
+        key = SessionKey(msg.platform, msg.user_id, msg.chat_id)
+        try:
+            async with self.gate.hold(key, msg.seq, on_wait=lambda: quietly(req.say("queued"))):
+                await self._guarded(req, intent)
+        except SessionBusy:
+            await req.say("busy", private=True)
+
+    async def _guarded(self, req: Request, intent: Intent) -> None:
+        """Run the intent's handler; turn every backend failure into a friendly message."""
+        msg = req.msg
+        try:
+            user = await self.accounts.user(msg.platform, msg.user_id, msg.language)
+            req.lang = user.language
+            token = await self.accounts.token(user)
+            if intent is Intent.CREDITS:  # credits follow the person: no project needed
+                await self._project.credits(req, user, token)
+                return
+            # Without the renewal a stored (revoked) token would fail every request
+            # until it expired by the clock.
+            session_of = functools.partial(
+                self.accounts.session, user, msg.chat_id, language=user.language
+            )
+            token, session = await self.accounts.with_token(user, token, session_of)
+            req.ident = Identity(user, token, session)
+            await self._handlers[intent](req)
+        except ApiError as exc:
+            self.metrics.error(exc.code)
+            text = await self._explainer.explain(req, intent, exc)
+            await req.replier.send_text(text, private=True)
+        except TransportError:
+            self.metrics.error("transport")
+            await req.say("network", private=True)

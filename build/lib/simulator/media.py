@@ -1,0 +1,233 @@
+"""Real media files for the simulator, made with imageio-ffmpeg's bundled ffmpeg.
+
+Outputs are made once and cached twice: in this process (a dict) and on disk under the
+system temp dir, keyed by their parameters, so later processes (``python -m simulator``
+in subprocess tests) reuse them too. Every file is written to a temporary name and
+renamed into place, so concurrent processes never see half a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import mimetypes
+import os
+import re
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+
+_CACHE_VERSION = "1"
+_FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
+    "/Library/Fonts/Arial.ttf",
+    "C:/Windows/Fonts/arial.ttf",
+)
+_lock = threading.Lock()
+_memo: dict[str, Path] = {}
+
+#: Upload extensions the backend accepts, by kind.
+VIDEO_EXTS = frozenset({"mp4", "mov", "avi", "webm", "mkv"})
+IMAGE_EXTS = frozenset({"jpg", "jpeg", "png", "gif", "webp"})
+AUDIO_EXTS = frozenset({"mp3", "wav", "m4a", "aac"})
+ACCEPTED_EXTS = VIDEO_EXTS | IMAGE_EXTS | AUDIO_EXTS
+
+
+def cache_dir() -> Path:
+    """Directory holding cached media (created on demand)."""
+    path = Path(tempfile.gettempdir()) / f"nemo-sim-media-v{_CACHE_VERSION}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def ffmpeg_exe() -> str:
+    """Path of the bundled ffmpeg binary."""
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _font() -> str | None:
+    for cand in _FONT_CANDIDATES:
+        if os.path.exists(cand):
+            return cand
+    return None
+
+
+def _run(args: list[str], out: Path) -> None:
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp{out.suffix}")
+    try:
+        subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args, str(tmp)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _cached(key: str, suffix: str, build: list[list[str]]) -> Path:
+    """Return the cached file for ``key``, building it with the first working arg list."""
+    digest = hashlib.sha256(f"{_CACHE_VERSION}:{key}".encode()).hexdigest()[:16]
+    with _lock:
+        hit = _memo.get(digest)
+        if hit is not None and hit.exists():
+            return hit
+        out = cache_dir() / f"{digest}{suffix}"
+        if not out.exists() or out.stat().st_size == 0:
+            last: Exception | None = None
+            for args in build:
+                try:
+                    _run(args, out)
+                    break
+                except (subprocess.SubprocessError, OSError) as exc:
+                    last = exc
+            else:
+                raise RuntimeError(f"ffmpeg could not make {key}") from last
+        _memo[digest] = out
+        return out
+
+
+def output_video(
+    title: str = "NemoVideo simulator",
+    *,
+    width: int = 1920,
+    height: int = 1080,
+    seconds: float = 2.0,
+) -> Path:
+    """A real H.264/AAC MP4 (faststart, low bitrate) with ``title`` drawn on it.
+
+    Falls back to the plain test pattern when drawtext or a font is unavailable.
+    Blocking (runs ffmpeg on a cache miss, ~0.5 s); call via ``asyncio.to_thread``.
+    """
+    title = re.sub(r"\s+", " ", title).strip()[:60] or "NemoVideo simulator"
+    key = f"video:{width}x{height}:{seconds}:{title}"
+    src = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=25:duration={seconds}"]
+    audio = ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+    enc = [
+        *("-c:v", "libx264", "-preset", "ultrafast", "-b:v", "300k", "-pix_fmt", "yuv420p"),
+        *("-c:a", "aac", "-b:a", "48k", "-shortest", "-movflags", "+faststart"),
+    ]
+    builds: list[list[str]] = []
+    font = _font()
+    if font:
+        text_file = cache_dir() / f"title-{hashlib.sha256(title.encode()).hexdigest()[:12]}.txt"
+        if not text_file.exists():
+            text_file.write_text(title, encoding="utf-8")
+        size = max(16, min(height // 12, int(width * 0.9 / (0.62 * max(len(title), 1)))))
+        draw = (
+            f"drawtext=fontfile={font}:textfile={text_file}:fontsize={size}:fontcolor=white"
+            ":expansion=none:box=1:boxcolor=black@0.6:boxborderw=20:x=(w-tw)/2:y=(h-th)/2"
+        )
+        builds.append([*src, *audio, "-vf", draw, *enc])
+    builds.append([*src, *audio, *enc])
+    return _cached(key, ".mp4", builds)
+
+
+def sample_image(width: int = 640, height: int = 360) -> Path:
+    """A small real PNG (for upload tests and demos)."""
+    return _cached(
+        f"png:{width}x{height}",
+        ".png",
+        [["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=1", "-frames:v", "1"]],
+    )
+
+
+def sample_audio(seconds: float = 1.0) -> Path:
+    """A small real WAV file (for upload tests and demos)."""
+    return _cached(
+        f"wav:{seconds}",
+        ".wav",
+        [["-f", "lavfi", "-i", f"sine=frequency=330:duration={seconds}"]],
+    )
+
+
+def sample_video(seconds: float = 1.0) -> Path:
+    """A small real 320x240 H.264 MP4 (for upload tests and demos)."""
+    return _cached(
+        f"smallvideo:{seconds}",
+        ".mp4",
+        [
+            [
+                *("-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=25:duration={seconds}"),
+                *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"),
+            ]
+        ],
+    )
+
+
+def content_type(name: str) -> str:
+    """MIME type for a served file name."""
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    extra = {
+        "m4a": "audio/mp4",
+        "aac": "audio/aac",
+        "mkv": "video/x-matroska",
+        "webp": "image/webp",
+    }
+    if ext in extra:
+        return extra[ext]
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def file_kind(ext: str) -> str | None:
+    """``"video"``, ``"image"``, ``"audio"`` or None (unsupported) for an extension."""
+    ext = ext.lower().lstrip(".")
+    if ext in VIDEO_EXTS:
+        return "video"
+    if ext in IMAGE_EXTS:
+        return "image"
+    if ext in AUDIO_EXTS:
+        return "audio"
+    return None
+
+
+@dataclass
+class ProbeResult:
+    """What ffmpeg tells about a media file (zeros when unknown)."""
+
+    duration: float = 0.0
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+
+
+_DUR = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_SIZE = re.compile(r"Video: .*?(\d{2,5})x(\d{2,5})")
+_FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
+
+
+async def probe(path: Path, limit: float = 5.0) -> ProbeResult:
+    """Read duration, size and fps of ``path`` from ``ffmpeg -i`` (never raises)."""
+    result = ProbeResult()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-i",
+            str(path),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), limit)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return result
+    except OSError:
+        return result
+    text = err.decode("utf-8", "replace")
+    if m := _DUR.search(text):
+        result.duration = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    if m := _SIZE.search(text):
+        result.width, result.height = int(m[1]), int(m[2])
+    if m := _FPS.search(text):
+        result.fps = float(m[1])
+    return result

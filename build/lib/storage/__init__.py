@@ -1,0 +1,31 @@
+"""Persistence: the :class:`Store` protocol, its records, and the SQLite and PostgreSQL stores."""
+
+from .base import (
+    CounterHit,
+    InboundUpdate,
+    IntegrityError,
+    Lease,
+    RenderRecord,
+    SessionRecord,
+    Store,
+    StoreError,
+    UserRecord,
+)
+from .factory import make_store
+from .postgres import PostgresStore
+from .sqlite import SQLiteStore
+
+__all__ = [
+    "CounterHit",
+    "InboundUpdate",
+    "IntegrityError",
+    "Lease",
+    "PostgresStore",
+    "RenderRecord",
+    "SQLiteStore",
+    "SessionRecord",
+    "Store",
+    "StoreError",
+    "UserRecord",
+    "make_store",
+]

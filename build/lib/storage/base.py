@@ -1,0 +1,299 @@
+"""The Store protocol and the rows it keeps.
+
+Everything the bot remembers goes through :class:`Store`; nothing outside
+``storage/`` writes SQL. Two implementations: :class:`storage.sqlite.SQLiteStore`
+(embedded default) and :class:`storage.postgres.PostgresStore` (several replicas on
+one database). Times are Unix seconds (float) from the store's clock. Rows are plain
+dataclasses.
+
+Besides users, sessions and renders, the protocol carries the primitives that
+replicas coordinate through: per-session leases with waiting requests
+(:meth:`Store.try_acquire_lease`), render claims (:meth:`Store.claim_renders`),
+stored inbound updates (:meth:`Store.store_update`) and persistent rate-limit
+counters (:meth:`Store.hit_counter`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(slots=True)
+class UserRecord:
+    """A chat user (platform, user id) and their NemoVideo identity."""
+
+    platform: str
+    user_id: str
+    client_id: str
+    token: str | None = field(default=None, repr=False)
+    backend_user_id: str | None = None
+    token_expires_at: float | None = None
+    language: str | None = None
+    token_minted_at: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """One project: a (platform, user, chat) and its backend session."""
+
+    platform: str
+    user_id: str
+    chat_id: str
+    session_id: str
+    task_id: str | None = None
+    draft_json: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class RenderRecord:
+    """An export job and where to deliver it."""
+
+    render_id: str
+    session_id: str
+    platform: str
+    user_id: str
+    chat_id: str
+    thread_id: str | None = None
+    reply_to: str | None = None
+    ref_extra: str | None = None
+    status: str = "pending"
+    progress: int = 0
+    output_url: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    summary: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    completed_at: float | None = None
+    delivered_at: float | None = None
+    claimed_at: float | None = None
+    claimed_by: str | None = None
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as configured. ``str()`` is one line for the operator."""
+
+
+class IntegrityError(StoreError):
+    """A write broke a constraint (a duplicate key, a session without its user)."""
+
+
+@dataclass(slots=True, frozen=True)
+class Lease:
+    """A held per-session lease.
+
+    ``token`` is the fencing counter: it grows by one with every new claim of the
+    key, so a holder whose lease expired and was claimed again can tell (its renew
+    fails) and writes guarded by the token can refuse a stale holder.
+    """
+
+    key: str
+    owner: str
+    token: int
+    expires_at: float
+
+
+@dataclass(slots=True)
+class InboundUpdate:
+    """A platform update stored before it was answered (unique by platform + update_id)."""
+
+    platform: str
+    update_id: int
+    payload: str
+    received_at: float = 0.0
+    attempts: int = 0
+    """How many times it was claimed: above 1, an earlier handler started it and died."""
+    stage: str | None = None
+    """Free-form progress mark set by the handler (e.g. ``sent`` once the backend has it)."""
+    claimed_by: str | None = None
+    claimed_at: float | None = None
+    done_at: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class CounterHit:
+    """The outcome of :meth:`Store.hit_counter`."""
+
+    allowed: bool
+    """False when the hit would have gone over the limit (and was not counted)."""
+    count: int
+    """The window's count after this hit (unchanged when refused)."""
+    window_start: float
+    resets_at: float
+    """When the window ends and the count starts from 0 again."""
+
+
+class Store(Protocol):
+    """Async persistence for users, sessions and renders. Safe for many concurrent tasks."""
+
+    async def open(self) -> None:
+        """Connect and migrate."""
+
+    async def close(self) -> None:
+        """Flush and close."""
+
+    async def get_user(self, platform: str, user_id: str) -> UserRecord | None:
+        """The user, or None."""
+
+    async def save_user(self, user: UserRecord) -> None:
+        """Insert or update (by platform + user_id); sets timestamps."""
+
+    async def get_session(self, platform: str, user_id: str, chat_id: str) -> SessionRecord | None:
+        """The session of this user in this chat, or None."""
+
+    async def save_session(self, session: SessionRecord) -> None:
+        """Insert or replace (by platform + user_id + chat_id); sets timestamps."""
+
+    async def delete_session(self, platform: str, user_id: str, chat_id: str) -> None:
+        """Forget the session (a new project)."""
+
+    async def save_draft(self, platform: str, user_id: str, chat_id: str, draft_json: str) -> None:
+        """Remember the last draft seen for this session."""
+
+    async def add_render(self, render: RenderRecord) -> None:
+        """Persist a new render job."""
+
+    async def delete_render(self, render_id: str) -> None:
+        """Forget a render that never started (its submission failed)."""
+
+    async def get_render(self, render_id: str) -> RenderRecord | None:
+        """The render, or None."""
+
+    async def update_render(
+        self,
+        render_id: str,
+        *,
+        status: str | None = None,
+        progress: int | None = None,
+        output_url: str | None = None,
+        error: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        """Update the given fields (None leaves a field as it is).
+
+        A status of completed or failed sets completed_at.
+        """
+
+    async def claim_delivery(self, render_id: str, *, owner: str, lease: float = 300.0) -> bool:
+        """Claim the right to deliver a render for ``lease`` seconds; True for one owner.
+
+        The owner may claim again to renew its lease (while a long upload runs). A
+        claim nobody renewed expires, so a process that died mid-send does not keep
+        the video from its user forever.
+        """
+
+    async def mark_delivered(self, render_id: str, *, owner: str) -> None:
+        """The owner's video reached the chat: never deliver this render again."""
+
+    async def release_delivery(self, render_id: str, *, owner: str) -> None:
+        """The owner gives its claim back (delivery failed or was stopped)."""
+
+    async def undelivered_renders(self) -> list[RenderRecord]:
+        """Renders not yet delivered (any status), oldest first."""
+
+    # -- per-session leases -------------------------------------------------------------
+
+    async def try_acquire_lease(
+        self, key: str, *, owner: str, seq: int, ttl: float
+    ) -> Lease | None:
+        """Queue as a waiter for ``key`` (or refresh that place) and take the lease if due.
+
+        The waiter (``key``, ``seq``, ``owner``) is registered, or its place kept for
+        another ``ttl`` seconds. The lease is granted when nobody holds it (or the
+        holder's lease expired) and no live waiter has a lower ``(seq, owner)``; the
+        waiter row is then removed and the fencing token grows by one. Otherwise None:
+        call again (after :meth:`wait_for_lease`) within ``ttl`` to keep the place.
+        """
+
+    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease | None:
+        """Extend a held lease to now + ``ttl``; None if it was lost (expired and re-claimed)."""
+
+    async def release_lease(self, lease: Lease) -> bool:
+        """Give the lease back and wake the waiters; False if it was no longer held."""
+
+    async def abandon_wait(self, key: str, *, owner: str, seq: int) -> None:
+        """Leave the queue of ``key`` (a cancelled request) and wake the others."""
+
+    async def get_lease(self, key: str) -> Lease | None:
+        """The current holder of ``key`` (an expired one included), or None if free."""
+
+    async def wait_for_lease(self, key: str, seconds: float) -> bool:
+        """Sleep until a lease of ``key`` is released or abandoned, or ``seconds`` pass.
+
+        True when woken by a release. PostgreSQL wakes every replica (LISTEN/NOTIFY);
+        SQLite wakes only this process, so callers poll with a short wait too
+        (an expired lease wakes nobody anywhere).
+        """
+
+    # -- renders across replicas --------------------------------------------------------
+
+    async def claim_renders(
+        self, *, owner: str, lease: float, limit: int = 10
+    ) -> list[RenderRecord]:
+        """Claim up to ``limit`` undelivered renders nobody holds, oldest first.
+
+        A render is free when unclaimed or when its claim is older than ``lease``
+        seconds (its replica died). Each render goes to one claimer; concurrent
+        claimers get disjoint sets (``FOR UPDATE SKIP LOCKED`` on PostgreSQL). The
+        owner renews with :meth:`claim_delivery` and finishes with
+        :meth:`mark_delivered`.
+        """
+
+    # -- inbound updates ----------------------------------------------------------------
+
+    async def store_update(self, platform: str, update_id: int, payload: str) -> bool:
+        """Store an update before answering it; False if it was stored already (a repeat)."""
+
+    async def get_update(self, platform: str, update_id: int) -> InboundUpdate | None:
+        """The stored update, or None."""
+
+    async def claim_update(
+        self, platform: str, update_id: int, *, owner: str, lease: float
+    ) -> InboundUpdate | None:
+        """Claim one stored update to handle it; None if done or held by another owner.
+
+        Free means unclaimed or claimed more than ``lease`` seconds ago. A new claim
+        counts one more attempt; the holder claiming again renews without counting.
+        """
+
+    async def claim_updates(
+        self, platform: str, *, owner: str, lease: float, limit: int = 10
+    ) -> list[InboundUpdate]:
+        """Claim up to ``limit`` free, not-done updates of ``platform``, lowest id first."""
+
+    async def set_update_stage(
+        self, platform: str, update_id: int, *, owner: str, stage: str
+    ) -> bool:
+        """Record how far the holder got; False if ``owner`` does not hold the claim."""
+
+    async def mark_update_done(self, platform: str, update_id: int, *, owner: str) -> bool:
+        """The holder handled the update: never handed out again. False if not its claim."""
+
+    async def release_update(self, platform: str, update_id: int, *, owner: str) -> bool:
+        """The holder gives its claim back (for another replica). False if not its claim."""
+
+    async def prune_updates(self, *, older_than: float) -> int:
+        """Delete updates done more than ``older_than`` seconds ago; how many went."""
+
+    # -- rate-limit counters ------------------------------------------------------------
+
+    async def hit_counter(
+        self, scope: str, key: str, *, window: float, limit: int | None = None, amount: int = 1
+    ) -> CounterHit:
+        """Add ``amount`` to the count of (``scope``, ``key``) in the current window.
+
+        Windows are fixed, ``window`` seconds long and aligned to the Unix epoch (a
+        day is a UTC day). With ``limit``, the hit is counted only if the count stays
+        at or under it (check and add are one atomic step, across replicas too).
+        """
+
+    async def read_counter(self, scope: str, key: str, *, window: float) -> int:
+        """The count of (``scope``, ``key``) in the current window (0 if none)."""
+
+    async def prune_counters(self) -> int:
+        """Delete counts of windows that have ended; how many went."""

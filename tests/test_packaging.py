@@ -1,0 +1,26 @@
+"""Building the package, as `make install` and the Docker image do, prints no deprecations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fakes.simproc import ROOT
+
+
+def test_building_the_package_prints_no_setuptools_deprecation(tmp_path: Path) -> None:
+    # -v shows the build backend's own output (setuptools' warnings), as an editable
+    # first install does.
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "running bdist_wheel" in output  # the backend's output is really in there
+    assert "Deprecat" not in output and "deprecat" not in output
+    [wheel] = tmp_path.glob("nemo_bot-*.whl")
+    assert wheel.stat().st_size > 0
