@@ -12,7 +12,7 @@ Every call is recorded (:attr:`FakeTelegram.calls`) with its decoded parameters;
 helpers build and queue realistic updates (private text, group mention, reply,
 forum topic, photo, document, voice note, album, callback query).
 
-Usage::
+Usage (standalone: ``python -m tests.fakes.telegram_server --port P``, see ``--help``)::
 
     async with FakeTelegram() as tg:
         settings = Settings(TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_API_BASE=tg.base_url, ...)
@@ -22,6 +22,7 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import html
@@ -132,8 +133,12 @@ class FakeTelegram:
         username: str = "nemo_test_bot",
         flood_limit: bool = False,
         download_limit: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.token = token
+        self.host = host
+        self.port = port
         self.bot_user: JSON = {
             "id": bot_id,
             "is_bot": True,
@@ -173,10 +178,10 @@ class FakeTelegram:
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"http://{self.host}:{port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -621,3 +626,40 @@ class _ApiError(Exception):
         super().__init__(description)
         self.status = status
         self.description = description
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    """Serve until interrupted, printing one line per call (``<method> <text>``)."""
+    async with FakeTelegram(args.token, host=args.host, port=args.port) as tg:
+        print(f"fake Bot API on {tg.base_url} (token {tg.token})", flush=True)
+        for said in args.say:
+            user_id, _, text = said.partition(":")
+            tg.private_text(user_id=int(user_id), text=text)
+        seen = 0
+        while True:
+            for call in tg.calls[seen:]:
+                text = call.params.get("text") or call.params.get("caption") or ""
+                print(f"{call.method} {call.status} {str(text)!r}", flush=True)
+            seen = len(tg.calls)
+            await asyncio.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.fakes.telegram_server``: the fake as its own process."""
+    parser = argparse.ArgumentParser(description="A fake Telegram Bot API server.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8081, help="port (default %(default)s)")
+    parser.add_argument("--token", default="123:ABC", help="the bot token it accepts")
+    parser.add_argument(
+        "--say",
+        action="append",
+        default=[],
+        metavar="USER_ID:TEXT",
+        help="queue a private message from USER_ID at start (repeatable)",
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
