@@ -101,6 +101,7 @@ async def run() -> Result:
         chunk_delay=0.0,
         slow_step_seconds=0.0,
         render_seconds_range=(lo, hi),
+        render_drafts=False,  # polling is measured here, not ffmpeg: one fixed clip
         max_recorded_requests=100_000,
     )
     policies = {

@@ -26,8 +26,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument(
         "--fault-kinds", default=",".join(FAULT_KINDS), help="comma-separated, for --fault-rate"
     )
-    p.add_argument("--render-titles", action="store_true", help="draw each title into its MP4")
+    p.add_argument(
+        "--video-size",
+        default=f"{SimConfig.video_width}x{SimConfig.video_height}",
+        help="WIDTHxHEIGHT of rendered MP4s (default %(default)s)",
+    )
+    p.add_argument(
+        "--fixed-renders",
+        action="store_true",
+        help="every render is the same short preview clip instead of following its draft",
+    )
     a = p.parse_args(argv)
+    try:
+        width, height = (int(n) for n in a.video_size.lower().split("x"))
+    except ValueError:
+        p.error(f"--video-size: {a.video_size!r} is not WIDTHxHEIGHT")
     config = SimConfig(
         seed=a.seed,
         render_seconds=a.render_seconds,
@@ -39,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         initial_credits=a.initial_credits,
         fault_rate=a.fault_rate,
         fault_kinds=tuple(k for k in a.fault_kinds.split(",") if k),
-        render_titles=a.render_titles,
+        render_drafts=not a.fixed_renders,
+        video_width=width,
+        video_height=height,
     )
     serve(a.host, a.port, config)
 

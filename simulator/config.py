@@ -88,9 +88,12 @@ class SimConfig:
     # --- render ---
     render_seconds: RenderSeconds = 6.0  # float, or callable(rng) -> seconds
     render_seconds_range: tuple[float, float] | None = None  # overrides render_seconds
-    render_titles: bool = False  # draw each draft's title into its own MP4 (cached)
-    video_seconds: float = 2.0  # length of the output MP4
-    video_width: int = 1920
+    # Each render's MP4 follows its draft: length, text tracks drawn at their times,
+    # video titles, music (made once per content, cached). False: every render is the
+    # fixed preview clip.
+    render_drafts: bool = True
+    video_seconds: float = 2.0  # length of the preview clip
+    video_width: int = 1920  # size of every MP4 (a portrait draft swaps the two)
     video_height: int = 1080
     # --- rate limits / errors ---
     retry_after_seconds: int = 1  # value of the Retry-After header on 429

@@ -101,33 +101,120 @@ def output_video(
     height: int = 1080,
     seconds: float = 2.0,
 ) -> Path:
-    """A real H.264/AAC MP4 (faststart, low bitrate) with ``title`` drawn on it.
+    """A short real H.264/AAC MP4 (faststart) with ``title`` drawn on it for its whole length.
 
-    Falls back to the plain test pattern when drawtext or a font is unavailable.
-    Blocking (runs ffmpeg on a cache miss, ~0.5 s); call via ``asyncio.to_thread``.
+    Blocking (runs ffmpeg on a cache miss); call via ``asyncio.to_thread``.
     """
-    title = re.sub(r"\s+", " ", title).strip()[:60] or "NemoVideo simulator"
-    key = f"video:{width}x{height}:{seconds}:{title}"
-    src = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=25:duration={seconds}"]
-    audio = ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
-    enc = [
-        *("-c:v", "libx264", "-preset", "ultrafast", "-b:v", "300k", "-pix_fmt", "yuv420p"),
-        *("-c:a", "aac", "-b:a", "48k", "-shortest", "-movflags", "+faststart"),
+    title = _one_line(title) or "NemoVideo simulator"
+    spec = VideoSpec(width, height, seconds, texts=(Overlay(title, 0.0, seconds),), music=True)
+    return render_video(spec)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Text shown from ``start`` to ``end`` seconds."""
+
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """What an output MP4 shows: its size and length, the draft's text tracks (large, in
+    the middle, one row per overlapping segment), the video segments' titles (small, at
+    the bottom) and a tone when the draft has music. A bar along the bottom edge grows
+    with time, so a player shows the length at a glance."""
+
+    width: int
+    height: int
+    seconds: float
+    texts: tuple[Overlay, ...] = ()
+    labels: tuple[Overlay, ...] = ()
+    music: bool = False
+
+
+#: Frames per second of output MP4s: enough to play smoothly, cheap to encode.
+OUTPUT_FPS = 10
+_BACKGROUND = "0x1b2a41"
+_BAR = "0x4f8cc9"
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()[:80]
+
+
+def _text_file(text: str) -> Path:
+    # drawtext reads the text from a file: no escaping of quotes, colons or percent signs.
+    path = cache_dir() / f"text-{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return path
+
+
+def _drawtext(font: str, item: Overlay, size: int, y: str, *, box: bool) -> str:
+    parts = [
+        f"drawtext=fontfile={font}:textfile={_text_file(item.text)}:expansion=none",
+        f"fontsize={size}:fontcolor=white:x=(w-tw)/2:y={y}",
+        f"enable=between(t\\,{item.start:.3f}\\,{item.end:.3f})",
     ]
-    builds: list[list[str]] = []
-    font = _font()
+    if box:
+        parts.append(f"box=1:boxcolor=black@0.6:boxborderw={max(4, size // 4)}")
+    return ":".join(parts)
+
+
+def _filters(spec: VideoSpec, font: str | None) -> str:
+    w, h = spec.width, spec.height
+    bar_h = max(2, h // 60)
+    chain = [
+        f"color=c={_BACKGROUND}:size={w}x{h}:rate={OUTPUT_FPS}:duration={spec.seconds:.3f}[bg]",
+        f"color=c={_BAR}:size={w}x{bar_h}:rate={OUTPUT_FPS}:duration={spec.seconds:.3f}[bar]",
+        f"[bg][bar]overlay=x=-W+W*t/{spec.seconds:.3f}:y=H-h:shortest=1[v0]",
+    ]
+    draws: list[str] = []
     if font:
-        text_file = cache_dir() / f"title-{hashlib.sha256(title.encode()).hexdigest()[:12]}.txt"
-        if not text_file.exists():
-            text_file.write_text(title, encoding="utf-8")
-        size = max(16, min(height // 12, int(width * 0.9 / (0.62 * max(len(title), 1)))))
-        draw = (
-            f"drawtext=fontfile={font}:textfile={text_file}:fontsize={size}:fontcolor=white"
-            ":expansion=none:box=1:boxcolor=black@0.6:boxborderw=20:x=(w-tw)/2:y=(h-th)/2"
-        )
-        builds.append([*src, *audio, "-vf", draw, *enc])
-    builds.append([*src, *audio, *enc])
-    return _cached(key, ".mp4", builds)
+        big = max(12, h // 10)
+        for i, item in enumerate(spec.texts):
+            # Overlapping text segments each get their own row, from the middle down.
+            row = sum(
+                1 for other in spec.texts[:i] if other.start < item.end and item.start < other.end
+            )
+            y = f"(h-th)/2+{row * big * 3 // 2}"
+            draws.append(_drawtext(font, item, big, y, box=True))
+        small = max(10, h // 24)
+        for item in spec.labels:
+            draws.append(_drawtext(font, item, small, f"h-th-{bar_h + small}", box=False))
+    chain.append(f"[v0]{','.join(draws) or 'null'}[v]")
+    return ";".join(chain)
+
+
+def render_video(spec: VideoSpec) -> Path:
+    """The MP4 for ``spec``, made once per content (cached in memory and on disk).
+
+    Text needs a TrueType font (DejaVu, found in the usual places); without one the
+    video still has the right size, length and bar, and no text. Blocking: call via
+    ``asyncio.to_thread`` (about 0.5 s per 10 s of 1080p on a busy machine).
+    """
+    seconds = round(min(max(spec.seconds, 0.5), 600.0), 3)
+    spec = VideoSpec(
+        spec.width,
+        spec.height,
+        seconds,
+        tuple(Overlay(_one_line(o.text), o.start, o.end) for o in spec.texts if o.text.strip()),
+        tuple(Overlay(_one_line(o.text), o.start, o.end) for o in spec.labels if o.text.strip()),
+        spec.music,
+    )
+    font = _font()
+    audio = f"sine=frequency=440:duration={seconds}" if spec.music else "anullsrc=r=44100:cl=mono"
+    args = [
+        *("-f", "lavfi", "-t", f"{seconds}", "-i", audio),
+        *("-filter_complex", _filters(spec, font), "-map", "[v]", "-map", "0:a"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-tune", "stillimage", "-pix_fmt", "yuv420p"),
+        *("-c:a", "aac", "-b:a", "48k", "-t", f"{seconds}", "-movflags", "+faststart"),
+    ]
+    return _cached(f"video:{spec!r}:{font}", ".mp4", [args])
 
 
 def sample_image(width: int = 640, height: int = 360) -> Path:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from simulator import media
 from simulator.backend import Backend, Reply, missing_attribution
-from simulator.state import is_ready, title_of
+from simulator.state import Draft, is_ready, snapshot, title_of, video_spec
 from simulator.world import RenderJob, now
 
 
@@ -79,8 +79,8 @@ class Renders:
         self.outputs[job.output_name] = job
         self.jobs[render_id] = job
         b.stats["renders"] += 1
-        if b.config.render_titles:
-            b.spawn(self._make_titled(job))
+        if b.config.render_drafts:
+            b.spawn(self._make_video(job, snapshot(draft)))
         else:
             job.output_path = b.media["preview.mp4"]
         data = {"id": render_id, "status": "pending", "progress": 0}
@@ -88,15 +88,14 @@ class Renders:
             return web.json_response({"success": True, "data": data})
         return web.json_response(data)
 
-    async def _make_titled(self, job: RenderJob) -> None:
+    async def _make_video(self, job: RenderJob, draft: Draft) -> None:
         cfg = self.b.config
-        job.output_path = await asyncio.to_thread(
-            media.output_video,
-            job.title,
-            width=cfg.video_width,
-            height=cfg.video_height,
-            seconds=cfg.video_seconds,
-        )
+        spec = video_spec(draft, cfg.video_width, cfg.video_height)
+        try:
+            job.output_path = await asyncio.to_thread(media.render_video, spec)
+        except RuntimeError:
+            # ffmpeg failed on this draft: finish with the preview rather than never.
+            job.output_path = self.b.media["preview.mp4"]
 
     def job_for(self, request: web.Request, endpoint: str) -> RenderJob:
         """Common prologue of poll/cancel: count, faults, auth, find the job."""

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from simulator.media import Overlay, VideoSpec
+
 VIDEO, AUDIO, TEXT = 0, 1, 7
 Draft = dict[str, Any]
 Kind = Literal["generate", "edit", "chat"]
@@ -282,6 +284,36 @@ def title_of(draft: Draft) -> str:
             if (sg.get("m") or {}).get("text"):
                 return str(sg["m"]["text"])
     return "NemoVideo export"
+
+
+def video_spec(draft: Draft, width: int, height: int) -> VideoSpec:
+    """What the rendered MP4 of ``draft`` shows: its length, its text segments at their
+    times, its video segments' titles and whether it has music. ``width``x``height`` is the
+    landscape size; a portrait draft gets it turned."""
+    meta = draft.get("m") or {}
+    if (meta.get("height") or 0) > (meta.get("width") or 0) and width > height:
+        width, height = height, width
+
+    def overlays(tt: int, key: str) -> tuple[Overlay, ...]:
+        found = []
+        for tr in draft.get("t", []):
+            if tr.get("tt") != tt:
+                continue
+            for sg in tr.get("sg", []):
+                text = str((sg.get("m") or {}).get(key) or "")
+                start = sg.get("s", 0) / 1000
+                found.append(Overlay(text, start, start + sg.get("d", 0) / 1000))
+        return tuple(found)
+
+    music = any(tr.get("sg") for tr in draft.get("t", []) if tr.get("tt") == AUDIO)
+    return VideoSpec(
+        width,
+        height,
+        (draft.get("d") or 0) / 1000,
+        texts=overlays(TEXT, "text"),
+        labels=overlays(VIDEO, "title"),
+        music=music,
+    )
 
 
 def snapshot(draft: Draft) -> Draft:

@@ -12,8 +12,11 @@ from tests.pgserver import PgServer, start_server
 
 
 def fast_sim_config(**overrides: object) -> SimConfig:
-    """Simulator settings for tests: short renders, chunk delays and heartbeats."""
+    """Simulator settings for tests: short renders, chunk delays and heartbeats, small
+    MP4s (each draft's MP4 is made once per content and cached on disk)."""
     settings: dict[str, object] = {
+        "video_width": 320,
+        "video_height": 180,
         "render_seconds": 1.0,
         "chunk_delay": 0.005,
         "heartbeat_interval": 0.05,

@@ -514,11 +514,81 @@ async def test_render_lifecycle_both_shapes_and_real_mp4(sim: Simulator) -> None
             got = await api.http.get(url)
             body = got.content
             assert got.headers["content-type"] == "video/mp4"
-            assert int(got.headers["content-length"]) == len(body) > 20_000
+            assert int(got.headers["content-length"]) == len(body) > 1_000
             assert body[4:8] == b"ftyp" and b"avc1" in body[:100_000]
+        output = sim.renders.jobs["render_a"].output_path
+        assert output is not None and output.read_bytes() == body
+        assert (await media.probe(output)).duration == 5.0, "the draft's length"
         probed = await media.probe(media.output_video())
         assert (probed.width, probed.height, probed.duration) == (1920, 1080, 2.0)
     assert sim.stats["renders"] == 2 and sim.stats["renders_completed"] == 2
+
+
+def _gray_frame(path: Path, at: float, width: int, height: int) -> bytes:
+    """One decoded frame of ``path`` at ``at`` seconds, 8-bit gray, row by row."""
+    out = subprocess.run(
+        [
+            *(media.ffmpeg_exe(), "-v", "error", "-ss", f"{at}", "-i", str(path)),
+            *("-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert len(out) == width * height
+    return out
+
+
+def _bright(frame: bytes, width: int, rows: range) -> int:
+    """How many near-white pixels (drawn text) the rows hold."""
+    return sum(1 for y in rows for px in frame[y * width : (y + 1) * width] if px > 200)
+
+
+async def _render_and_fetch(api: Api, rid: str, tmp_path: Path) -> Path:
+    assert (await api.render(rid)).status_code == 200
+    url = _status(await api.poll(rid))[1]
+    assert url
+    path = tmp_path / f"{rid}.mp4"
+    path.write_bytes((await api.http.get(url)).content)
+    return path
+
+
+async def test_the_mp4_follows_the_draft(sim: Simulator, tmp_path: Path) -> None:
+    """Length, size and text track of the output come from the draft; the title shows
+    during its segment (0-3 s) only, in the middle of the picture."""
+    async with api_for(sim) as api:
+        await api.chat("make a 6-second clip of a lighthouse")
+        await api.chat('add a title saying "HELLO THERE"')
+        draft = await api.draft()
+        assert draft["d"] == 6000
+        path = await _render_and_fetch(api, "follow", tmp_path)
+        probed = await media.probe(path)
+        assert (probed.width, probed.height, probed.duration) == (320, 180, 6.0)
+        middle = range(60, 120)
+        during = _gray_frame(path, 1.5, 320, 180)
+        after = _gray_frame(path, 4.5, 320, 180)
+        assert _bright(during, 320, middle) > 100, "the title is drawn during 0-3 s"
+        assert _bright(after, 320, middle) == 0, "and gone after its segment"
+
+        await api.chat("make the clip longer")  # 8 s now: a new MP4, not the cached one
+        longer = await _render_and_fetch(api, "longer", tmp_path)
+        assert (await media.probe(longer)).duration == 8.0
+
+        await api.chat("make a vertical 3-second clip of rain")
+        vertical = await media.probe(await _render_and_fetch(api, "vertical", tmp_path))
+        assert (vertical.width, vertical.height, vertical.duration) == (180, 320, 3.0)
+
+
+async def test_the_same_draft_is_rendered_once(tmp_path: Path) -> None:
+    """Two renders of one draft (even in two simulators) share one file: media are made
+    once per content."""
+    served = []
+    for _ in range(2):
+        async with Simulator(fast_sim_config()) as sim, api_for(sim) as api:
+            await api.chat("make a 4-second clip of a quiet harbour at dawn")
+            await _render_and_fetch(api, "once", tmp_path)
+            served.append(sim.renders.jobs["once"].output_path)
+    assert served[0] is not None and served[0] == served[1]
 
 
 async def test_render_errors(sim: Simulator) -> None:
