@@ -110,6 +110,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "🎉 Your video is ready (1080p MP4): {url}",
         "zh": "🎉 视频已完成（1080p MP4）：{url}",
     },
+    "export_link_only": {
+        "en": "⚠️ I couldn't send the video file itself, but your video is ready: {url}",
+        "zh": "⚠️ 视频文件本身发送失败，但视频已完成：{url}",
+    },
     "export_failed": {
         "en": "❌ The export failed: {reason}. Say export to try again.",
         "zh": "❌ 导出失败：{reason}。发送“导出”重试。",

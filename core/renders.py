@@ -11,6 +11,17 @@ half the remaining time the backend's own progress suggests, clamped to
 [``min_interval``, ``max_interval``] — the link lands within a couple of seconds
 of completion while one render never costs more than one poll per
 ``min_interval`` seconds.
+
+Between polls the progress bar keeps moving: the backend's last percent carried on
+at the pace it has been rising (or, when the backend gives none, a slow curve from
+the elapsed time), shown every ``progress_every`` s without asking the backend more
+often. The estimate never passes ``ESTIMATE_CAP`` % and the bar never goes back.
+
+Delivery: the file is tried ``delivery_attempts`` times, with backoff; then the user
+gets the link in a plain message saying the file itself could not be sent, tried
+with growing pauses (up to ``max_backoff``) until it gets through. A render is marked
+delivered only once something reached the chat, so the next start finishes whatever
+a stop interrupted, once.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import random
 import time
 import uuid
@@ -32,7 +44,7 @@ from core.replies import plain_reason, quietly
 from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
 from storage.base import RenderRecord, Store
 
-__all__ = ["SUBMITTING", "PollPolicy", "RenderTracker", "ref_of"]
+__all__ = ["SUBMITTING", "PollPolicy", "ProgressEstimate", "RenderTracker", "ref_of"]
 
 #: Status of a render recorded but not yet accepted by the backend.
 SUBMITTING = "submitting"
@@ -51,7 +63,10 @@ class PollPolicy:
     first_delay: float = 1.0
     deadline: float = 20 * 60.0
     max_failures: int = 30
+    #: Tries to send the file (with backoff) before the user is given the plain link.
     delivery_attempts: int = 3
+    #: Seconds between progress updates estimated between polls (no extra polls).
+    progress_every: float = 1.0
     #: How long a delivery claim holds: a process killed mid-send blocks its render
     #: for at most this long before another start delivers it.
     delivery_lease: float = 300.0
@@ -65,6 +80,62 @@ class PollPolicy:
             remaining = elapsed * (100 - progress) / progress
             return min(self.max_interval, max(self.min_interval, remaining / 2))
         return min(self.max_interval, max(self.min_interval, 2.0))
+
+    def delivery_pause(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failed delivery attempt."""
+        pause = self.max_interval * 2.0 ** (failures - 1) * (0.75 + random.random() / 2)
+        return min(pause, self.max_backoff)
+
+
+#: Highest percent an estimate shows: the rest waits for the backend.
+ESTIMATE_CAP = 95
+#: With no percent from the backend, the estimate rises as 1 - e^(-elapsed/this) (seconds).
+_BLIND_PACE = 45.0
+
+
+class ProgressEstimate:
+    """What the progress bar shows: the backend's percent, carried on between polls.
+
+    ``observe`` takes each polled percent (``None`` when the backend gives none);
+    ``value`` estimates the percent now. Shown values never go back.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.shown = -1
+        self._last: tuple[float, int] | None = None  # (when, percent) last reported
+        self._rate: float | None = None  # percent per second, from the last rise
+
+    def observe(self, now: float, percent: int | None) -> None:
+        """Take a polled percent."""
+        if percent is None:
+            return
+        if self._last is not None and percent > self._last[1] and now > self._last[0]:
+            self._rate = (percent - self._last[1]) / (now - self._last[0])
+        elif self._last is None and percent > 0 and now > self.started:
+            # One reading so far: its pace since the export began (queueing included,
+            # so it errs on the slow side).
+            self._rate = percent / (now - self.started)
+        if self._last is None or percent != self._last[1]:
+            self._last = (now, percent)
+
+    def value(self, now: float) -> int:
+        """The estimated percent at ``now``."""
+        if self._last is None:
+            blind = ESTIMATE_CAP * (1 - math.exp(-(now - self.started) / _BLIND_PACE))
+            return int(blind)
+        when, percent = self._last
+        if self._rate is None or percent >= ESTIMATE_CAP:
+            return percent
+        return int(min(ESTIMATE_CAP, percent + self._rate * (now - when)))
+
+    def advance(self, now: float) -> int | None:
+        """The percent to show now, or None when the bar would not move forward."""
+        percent = max(0, min(99, self.value(now)))
+        if percent <= self.shown:
+            return None
+        self.shown = percent
+        return percent
 
 
 def ref_of(render: RenderRecord, language: str | None = None) -> ConversationRef:
@@ -173,8 +244,8 @@ class RenderTracker:
         token: str | None = None
         started = self._clock()
         failures = 0
-        shown_percent = -1
         progress: int | None = None
+        estimate = ProgressEstimate(started)
         delay = policy.first_delay
         if render.status in ("completed", "failed") and (render.output_url or render.error):
             await self._finish(
@@ -185,7 +256,7 @@ class RenderTracker:
         # the poll that saw it done: the midpoint is our estimate of its completion time.
         last_running = started
         while True:
-            await asyncio.sleep(delay)
+            await self._wait_showing(delay, estimate, replier, lang)
             elapsed = self._clock() - started
             try:
                 token, status = await self._poll(render, token)
@@ -213,6 +284,8 @@ class RenderTracker:
             failures = 0
             render.status = status.status
             progress = status.progress if status.progress is not None else progress
+            if status.status != "pending":  # a queued render's 0 % says nothing of its pace
+                estimate.observe(self._clock(), status.progress)
             await self._store.update_render(
                 render.render_id,
                 status=status.status,
@@ -231,11 +304,23 @@ class RenderTracker:
                 reason = "it took too long"
                 await self._finish(render, replier, lang, "failed", None, reason, last_running)
                 return
-            percent = progress or 0
-            if percent != shown_percent:
-                shown_percent = percent
-                await quietly(replier.progress(t("export_started", lang, percent=percent), percent))
+            await self._show(estimate, replier, lang)
             delay = policy.next_delay(elapsed, progress)
+
+    async def _wait_showing(
+        self, delay: float, estimate: ProgressEstimate, replier: Replier, lang: str | None
+    ) -> None:
+        """Sleep ``delay`` s, moving the progress bar every ``progress_every`` s meanwhile."""
+        steps = max(1, math.ceil(delay / self._policy.progress_every - 1e-9))
+        for step in range(steps):
+            await asyncio.sleep(delay / steps)
+            if step < steps - 1:
+                await self._show(estimate, replier, lang)
+
+    async def _show(self, estimate: ProgressEstimate, replier: Replier, lang: str | None) -> None:
+        percent = estimate.advance(self._clock())
+        if percent is not None:
+            await quietly(replier.progress(t("export_started", lang, percent=percent), percent))
 
     async def _poll(self, render: RenderRecord, token: str | None) -> tuple[str, RenderStatus]:
         """One status poll; a missing token is fetched, a rejected one (1001) renewed once."""
@@ -257,7 +342,7 @@ class RenderTracker:
         error: str | None,
         done_at: float,
     ) -> None:
-        """Record the outcome and deliver it once; a failed delivery is retried a few times."""
+        """Record the outcome and deliver it once, trying until something gets through."""
         if status == "completed" and not url:
             status, error = "failed", "the video service returned no file"
         await self._store.update_render(
@@ -268,8 +353,8 @@ class RenderTracker:
             error=error,
         )
         render.status = status
-        attempt = 0
-        while attempt < self._policy.delivery_attempts:
+        failures = 0
+        while True:
             if not await self._claim(render.render_id):
                 current = await self._store.get_render(render.render_id)
                 if current is None or current.delivered_at is not None:
@@ -278,22 +363,34 @@ class RenderTracker:
                 # in a while; the claim expires after its lease.
                 await asyncio.sleep(self._policy.max_interval)
                 continue
-            attempt += 1
+            # The file did not get through a few times: give the link in a plain message.
+            link_only = status == "completed" and failures >= self._policy.delivery_attempts
             try:
                 async with self._holding_claim(render.render_id):
-                    await self._deliver(render, replier, lang, status, url, error)
+                    if link_only and url:
+                        await replier.send_text(
+                            t("export_link_only", lang, url=url), actions=DEFAULT_ACTIONS
+                        )
+                    else:
+                        await self._deliver(render, replier, lang, status, url, error)
             except asyncio.CancelledError:
                 # Stopping mid-send: give the claim back so the next start delivers it.
                 await _even_if_cancelled(self._release, render.render_id)
                 raise
-            except Exception:
+            except Exception as exc:
                 await self._release(render.render_id)
-                log.warning("render %s: delivery attempt %d failed", render.render_id, attempt)
-                if attempt == self._policy.delivery_attempts:
-                    return  # stays undelivered: the next start tries again
-                await asyncio.sleep(self._policy.max_interval * attempt)
+                failures += 1
+                log.warning(
+                    "render %s: delivery attempt %d failed (%s%s); trying again",
+                    render.render_id,
+                    failures,
+                    type(exc).__name__,
+                    ", the link alone" if link_only else "",
+                )
+                # Never set aside: a stop leaves it undelivered and the next start goes on.
+                await asyncio.sleep(self._policy.delivery_pause(failures))
                 continue
-            # The video is in the chat: record it even if we are being stopped right now.
+            # It is in the chat: record it even if we are being stopped right now.
             await _even_if_cancelled(self._mark_delivered, render.render_id)
             if self._on_delivered is not None:
                 self._on_delivered(render, max(0.0, self._clock() - done_at))

@@ -92,6 +92,7 @@ class SimConfig:
     # video titles, music (made once per content, cached). False: every render is the
     # fixed preview clip.
     render_drafts: bool = True
+    render_progress: bool = True  # False: status replies carry no "progress" (as some do)
     video_seconds: float = 2.0  # length of the preview clip
     video_width: int = 1920  # size of every MP4 (a portrait draft swaps the two)
     video_height: int = 1080

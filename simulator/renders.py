@@ -131,10 +131,19 @@ class Renders:
             flat["error"] = error
         return flat
 
+    def _without_progress(self, body: dict[str, Any]) -> dict[str, Any]:
+        body.pop("progress", None)
+        if isinstance(body.get("data"), dict):
+            body["data"].pop("progress", None)
+        return body
+
     async def status(self, request: web.Request) -> web.Response:
         """GET /api/render/proxy/lambda/{rid}."""
         job = self.job_for(request, "render_status")
-        return web.json_response(self._status_body(request, job))
+        body = self._status_body(request, job)
+        if not self.b.config.render_progress:
+            body = self._without_progress(body)
+        return web.json_response(body)
 
     async def cancel(self, request: web.Request) -> web.Response:
         """POST /api/render/proxy/lambda/{rid}/cancel."""

@@ -207,6 +207,10 @@ class FakeTelegram:
         failure = error or (429, f"Too Many Requests: retry after {retry_after}", retry_after)
         self._failures.setdefault(method, []).extend([failure] * times)
 
+    def clear_failures(self) -> None:
+        """Forget the failures :meth:`fail` queued that have not been used yet."""
+        self._failures.clear()
+
     def calls_of(self, method: str, *, ok_only: bool = True) -> list[Call]:
         """Recorded calls of ``method`` (by default only the ones that succeeded)."""
         return [c for c in self.calls if c.method == method and (c.status == 200 or not ok_only)]
