@@ -351,6 +351,8 @@ async def _serve_platforms(args: argparse.Namespace, settings: Settings) -> int:
                     host=settings.health_host,
                     port=settings.health_port,
                     status=lambda: {"renders_in_flight": service.renders.in_flight},
+                    checks={"database": service.store.ping},
+                    replica=settings.replica_name,
                 )
             )
             log.info("health and metrics on http://%s:%d", settings.health_host, port)

@@ -6,10 +6,18 @@ stops start-up with one clear line per bad variable (:class:`SettingsError`).
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from storage.secrets import SecretKeyError, parse_keys
@@ -60,6 +68,11 @@ class Settings(BaseSettings):
     discord_bot_token: SecretStr | None = Field(None, alias="DISCORD_BOT_TOKEN")
     discord_api_base: str = Field("https://discord.com/api/v10", alias="DISCORD_API_BASE")
     discord_gateway_url: str = Field("wss://gateway.discord.gg", alias="DISCORD_GATEWAY_URL")
+    # Comma-separated in the environment and .env, so NoDecode: not parsed as JSON.
+    discord_shard_count: int | None = Field(None, alias="DISCORD_SHARD_COUNT", ge=1, le=100_000)
+    discord_shard_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, alias="DISCORD_SHARD_IDS"
+    )
 
     # NoDecode: the documented form is comma-separated ids, not the JSON list that
     # pydantic-settings would otherwise expect from the environment and .env.
@@ -73,6 +86,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", alias="NEMO_LOG_LEVEL")
     health_port: int | None = Field(None, alias="NEMO_HEALTH_PORT", ge=0, le=65535)
     health_host: str = Field("127.0.0.1", alias="NEMO_HEALTH_HOST")
+    replica_name: str = Field(default_factory=socket.gethostname, alias="NEMO_REPLICA_NAME")
 
     @field_validator("allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod
@@ -97,6 +111,28 @@ class Settings(BaseSettings):
             except SecretKeyError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _shard_id_list(cls, value: object) -> object:
+        return _split_ids(value)
+
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _shard_ids(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        if not value or "discord_shard_count" not in info.data:
+            return value  # nothing to check, or the count is bad and reported already
+        count = info.data["discord_shard_count"]
+        if count is None:
+            raise ValueError("needs DISCORD_SHARD_COUNT (the total number of shards)")
+        wrong = [shard for shard in value if not 0 <= shard < count]
+        if wrong:
+            raise ValueError(
+                f"{', '.join(map(str, wrong))} not in 0..{count - 1} (DISCORD_SHARD_COUNT={count})"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("lists a shard twice")
+        return sorted(value)
 
     @field_validator("nemo_api_base", "telegram_api_base", "discord_api_base")
     @classmethod
@@ -136,6 +172,16 @@ class Settings(BaseSettings):
         """Where the store lives: a SQLite path, or the PostgreSQL URL in the clear."""
         db = self.nemo_bot_db
         return db.get_secret_value() if isinstance(db, SecretStr) else db
+
+    @property
+    def discord_shards(self) -> tuple[list[int], int]:
+        """The Discord shards this process runs, and the total: ``(ids, count)``.
+
+        Unset, one process runs the single shard 0 of 1; with only
+        ``DISCORD_SHARD_COUNT`` it runs every shard of that many.
+        """
+        count = self.discord_shard_count or 1
+        return (self.discord_shard_ids or list(range(count)), count)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -2,12 +2,20 @@
 
 Each :class:`Metrics` has its own registry (no process-wide global state), so
 several services can live in one process — in tests, say — without clashing.
-The health server (:mod:`core.health`) exposes it at ``/metrics``.
+The health server (:mod:`core.health`) exposes it at ``/metrics``, with the
+replica's name (``NEMO_REPLICA_NAME``) as a constant ``replica`` label on every
+sample: with several replicas behind one scrape job, each series says where it
+came from, and ``sum without (replica) (...)`` adds them up.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
 
@@ -55,6 +63,28 @@ class Metrics:
         """Count one error."""
         self.errors.labels(code=str(code)).inc()
 
-    def render(self) -> bytes:
-        """The metrics in the Prometheus text format."""
-        return generate_latest(self.registry)
+    def render(self, *, labels: Mapping[str, str] | None = None) -> bytes:
+        """The metrics in the Prometheus text format, ``labels`` added to every sample."""
+        if not labels:
+            return generate_latest(self.registry)
+        # prometheus_client has no constant labels; relabel a snapshot at exposition time.
+        relabelled = CollectorRegistry(auto_describe=False)
+        relabelled.register(_ConstantLabels(self.registry, dict(labels)))
+        return generate_latest(relabelled)
+
+
+class _ConstantLabels(Collector):
+    """The samples of ``registry``, each with ``labels`` added."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self._registry = registry
+        self._labels = labels
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            family = copy.copy(family)
+            family.samples = [
+                sample._replace(labels={**sample.labels, **self._labels})
+                for sample in family.samples
+            ]
+            yield family

@@ -90,6 +90,11 @@ class ConversationService:
 
     # ----------------------------------------------------------------- lifecycle
 
+    @property
+    def store(self) -> Store:
+        """Where the service keeps its state (the health check pings it)."""
+        return self._store
+
     def register_adapter(self, adapter: ChatAdapter) -> None:
         """Let the service deliver finished renders to ``adapter``'s platform."""
         self._adapters[adapter.platform] = adapter

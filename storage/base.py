@@ -137,6 +137,9 @@ class Store(Protocol):
     async def close(self) -> None:
         """Flush and close."""
 
+    async def ping(self) -> None:
+        """Raise unless the database can take a write right now (a health check)."""
+
     async def get_user(self, platform: str, user_id: str) -> UserRecord | None:
         """The user, or None."""
 

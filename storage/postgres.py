@@ -156,6 +156,14 @@ class PostgresStore(PostgresCoordination):
         if pool is not None:
             await pool.close()
 
+    async def ping(self) -> None:
+        """Ask the server through the pool; raises when it is unreachable or read-only.
+
+        A standby left behind by a fail-over answers reads but refuses every write.
+        """
+        if await self._fetchval("SELECT pg_is_in_recovery()"):
+            raise StoreError("the server is a read-only standby")
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self

@@ -196,6 +196,18 @@ class SQLiteStore(SQLiteCoordination):
         async with self._lock:
             await conn.close()
 
+    async def ping(self) -> None:
+        """Take the write lock and let it go at once, writing nothing.
+
+        A read alone would not do: in WAL mode reads go on while another process
+        holds the write lock, and then every request of this bot would still wait.
+        """
+        conn = self._require()
+        async with self._lock:
+            # One script, one trip to the database thread: a caller giving up half-way
+            # cannot leave a transaction open on the shared connection.
+            await conn.executescript("BEGIN IMMEDIATE; ROLLBACK;")
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self

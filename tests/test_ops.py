@@ -8,12 +8,16 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 
 import httpx
+import yaml
 
+from core.health import health_server
 from core.logs import SecretFilter
+from core.metrics import Metrics
 from simulator.server import Simulator
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.telegram_server import FakeTelegram
@@ -48,6 +52,7 @@ async def test_health_and_metrics_answer_while_the_telegram_bot_runs(
             NEMO_BOT_DB=str(tmp_path / "bot.db"),
             NEMO_HEALTH_PORT=str(port),
             NEMO_LOG_LEVEL="DEBUG",
+            NEMO_REPLICA_NAME="tg-1",
         )
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bots.cli", "telegram",
@@ -63,15 +68,19 @@ async def test_health_and_metrics_answer_while_the_telegram_bot_runs(
                         await asyncio.sleep(0.1)
                 assert health.status_code == 200
                 assert health.json()["status"] == "ok"
+                assert health.json()["replica"] == "tg-1"
+                assert health.json()["checks"] == {"database": "ok"}
 
                 tg.private_text(42, "credits")
                 await tg.wait_for(lambda: any("Credits" in t for t in tg.texts(42)), within=20)
                 metrics = (await http.get("/metrics")).text
-                assert re.search(
-                    r'nemo_requests_total\{intent="credits",platform="telegram"\} 1\.0', metrics
-                )
+                credits = 'nemo_requests_total{intent="credits",platform="telegram",replica="tg-1"}'
+                assert f"{credits} 1.0" in metrics
                 assert "nemo_export_delivery_delay_seconds_bucket" in metrics
-                assert "nemo_renders_in_flight 0.0" in metrics
+                assert 'nemo_renders_in_flight{replica="tg-1"} 0.0' in metrics
+                # Every sample says which replica it came from.
+                samples = [line for line in metrics.splitlines() if not line.startswith("#")]
+                assert samples and all('replica="tg-1"' in line for line in samples)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, stderr = await asyncio.wait_for(proc.communicate(), 30)
@@ -199,3 +208,116 @@ async def test_run_serves_telegram_and_discord_in_one_process(
     assert "empty" in tg.texts(7)[0].lower()
     assert "empty" in str(edit.payload).lower()
     assert TOKEN not in stderr.decode() and discord_token not in stderr.decode()
+
+
+async def _get_health(http: httpx.AsyncClient) -> httpx.Response:
+    for _ in range(300):
+        try:
+            return await http.get("/healthz")
+        except httpx.TransportError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the health listener never came up")
+
+
+async def test_healthz_answers_503_with_the_reason_while_the_database_is_unusable(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    port = _free_port()
+    db = tmp_path / "bot.db"
+    async with FakeTelegram(TOKEN) as tg:
+        env = _clean_env(
+            TELEGRAM_BOT_TOKEN=TOKEN,
+            TELEGRAM_API_BASE=tg.base_url,
+            NEMO_API_BASE=sim.base_url,
+            NEMO_BOT_DB=str(db),
+            NEMO_HEALTH_PORT=str(port),
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bots.cli", "telegram",
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+                healthy = await _get_health(http)
+                assert healthy.status_code == 200, healthy.text
+                # Another process takes the database's write lock and keeps it.
+                holder = sqlite3.connect(db, isolation_level=None)
+                try:
+                    holder.execute("BEGIN IMMEDIATE")
+                    sick = await http.get("/healthz")
+                finally:
+                    holder.execute("ROLLBACK")
+                    holder.close()
+                recovered = await http.get("/healthz")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert sick.status_code == 503
+    body = sick.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"] == {"database": "unreachable"}
+    assert body["reason"].startswith("database unreachable: ")
+    assert recovered.status_code == 200 and recovered.json()["checks"] == {"database": "ok"}
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+
+
+async def test_a_failing_check_is_reported_without_credentials() -> None:
+    async def refused() -> None:
+        raise OSError("could not connect to postgresql://nemo:hunter22@db:5432/nemo\nmore")
+
+    async def hangs() -> None:
+        await asyncio.sleep(60)
+
+    checks = {"database": refused, "cache": hangs}
+    async with (
+        health_server(Metrics(), checks=checks, replica="r-1", check_timeout=0.2) as port,
+        httpx.AsyncClient() as http,
+    ):
+        answer = await http.get(f"http://127.0.0.1:{port}/healthz")
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["replica"] == "r-1"
+    assert body["checks"] == {"database": "unreachable", "cache": "unreachable"}
+    assert body["reason"] == (
+        "database unreachable: OSError: could not connect to postgresql://***@db:5432/nemo; "
+        "cache unreachable: no answer within 0.2 s"
+    )
+    assert "hunter22" not in answer.text
+
+
+async def test_the_replica_name_defaults_to_the_host_name(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots.cli", "config",
+        cwd=tmp_path, env=_clean_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert f"NEMO_REPLICA_NAME={socket.gethostname()}\n" in out.decode()
+
+
+def test_the_compose_example_names_real_commands_settings_and_every_shard_once() -> None:
+    from bots.cli import _parser
+    from core.config import Settings, load_settings
+
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    aliases = {field.alias for field in Settings.model_fields.values()}
+    shards: dict[int, list[int]] = {}
+    for name, service in compose["services"].items():
+        program, *args = service["command"]
+        assert program == "nemo-bot", name
+        command = _parser().parse_args(args).command  # exits on an unknown command
+        build = service["build"]["context"]
+        assert (ROOT / "deploy" / build / "Dockerfile").exists()
+        assert service["env_file"] == "../.env"
+        environment = {k: str(v) for k, v in service["environment"].items()}
+        assert set(environment) <= aliases, name
+        settings = load_settings(_env_file=None, **environment)
+        assert settings.replica_name == name
+        if command == "discord":
+            ids, count = settings.discord_shards
+            for shard in ids:
+                shards.setdefault(count, []).append(shard)
+    assert "nemo-data:/data" in compose["services"]["telegram"]["volumes"]
+    # One shard count for every process, and each shard served exactly once.
+    [(count, served)] = shards.items()
+    assert sorted(served) == list(range(count)) and count > 1

@@ -83,7 +83,7 @@ def configure_endpoints(settings: Settings) -> None:
 
     Both are class attributes in discord.py (``Route.BASE`` serves the bot and the
     interaction webhooks alike; ``DiscordWebSocket.DEFAULT_GATEWAY`` is where a
-    non-sharded client connects and falls back to), so they are process-wide.
+    client with a known shard count connects and falls back to), so they are process-wide.
     """
     discord.http.Route.BASE = settings.discord_api_base
     gateway = yarl.URL(settings.discord_gateway_url)
@@ -116,15 +116,24 @@ class DiscordAdapter:
         )
 
 
-class DiscordBot(discord.Client):
+class DiscordBot(discord.AutoShardedClient):
     """The nemo-bot Discord client.
 
     Constructing one applies ``DISCORD_API_BASE``/``DISCORD_GATEWAY_URL`` (see
     :func:`configure_endpoints`). ``edit_interval`` (seconds between edits of one message) and
     ``token_lifetime`` (seconds an interaction token is relied on) are knobs for
     tests; ``shutdown_grace`` is how long :meth:`close` lets running requests finish
-    before cancelling them; ``options`` go to :class:`discord.Client` (e.g.
+    before cancelling them; ``options`` go to :class:`discord.AutoShardedClient` (e.g.
     ``guild_ready_timeout``).
+
+    It runs the shards ``DISCORD_SHARD_IDS`` of ``DISCORD_SHARD_COUNT`` (unset: the one
+    shard 0 of 1), so a big bot spreads its guilds over several processes sharing one
+    database. Discord routes a guild's events, interactions included, to shard
+    ``(guild_id >> 22) % count`` and every DM to shard 0, so one session (user + chat)
+    always lands in the same process; a button holds its state in its ``custom_id`` and
+    the project lives in the database, so a press works on whichever shard receives it.
+    Caches stay small (no member cache, no message cache, no chunking): the adapter reads
+    everything it needs from the event payloads.
     """
 
     def __init__(
@@ -140,6 +149,12 @@ class DiscordBot(discord.Client):
         options.setdefault("intents", discord.Intents.default())
         # Backend or echoed text may contain <@id>: nobody is pinged unless a post says so.
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        shard_ids, shard_count = settings.discord_shards
+        options.setdefault("shard_ids", shard_ids)
+        options.setdefault("shard_count", shard_count)
+        options.setdefault("member_cache_flags", discord.MemberCacheFlags.none())
+        options.setdefault("max_messages", None)
+        options.setdefault("chunk_guilds_at_startup", False)
         super().__init__(**options)
         configure_endpoints(settings)
         self.settings = settings
@@ -166,28 +181,45 @@ class DiscordBot(discord.Client):
         """Persistent buttons, localised command sync, and registration with the core."""
         self.add_dynamic_items(ActionButton)
         await self.tree.set_translator(NemoTranslator())
-        try:
-            synced = await self.tree.sync()
-            log.info("discord: synced %d slash commands", len(synced))
-        except discord.HTTPException as exc:
-            log.warning(
-                "discord: command sync failed (%s %s); using the old set", exc.status, exc.code
-            )
+        if self.syncs_commands:
+            try:
+                synced = await self.tree.sync()
+                log.info("discord: synced %d slash commands", len(synced))
+            except discord.HTTPException as exc:
+                log.warning(
+                    "discord: command sync failed (%s %s); using the old set", exc.status, exc.code
+                )
         register = getattr(self.service, "register_adapter", None)
         if register is not None:
             register(self.adapter)
 
+    @property
+    def syncs_commands(self) -> bool:
+        """Whether this process syncs the slash commands: only the one running shard 0.
+
+        Commands are global to the application, so one sync per start of the whole
+        bot is enough; N shard processes syncing at once would only spend rate limit.
+        """
+        return 0 in (self.shard_ids or [0])
+
     async def on_ready(self) -> None:
-        """Log the identity once connected and release waiting deliveries."""
-        log.info("discord: connected as %s", self.user)
+        """Log the identity once every shard is connected and release waiting deliveries."""
+        log.info(
+            "discord: connected as %s (shards %s of %s)",
+            self.user,
+            ",".join(map(str, self.shard_ids or [0])),
+            self.shard_count,
+        )
         self.adapter.ready.set()
 
-    async def on_connect(self) -> None:
+    async def on_shard_connect(self, shard_id: int) -> None:
         """Keep resuming through a configured gateway proxy rather than Discord's node."""
-        if self.ws is not None and str(DiscordWebSocket.DEFAULT_GATEWAY).rstrip("/") != (
-            "wss://gateway.discord.gg"
-        ):
-            self.ws.gateway = DiscordWebSocket.DEFAULT_GATEWAY
+        if str(DiscordWebSocket.DEFAULT_GATEWAY).rstrip("/") == "wss://gateway.discord.gg":
+            return
+        # READY set the shard's resume URL to Discord's own node. ShardInfo does not
+        # expose the socket; the sharded client's own lookup does.
+        with contextlib.suppress(KeyError):
+            self._get_websocket(shard_id=shard_id).gateway = DiscordWebSocket.DEFAULT_GATEWAY
 
     async def close(self) -> None:
         """Let running requests finish (``shutdown_grace`` s), cancel the rest, disconnect.

@@ -8,6 +8,12 @@ typing, and a WebSocket gateway (HELLO, IDENTIFY -> READY + GUILD_CREATE,
 heartbeat ACKs). Every frame is a text frame: discord.py only decompresses
 binary frames, so ignoring the ``compress`` query parameter is enough.
 
+The gateway shards as Discord's does: a client identifies with ``shard: [id, count]``
+and gets the guilds ``(guild_id >> 22) % count == id`` in its READY; a guild's events
+go to that shard's connection only and DMs to shard 0's (:meth:`FakeDiscord.dispatch`).
+There is one guild to begin with; :meth:`FakeDiscord.add_guild` adds more, e.g. one
+that lands on a chosen shard.
+
 Every REST call is recorded as a :class:`Recorded` (method, path, JSON body or
 multipart parts) so tests can assert on the exact traffic; helpers dispatch
 ``INTERACTION_CREATE`` (slash commands, button presses) and ``MESSAGE_CREATE``
@@ -37,7 +43,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-__all__ = ["FakeDiscord", "Part", "Recorded"]
+__all__ = ["FakeDiscord", "FakeGuild", "Part", "Recorded", "shard_of"]
 
 DISCORD_EPOCH_MS = 1420070400000
 JSON = "application/json"  # exactly: discord.py checks the header verbatim
@@ -45,6 +51,34 @@ JSON = "application/json"  # exactly: discord.py checks the header verbatim
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def shard_of(guild_id: str | int | None, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to; DMs (no guild) go to shard 0."""
+    return 0 if guild_id is None else (int(guild_id) >> 22) % shard_count
+
+
+@dataclass(slots=True, frozen=True)
+class FakeGuild:
+    """One guild of the fake: its id, a text channel and a thread in it."""
+
+    id: str
+    channel_id: str
+    thread_id: str
+
+
+@dataclass(slots=True)
+class _Connection:
+    """One identified gateway connection and the shard it asked for."""
+
+    ws: web.WebSocketResponse
+    seq: Iterator[int]
+    shard_id: int = 0
+    shard_count: int = 1
+    sharded: bool = False  # identified with a ``shard`` field
+
+    def wants(self, guild_id: str | None) -> bool:
+        return shard_of(guild_id, self.shard_count) == self.shard_id
 
 
 @dataclass(slots=True)
@@ -94,15 +128,18 @@ class FakeDiscord:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._ids = itertools.count(1)
         self.app_id = self.snowflake()
-        self.guild_id = self.snowflake()
-        self.channel_id = self.snowflake()
-        self.thread_id = self.snowflake()
+        self.guilds: list[FakeGuild] = []
+        first = self.add_guild()
+        self.guild_id = first.id
+        self.channel_id = first.channel_id
+        self.thread_id = first.thread_id
         self.bot_user = self._user("nemo", bot=True)
         self.alice = self._user("alice")
         self.bob = self._user("bob")
         self.requests: list[Recorded] = []
         self.commands: list[dict[str, Any]] = []
         self.identifies: list[dict[str, Any]] = []
+        self.deliveries: list[tuple[str, int]] = []  # (event, shard id) per event sent
         self.messages: dict[str, dict[str, Any]] = {}
         self.guild_premium_tier = 0
         self.reject_token = False
@@ -111,7 +148,8 @@ class FakeDiscord:
         self.reject_edits = 0  # answer the next N PATCHes with 404 "Unknown Message"
         self._originals: dict[str, str] = {}  # interaction token -> message id
         self._cdn: dict[str, tuple[bytes, str]] = {}
-        self._sockets: list[tuple[web.WebSocketResponse, Iterator[int]]] = []
+        self._interaction_channels: dict[str, str] = {}  # interaction token -> channel id
+        self._sockets: list[_Connection] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -154,10 +192,32 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ payload builders
 
-    def snowflake(self) -> str:
-        """A fresh snowflake whose timestamp is now."""
+    def snowflake(self, *, shard: tuple[int, int] | None = None) -> str:
+        """A fresh snowflake whose timestamp is now.
+
+        With ``shard=(id, count)``, the timestamp is moved back a few milliseconds so
+        that a guild with this id lands on that shard.
+        """
         ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        if shard is not None:
+            shard_id, count = shard
+            ms -= (ms - shard_id) % count
         return str((ms << 22) | (next(self._ids) & 0x3FFFFF))
+
+    def add_guild(self, *, shard: tuple[int, int] | None = None) -> FakeGuild:
+        """A new guild (on shard ``(id, count)`` if given), with a channel and a thread.
+
+        Clients that connect afterwards get it in their READY (if it is on their shard).
+        """
+        guild = FakeGuild(self.snowflake(shard=shard), self.snowflake(), self.snowflake())
+        self.guilds.append(guild)
+        return guild
+
+    def _guild(self, guild: FakeGuild | None) -> FakeGuild:
+        return guild or self.guilds[0]
+
+    def _guild_of_channel(self, channel_id: str) -> FakeGuild | None:
+        return next((g for g in self.guilds if channel_id in (g.channel_id, g.thread_id)), None)
 
     def _user(self, name: str, *, bot: bool = False) -> dict[str, Any]:
         return {
@@ -182,11 +242,12 @@ class FakeDiscord:
             "permissions": str((1 << 41) - 1),
         }
 
-    def _text_channel(self) -> dict[str, Any]:
+    def _text_channel(self, guild: FakeGuild | None = None) -> dict[str, Any]:
+        guild = self._guild(guild)
         return {
-            "id": self.channel_id,
+            "id": guild.channel_id,
             "type": 0,
-            "guild_id": self.guild_id,
+            "guild_id": guild.id,
             "name": "video-lab",
             "position": 0,
             "permission_overwrites": [],
@@ -197,12 +258,13 @@ class FakeDiscord:
             "last_message_id": None,
         }
 
-    def _thread(self) -> dict[str, Any]:
+    def _thread(self, guild: FakeGuild | None = None) -> dict[str, Any]:
+        guild = self._guild(guild)
         return {
-            "id": self.thread_id,
+            "id": guild.thread_id,
             "type": 11,
-            "guild_id": self.guild_id,
-            "parent_id": self.channel_id,
+            "guild_id": guild.id,
+            "parent_id": guild.channel_id,
             "owner_id": self.alice["id"],
             "name": "city-edit",
             "message_count": 0,
@@ -217,10 +279,11 @@ class FakeDiscord:
             },
         }
 
-    def guild_payload(self) -> dict[str, Any]:
-        """The GUILD_CREATE payload of the one test guild."""
+    def guild_payload(self, guild: FakeGuild | None = None) -> dict[str, Any]:
+        """The GUILD_CREATE payload of a guild (by default the first one)."""
+        guild = self._guild(guild)
         return {
-            "id": self.guild_id,
+            "id": guild.id,
             "name": "Nemo Test Guild",
             "icon": None,
             "owner_id": self.alice["id"],
@@ -237,7 +300,7 @@ class FakeDiscord:
             "stickers": [],
             "roles": [
                 {
-                    "id": self.guild_id,
+                    "id": guild.id,
                     "name": "@everyone",
                     "permissions": str((1 << 41) - 1),
                     "position": 0,
@@ -248,8 +311,8 @@ class FakeDiscord:
                     "flags": 0,
                 }
             ],
-            "channels": [self._text_channel()],
-            "threads": [self._thread()],
+            "channels": [self._text_channel(guild)],
+            "threads": [self._thread(guild)],
             "members": [self._member(u) for u in (self.bot_user, self.alice, self.bob)],
             "member_count": 3,
             "large": False,
@@ -461,7 +524,8 @@ class FakeDiscord:
         info: dict[str, Any] = {"id": interaction_id, "type": 2}
         resource: dict[str, Any] = {"type": kind}
         if kind in (4, 5):  # a message (or its "thinking" placeholder) now exists
-            msg = self._message(self.channel_id, data, files=files, webhook_id=self.app_id)
+            channel = self._interaction_channels.get(token, self.channel_id)
+            msg = self._message(channel, data, files=files, webhook_id=self.app_id)
             msg["flags"] = flags | (128 if kind == 5 else 0)
             self._store(msg)
             self._originals[token] = msg["id"]
@@ -479,9 +543,8 @@ class FakeDiscord:
         # /webhooks/{app_id}/{token}[/messages/{id|@original}]
         token = seg[2] if len(seg) > 2 else ""
         if len(seg) == 3 and method == "POST":  # followup
-            msg = self._store(
-                self._message(self.channel_id, body, files=files, webhook_id=self.app_id)
-            )
+            channel = self._interaction_channels.get(token, self.channel_id)
+            msg = self._store(self._message(channel, body, files=files, webhook_id=self.app_id))
             return _json(msg)
         if len(seg) == 5 and seg[3] == "messages":
             mid = self._originals.get(token, "") if seg[4] == "@original" else seg[4]
@@ -501,16 +564,17 @@ class FakeDiscord:
         self, method: str, seg: list[str], body: dict[str, Any], files: list[Part]
     ) -> web.Response:
         channel_id = seg[1]
+        guild = self._guild_of_channel(channel_id)
         if len(seg) == 2 and method == "GET":
-            if channel_id == self.channel_id:
-                return _json(self._text_channel())
-            if channel_id == self.thread_id:
-                return _json(self._thread())
+            if guild is not None and channel_id == guild.channel_id:
+                return _json(self._text_channel(guild))
+            if guild is not None:
+                return _json(self._thread(guild))
             return _json(self._dm_payload(channel_id, self.alice["id"]))
         if len(seg) == 3 and seg[2] == "typing":
             return web.Response(status=204)
         if len(seg) == 3 and seg[2] == "messages" and method == "POST":
-            if self.closed_dms and channel_id not in (self.channel_id, self.thread_id):
+            if self.closed_dms and guild is None:
                 closed = {"message": "Cannot send messages to this user", "code": 50007}
                 return _json(closed, status=403)
             return _json(self._store(self._message(channel_id, body, files=files)))
@@ -570,27 +634,36 @@ class FakeDiscord:
                 await ws.send_str(json.dumps({"op": 11}))
             elif op == 2:
                 self.identifies.append(payload["d"])
-                await self._send(ws, seq, "READY", self._ready())
-                await self._send(ws, seq, "GUILD_CREATE", self.guild_payload())
+                conn = _Connection(ws, seq)
+                if payload["d"].get("shard"):
+                    conn.shard_id, conn.shard_count = map(int, payload["d"]["shard"])
+                    conn.sharded = True
+                guilds = [g for g in self.guilds if conn.wants(g.id)]
+                await self._send(ws, seq, "READY", self._ready(conn, guilds))
+                for guild in guilds:
+                    await self._send(ws, seq, "GUILD_CREATE", self.guild_payload(guild))
                 async with self._changed:
-                    self._sockets.append((ws, seq))
+                    self._sockets.append(conn)
                     self._changed.notify_all()
             elif op == 6:  # RESUME: not supported, ask for a fresh IDENTIFY
                 await ws.send_str(json.dumps({"op": 9, "d": False}))
-        self._sockets = [(s, q) for s, q in self._sockets if s is not ws]
+        self._sockets = [c for c in self._sockets if c.ws is not ws]
         return ws
 
-    def _ready(self) -> dict[str, Any]:
-        return {
+    def _ready(self, conn: _Connection, guilds: list[FakeGuild]) -> dict[str, Any]:
+        ready: dict[str, Any] = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": self.guild_id, "unavailable": True}],
+            "guilds": [{"id": g.id, "unavailable": True} for g in guilds],
             "session_id": f"session-{self.snowflake()}",
             "resume_gateway_url": self.gateway_url,
             "application": {"id": self.app_id, "flags": 0},
             "private_channels": [],
             "relationships": [],
         }
+        if conn.sharded:
+            ready["shard"] = [conn.shard_id, conn.shard_count]
+        return ready
 
     @staticmethod
     async def _send(
@@ -599,31 +672,51 @@ class FakeDiscord:
         await ws.send_str(json.dumps({"op": 0, "s": next(seq), "t": event, "d": data}))
 
     async def wait_connected(self, count: int = 1, *, within: float = 10.0) -> None:
-        """Wait until ``count`` clients have identified and are connected."""
+        """Wait until ``count`` connections (shards) have identified and are connected."""
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: len(self._sockets) >= count)
 
-    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a dispatch event to every connected client."""
-        if not self._sockets:
-            raise RuntimeError("no gateway client connected")
-        for ws, seq in list(self._sockets):
-            if not ws.closed:
-                await self._send(ws, seq, event, data)
+    async def dispatch(self, event: str, data: dict[str, Any], *, shard: int | None = None) -> None:
+        """Send a dispatch event to the shard Discord would send it to.
+
+        That is the connection of shard ``(guild_id >> 22) % count`` for a guild event,
+        shard 0 for a DM; ``shard`` picks another one instead, as when a change in the
+        shard count moves a guild to another process. Every event sent is recorded in
+        :attr:`deliveries` with the shard that got it.
+        """
+        guild_id = data.get("guild_id")
+        targets = [
+            c
+            for c in self._sockets
+            if not c.ws.closed and (c.wants(guild_id) if shard is None else c.shard_id == shard)
+        ]
+        if not targets:
+            raise RuntimeError(f"no gateway client connected for the shard of {event}")
+        for conn in targets:
+            self.deliveries.append((event, conn.shard_id))
+            await self._send(conn.ws, conn.seq, event, data)
 
     async def disconnect_all(self) -> None:
         """Close every gateway connection."""
-        for ws, _ in list(self._sockets):
+        for conn in list(self._sockets):
             with contextlib.suppress(Exception):
-                await ws.close()
+                await conn.ws.close()
         self._sockets.clear()
 
     # ------------------------------------------------------------------ events
 
     def _interaction_base(
-        self, kind: int, user: dict[str, Any], *, dm: bool, locale: str, size_limit: int
+        self,
+        kind: int,
+        user: dict[str, Any],
+        *,
+        dm: bool,
+        locale: str,
+        size_limit: int,
+        guild: FakeGuild | None = None,
     ) -> dict[str, Any]:
         token = f"itok-{self.snowflake()}"
+        guild = self._guild(guild)
         payload: dict[str, Any] = {
             "id": self.snowflake(),
             "application_id": self.app_id,
@@ -646,13 +739,14 @@ class FakeDiscord:
             )
         else:
             payload.update(
-                guild_id=self.guild_id,
+                guild_id=guild.id,
                 guild_locale="en-US",
-                channel_id=self.channel_id,
-                channel=self._text_channel(),
+                channel_id=guild.channel_id,
+                channel=self._text_channel(guild),
                 member=self._member(user),
                 context=0,
             )
+        self._interaction_channels[token] = payload["channel_id"]
         return payload
 
     async def slash(
@@ -666,14 +760,19 @@ class FakeDiscord:
         locale: str = "en-US",
         size_limit: int = 10 * 1024 * 1024,
         no_channel: bool = False,
+        guild: FakeGuild | None = None,
+        shard: int | None = None,
     ) -> dict[str, Any]:
         """Dispatch a slash command; ``attachments`` maps option name -> attachment payload.
 
         ``no_channel`` leaves out ``channel_id`` and ``channel`` (both optional in Discord's
-        payload), e.g. a command used in a DM.
+        payload), e.g. a command used in a DM. ``guild`` is where (default: the first
+        guild); ``shard`` overrides the shard it goes to (see :meth:`dispatch`).
         """
         user = user or self.alice
-        payload = self._interaction_base(2, user, dm=dm, locale=locale, size_limit=size_limit)
+        payload = self._interaction_base(
+            2, user, dm=dm, locale=locale, size_limit=size_limit, guild=guild
+        )
         if no_channel:
             payload.pop("channel_id", None)
             payload.pop("channel", None)
@@ -688,7 +787,7 @@ class FakeDiscord:
         payload["data"] = {"id": cmd["id"], "name": name, "type": 1, "options": opts}
         if resolved:
             payload["data"]["resolved"] = resolved
-        await self.dispatch("INTERACTION_CREATE", payload)
+        await self.dispatch("INTERACTION_CREATE", payload, shard=shard)
         return payload
 
     async def press(
@@ -698,13 +797,21 @@ class FakeDiscord:
         user: dict[str, Any] | None = None,
         message_id: str | None = None,
         size_limit: int = 10 * 1024 * 1024,
+        guild: FakeGuild | None = None,
+        shard: int | None = None,
     ) -> dict[str, Any]:
-        """Dispatch a button press on a message (by default the newest one with that button)."""
+        """Dispatch a button press on a message (by default the newest one with that button).
+
+        ``guild`` is where the message is (default: the first guild); ``shard`` overrides
+        the shard the press goes to (see :meth:`dispatch`).
+        """
         user = user or self.alice
-        payload = self._interaction_base(3, user, dm=False, locale="en-US", size_limit=size_limit)
+        payload = self._interaction_base(
+            3, user, dm=False, locale="en-US", size_limit=size_limit, guild=guild
+        )
         message_id = message_id or self.message_with(custom_id)
         msg = self.messages.get(message_id or "") or self._message(
-            self.channel_id,
+            payload["channel_id"],
             {
                 "components": [
                     {
@@ -718,7 +825,7 @@ class FakeDiscord:
         )
         payload["message"] = msg
         payload["data"] = {"custom_id": custom_id, "component_type": 2}
-        await self.dispatch("INTERACTION_CREATE", payload)
+        await self.dispatch("INTERACTION_CREATE", payload, shard=shard)
         return payload
 
     def message_with(self, custom_id: str) -> str | None:
@@ -738,19 +845,24 @@ class FakeDiscord:
         dm: bool = False,
         attachments: list[dict[str, Any]] | None = None,
         thread: bool = False,
+        guild: FakeGuild | None = None,
     ) -> dict[str, Any]:
-        """Dispatch MESSAGE_CREATE from a user (a mention in the guild, or a DM)."""
+        """Dispatch MESSAGE_CREATE from a user (a mention in a guild, or a DM).
+
+        ``guild`` is where (default: the first guild).
+        """
         user = user or self.alice
+        guild = self._guild(guild)
         if dm:
             channel_id = self._dm_channel_id(user["id"])
         else:
-            channel_id = self.thread_id if thread else self.channel_id
+            channel_id = guild.thread_id if thread else guild.channel_id
         msg = self._message(channel_id, {"content": content}, author=user)
         msg["attachments"] = attachments or []
         if mention_bot and not dm:
             msg["mentions"] = [self.bot_user]
         if not dm:
-            msg["guild_id"] = self.guild_id
+            msg["guild_id"] = guild.id
             msg["member"] = {k: v for k, v in self._member(user).items() if k != "user"}
         self._store(msg)
         await self.dispatch("MESSAGE_CREATE", msg)
