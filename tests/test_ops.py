@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import yaml
@@ -20,6 +21,8 @@ from core.logs import SecretFilter
 from core.metrics import Metrics
 from simulator.server import Simulator
 from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.procs import BotProcess, bot_env, wait_until
+from tests.fakes.tcp_proxy import TcpProxy
 from tests.fakes.telegram_server import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,25 +302,74 @@ def test_the_compose_example_names_real_commands_settings_and_every_shard_once()
     from bots.cli import _parser
     from core.config import Settings, load_settings
 
-    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    text = (ROOT / "deploy" / "compose.yaml").read_text()
+    # Compose fills ${VAR:?message} in from --env-file; the test fills in a stand-in.
+    compose = yaml.safe_load(re.sub(r"\$\{[A-Z_]+:\?[^}]*\}", "pw", text))
     aliases = {field.alias for field in Settings.model_fields.values()}
+    services = compose["services"]
+    bots = {name: service for name, service in services.items() if "build" in service}
+    assert set(bots) == {"telegram", "discord-0", "discord-1"}
     shards: dict[int, list[int]] = {}
-    for name, service in compose["services"].items():
+    for name, service in bots.items():
         program, *args = service["command"]
         assert program == "nemo-bot", name
         command = _parser().parse_args(args).command  # exits on an unknown command
-        build = service["build"]["context"]
-        assert (ROOT / "deploy" / build / "Dockerfile").exists()
+        assert (ROOT / "deploy" / service["build"]["context"] / "Dockerfile").exists()
         assert service["env_file"] == "../.env"
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
         environment = {k: str(v) for k, v in service["environment"].items()}
         assert set(environment) <= aliases, name
         settings = load_settings(_env_file=None, **environment)
         assert settings.replica_name == name
+        assert str(settings.db_target) == "postgresql://nemo:pw@postgres:5432/nemo"
         if command == "discord":
             ids, count = settings.discord_shards
             for shard in ids:
                 shards.setdefault(count, []).append(shard)
-    assert "nemo-data:/data" in compose["services"]["telegram"]["volumes"]
+    postgres = services["postgres"]["environment"]
+    assert (postgres["POSTGRES_USER"], postgres["POSTGRES_DB"]) == ("nemo", "nemo")
     # One shard count for every process, and each shard served exactly once.
     [(count, served)] = shards.items()
     assert sorted(served) == list(range(count)) and count > 1
+
+
+async def test_healthz_follows_a_postgresql_server_going_away_and_coming_back(
+    sim: Simulator, pg_url: str, tmp_path: Path
+) -> None:
+    parts = urlsplit(pg_url)
+    assert parts.hostname is not None and parts.port is not None
+    port = _free_port()
+    async with TcpProxy(parts.hostname, parts.port) as proxy, FakeTelegram(TOKEN) as tg:
+        via_proxy = parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{proxy.port}"))
+        env = bot_env(
+            TELEGRAM_BOT_TOKEN=TOKEN,
+            TELEGRAM_API_BASE=tg.base_url,
+            NEMO_API_BASE=sim.base_url,
+            NEMO_BOT_DB=urlunsplit(via_proxy),
+            NEMO_HEALTH_PORT=port,
+            NEMO_REPLICA_NAME="tg-pg",
+        )
+        async with (
+            BotProcess("telegram", env=env, cwd=tmp_path) as bot,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+        ):
+            await wait_until(lambda: "all platforms up" in bot.stderr, within=60, what="start-up")
+            healthy = await _get_health(http)
+            await proxy.cut()
+            gone = await http.get("/healthz")
+            await proxy.restore()
+            for _ in range(100):  # the pool connects again on the next use
+                back = await http.get("/healthz")
+                if back.status_code == 200:
+                    break
+                await asyncio.sleep(0.2)
+            bot.signal(signal.SIGTERM)
+            code = await bot.wait()
+    assert healthy.status_code == 200, healthy.text
+    assert healthy.json()["checks"] == {"database": "ok"}
+    assert gone.status_code == 503
+    assert gone.json()["replica"] == "tg-pg"
+    assert gone.json()["checks"] == {"database": "unreachable"}
+    assert gone.json()["reason"].startswith("database unreachable: ")
+    assert back.status_code == 200, back.text
+    assert code == 0, bot.stderr[-2000:]

@@ -126,9 +126,18 @@ def _answers(fake: FakeDiscord, interaction: dict[str, Any]) -> list[Recorded]:
     return [r for r in fake.requests if marker in r.path and r.method in ("PATCH", "POST")]
 
 
-async def test_two_shard_processes_split_the_guilds_and_share_the_database(
-    sim: Simulator, tmp_path: Path
+async def test_two_shard_processes_on_one_sqlite_file(sim: Simulator, tmp_path: Path) -> None:
+    await _two_shard_processes(sim, tmp_path, database=tmp_path / "shared.db")
+
+
+async def test_two_shard_processes_on_one_postgresql_database(
+    sim: Simulator, pg_url: str, tmp_path: Path
 ) -> None:
+    await _two_shard_processes(sim, tmp_path, database=pg_url)
+
+
+async def _two_shard_processes(sim: Simulator, tmp_path: Path, *, database: object) -> None:
+    """Two ``nemo-bot discord`` processes, shards 0 and 1 of 2, on one database."""
     async with FakeDiscord() as fake:
         home = fake.add_guild(shard=(0, 2))  # shard 0: process A (which also gets DMs)
         away = fake.add_guild(shard=(1, 2))  # shard 1: process B
@@ -138,7 +147,7 @@ async def test_two_shard_processes_split_the_guilds_and_share_the_database(
             "DISCORD_API_BASE": fake.api_base,
             "DISCORD_GATEWAY_URL": fake.gateway_url,
             "NEMO_API_BASE": sim.base_url,
-            "NEMO_BOT_DB": tmp_path / "shared.db",
+            "NEMO_BOT_DB": database,
         }
         port_a, port_b = _free_port(), _free_port()
         # Process A is configured through the environment, process B through its .env file.
