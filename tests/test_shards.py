@@ -72,8 +72,7 @@ async def test_bad_shard_settings_stop_start_up_with_one_line_each(tmp_path: Pat
     code, _, err = await _config(tmp_path)
     assert code == 2
     assert err.strip() == (
-        "nemo-bot: bad setting DISCORD_SHARD_IDS: "
-        "Value error, 5 not in 0..1 (DISCORD_SHARD_COUNT=2)"
+        "nemo-bot: bad setting DISCORD_SHARD_IDS: 5 not in 0..1 (DISCORD_SHARD_COUNT=2)"
     )
 
 
