@@ -15,7 +15,7 @@ same wall clock. The order check compares, per user, the relayed text with the
 simulator's whole reply (translated as the core translates GUI talk).
 
 The main run uses the core's own transport (``core.transport.NemoTransport``: httpx's
-API over aiohttp's sockets, with ``core.client.POOL_LIMITS``); a second run swaps in
+API over aiohttp's sockets, with ``core.nemo_http.POOL_LIMITS``); a second run swaps in
 httpx's own transport with the same limits, as the contrast that motivated it.
 """
 
@@ -49,9 +49,10 @@ from bench.common import (
     simulator_process,
 )
 from core.app import build_service
-from core.client import POOL_LIMITS, NemoClient
+from core.client import NemoClient
 from core.config import Settings
 from core.gui import translate
+from core.nemo_http import POOL_LIMITS
 from core.transport import NemoTransport
 from core.types import Action, IncomingMessage
 from storage.sqlite import SQLiteStore

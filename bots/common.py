@@ -1,8 +1,7 @@
 """What the Telegram and Discord adapters share: button meanings, file formats, log redaction.
 
 * :data:`ACTION_INTENTS`: what pressing an action button asks the core for.
-* :func:`accepted_formats`: the upload formats, from :data:`core.client.ACCEPTED_EXTENSIONS`
-  (the one list the backend's rules live in).
+* :func:`accepted_formats`: the upload formats (:mod:`core.files`, the one upload policy).
 * :class:`LogRedactor`: :class:`core.logs.SecretFilter` (NemoVideo tokens, bot
   tokens, interaction and webhook tokens, configured secrets), installable on the
   loggers that print URLs and on the root handlers.
@@ -13,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-from core.client import ACCEPTED_EXTENSIONS
+from core.files import accepted_formats
 from core.logs import SecretFilter
 from core.types import Action, Intent
 
@@ -25,12 +24,6 @@ ACTION_INTENTS: dict[Action, tuple[Intent, str]] = {
     Action.TIMELINE: (Intent.STATUS, "timeline"),
     Action.CREDITS: (Intent.CREDITS, "credits"),
 }
-
-
-def accepted_formats(*, upper: bool = False) -> str:
-    """The accepted file extensions, comma-separated, for a refusal message."""
-    names = sorted(ACCEPTED_EXTENSIONS)
-    return ", ".join(name.upper() if upper else name for name in names)
 
 
 #: The least of a body worth keeping next to a link; below that the link gets a message

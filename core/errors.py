@@ -16,8 +16,8 @@
     └── TransportError                connection refused, time-out, dropped stream
         └── StreamTimeoutError        only heartbeats for too long
 
-Low-level httpx / httpx-sse errors are translated once, in ``core.client``, with
-``raise ... from exc``. Messages never contain tokens.
+Low-level httpx / httpx-sse errors are translated once, in
+:func:`core.retry.translated`, with ``raise ... from exc``. Messages never contain tokens.
 """
 
 from __future__ import annotations
@@ -140,10 +140,17 @@ class ServerError(ApiError):
 
 
 class TransportError(NemoError):
-    """The backend could not be reached, or the connection dropped."""
+    """The backend could not be reached, or the connection dropped.
 
-    def __init__(self, message: str = "") -> None:
+    ``maybe_sent`` records whether the request may have reached the backend: False
+    only when nothing left the machine (a failure to connect), so a call that
+    takes effect (a render submit) may be sent again; True when the outcome is
+    unknown (a hang-up or time-out after sending).
+    """
+
+    def __init__(self, message: str = "", *, maybe_sent: bool = True) -> None:
         super().__init__(redact(message))
+        self.maybe_sent = maybe_sent
 
 
 class StreamTimeoutError(TransportError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from core.calls import BackendCalls
-from core.client import NemoClient, may_have_been_sent, new_render_id
+from core.client import NemoClient, new_render_id
 from core.errors import ApiError, TransportError
 from core.project import Project
 from core.renders import SUBMITTING, RenderTracker
@@ -77,7 +77,7 @@ class Exports:
             await self._store.delete_render(render.render_id)  # refused: nothing started
             raise
         except TransportError as exc:
-            if not may_have_been_sent(exc):
+            if not exc.maybe_sent:
                 await self._store.delete_render(render.render_id)
                 raise
             # The backend may have accepted it: follow the record. A render it never

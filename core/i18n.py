@@ -11,9 +11,12 @@ import re
 import string
 from collections.abc import Iterable
 
+from core.files import accepted_formats
+
 __all__ = ["FORMATS", "key_of", "language_of", "t"]
 
-FORMATS = "MP4, MOV, AVI, WEBM, MKV, JPG, PNG, GIF, WEBP, MP3, WAV, M4A, AAC"
+#: The upload formats for the help texts, from the one upload policy (:mod:`core.files`).
+FORMATS = accepted_formats(upper=True)
 
 _TEXTS: dict[str, dict[str, str]] = {
     "welcome": {

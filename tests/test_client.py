@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.client import ACCEPTED_EXTENSIONS, NemoClient
+from core.client import NemoClient
 from core.config import load_settings
 from core.draft import diff_drafts
 from core.errors import (
@@ -40,6 +40,7 @@ from core.events import (
     TextEvent,
     TurnCompleteEvent,
 )
+from core.files import ACCEPTED_EXTENSIONS
 from simulator.server import SimConfig, Simulator
 
 PROMPT = "make a 10-second clip of a futuristic city at night"

@@ -7,7 +7,7 @@ import re
 import discord
 
 from bots.common import accepted_formats
-from core.client import ACCEPTED_EXTENSIONS
+from core.files import ACCEPTED_EXTENSIONS
 from core.types import Attachment
 
 from .texts import text

@@ -18,7 +18,7 @@ from telegram import Bot, Message, MessageEntity
 
 from bots.telegram.audio import TRANSCODED_EXTENSIONS, to_m4a
 from bots.telegram.texts import text as adapter_text
-from core.client import ACCEPTED_EXTENSIONS
+from core.files import ACCEPTED_EXTENSIONS
 from core.types import Attachment
 
 __all__ = [
