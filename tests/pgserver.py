@@ -134,8 +134,12 @@ def _usable_binaries(bin_dir: Path, user: str | None, root: Path) -> Path:
     return copy / "bin"
 
 
-def start_server() -> PgServer:
-    """Start a throw-away server, or use ``NEMO_TEST_DATABASE_URL`` when set."""
+def start_server(*, durable: bool = False) -> PgServer:
+    """Start a throw-away server, or use ``NEMO_TEST_DATABASE_URL`` when set.
+
+    ``durable`` keeps PostgreSQL's production defaults (fsync and synchronous
+    commits on), for benchmarks; tests turn them off for speed.
+    """
     external = os.environ.get(ENV_URL)
     if external:
         return PgServer(url=external)
@@ -154,10 +158,9 @@ def start_server() -> PgServer:
             "initdb",
         )  # fmt: skip
         port = _free_port()
-        options = (
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         result = subprocess.run(
             _cmd(user, bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", log, "-w",
                  "-t", "60", "start"),
