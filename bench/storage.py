@@ -233,9 +233,9 @@ async def run() -> Result:
     )
     result.add("SQLite store / bare (lookups; writes)", f"{lookup_ratio:.2f}x; {write_ratio:.2f}x")
     result.add(
-        "PostgreSQL / SQLite store (lookups 1; 32 | writes 1; 32 | leases 32)",
-        f"{pg_vs_lite['lookups']:.2f}x; {pg_vs_lite['lookups_32']:.2f}x | "
-        f"{pg_vs_lite['writes']:.2f}x; {pg_vs_lite['writes_32']:.2f}x | "
+        "PostgreSQL / SQLite store (lookups 1; 32 - writes 1; 32 - leases 32)",
+        f"{pg_vs_lite['lookups']:.2f}x; {pg_vs_lite['lookups_32']:.2f}x - "
+        f"{pg_vs_lite['writes']:.2f}x; {pg_vs_lite['writes_32']:.2f}x - "
         f"{pg_vs_lite['leases_32']:.2f}x",
     )
     return result
