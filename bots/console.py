@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 from bots.status import ExitCode
 from core.i18n import key_of
 from core.router import route
-from core.service import ConversationService
 from core.types import (
     Action,
     Attachment,
+    ConversationHost,
     ConversationRef,
     IncomingMessage,
     Intent,
@@ -341,7 +341,7 @@ _reader = _LineReader()
 
 
 async def run_console(
-    service: ConversationService,
+    service: ConversationHost,
     *,
     messages: Sequence[str] = (),
     attach: Sequence[Path] = (),
@@ -380,7 +380,7 @@ async def run_console(
 
 
 async def _one_shot(
-    service: ConversationService,
+    service: ConversationHost,
     replier: ConsoleReplier,
     messages: Sequence[str],
     attach: Sequence[Path],
@@ -404,7 +404,7 @@ async def _one_shot(
     return ExitCode.OK
 
 
-async def _interactive(service: ConversationService, replier: ConsoleReplier) -> None:
+async def _interactive(service: ConversationHost, replier: ConsoleReplier) -> None:
     while True:
         replier.prompt_shown()
         try:

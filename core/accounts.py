@@ -22,7 +22,7 @@ from weakref import WeakValueDictionary
 
 from core.client import NemoClient
 from core.errors import TokenExpiredError
-from core.i18n import language_of
+from core.language import language_of
 from storage.base import RenderRecord, SessionRecord, Store, UserRecord
 
 __all__ = ["Accounts", "Identity", "RenderOwners", "renewing"]

@@ -26,13 +26,15 @@ import re
 
 REGISTER_URL = "https://nemovideo.com/register"
 
-# Anything that looks like a credential: NemoVideo tokens (``nmv_...``), bearer
-# values, and JWT-shaped strings. Applied to every message the tree builds, so a
-# backend that echoes a header back cannot leak it into logs or chat replies.
-_SECRET_RE = re.compile(
-    r"(?:nmv_[A-Za-z0-9_\-.]+)"
-    r"|(?:(?<=Bearer )[^\s\"',;]+)"
-    r"|(?:eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)",
+#: Anything that looks like a credential: NemoVideo tokens (``nmv_...``), bearer
+#: values, JWT-shaped strings and Telegram bot tokens. The one pattern: applied to
+#: every message the error tree builds (a backend that echoes a header back cannot
+#: leak it into chat replies) and by the log filter (:mod:`core.logs`).
+SECRET_PATTERN = re.compile(
+    r"nmv_[A-Za-z0-9_\-.]+"
+    r"|(?<=Bearer )[^\s\"',;]+"
+    r"|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"
+    r"|\b\d{5,}:[A-Za-z0-9_\-]{20,}",  # Telegram bot tokens
     re.IGNORECASE,
 )
 MAX_MESSAGE_CHARS = 500
@@ -43,7 +45,7 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
-    text = _SECRET_RE.sub("***", text)
+    text = SECRET_PATTERN.sub("***", text)
     if len(text) > MAX_MESSAGE_CHARS:
         text = text[: MAX_MESSAGE_CHARS - 1] + "…"
     return text

@@ -12,6 +12,7 @@ import string
 from collections.abc import Iterable
 
 from core.files import accepted_formats
+from core.language import language_of
 
 __all__ = ["FORMATS", "key_of", "language_of", "t"]
 
@@ -189,11 +190,6 @@ _TEXTS: dict[str, dict[str, str]] = {
         "zh": "⚠️ 我这边出了点问题。没有丢失任何内容——请重试。",
     },
 }
-
-
-def language_of(code: str | None) -> str:
-    """Our language for a platform language code ("zh-hans", "zh-CN" -> "zh"; else "en")."""
-    return "zh" if code and code.lower().startswith("zh") else "en"
 
 
 def t(key: str, lang: str | None = None, **values: object) -> str:

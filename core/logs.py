@@ -18,15 +18,10 @@ import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
+from core.errors import SECRET_PATTERN
+
 __all__ = ["SecretFilter", "mask_id", "setup_logging"]
 
-_PATTERNS = re.compile(
-    r"nmv_[A-Za-z0-9_\-.]+"
-    r"|(?<=Bearer )[^\s\"',;]+"
-    r"|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"
-    r"|\b\d{5,}:[A-Za-z0-9_\-]{20,}",  # Telegram bot tokens
-    re.IGNORECASE,
-)
 #: Per-request tokens inside URL paths (chat platforms' interaction and webhook tokens)
 #: and in logged JSON fields: the path or key is kept, the token masked.
 _REQUEST_TOKENS = re.compile(
@@ -52,7 +47,7 @@ class SecretFilter(logging.Filter):
         for secret in self._secrets:
             text = text.replace(secret, "***")
         text = _REQUEST_TOKENS.sub(_keep_prefix, text)
-        return _PATTERNS.sub("***", text)
+        return SECRET_PATTERN.sub("***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record in place; never drops it."""

@@ -169,3 +169,27 @@ class ChatAdapter(Protocol):
 
     def replier_for(self, ref: ConversationRef) -> Replier:
         """A replier for a stored conversation (render delivery after a restart)."""
+
+
+class ConversationHandler(Protocol):
+    """What a chat adapter hands its requests to: the adapter contract, seen from the adapter.
+
+    :class:`core.service.ConversationService` is the real one; tests stand in
+    with scripted ones.
+    """
+
+    def register_adapter(self, adapter: ChatAdapter) -> None:
+        """Make ``adapter`` the deliverer for its platform's stored conversations."""
+
+    async def handle(self, msg: IncomingMessage, replier: Replier) -> None:
+        """Answer one request; never raises."""
+
+
+class ConversationHost(ConversationHandler, Protocol):
+    """A conversation handler whose background work (renders) can be resumed and awaited."""
+
+    async def start(self) -> int:
+        """Resume the work left from the last run; returns how many items resumed."""
+
+    async def wait_idle(self) -> None:
+        """Wait until the background work in flight is done."""

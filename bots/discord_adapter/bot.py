@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import discord
 import yarl
@@ -26,7 +26,14 @@ from discord.gateway import DiscordWebSocket
 
 from bots.common import ACTION_INTENTS, LogRedactor
 from core.config import Settings, SettingsError
-from core.types import Action, ConversationRef, IncomingMessage, Intent, Replier
+from core.types import (
+    Action,
+    ConversationHandler,
+    ConversationRef,
+    IncomingMessage,
+    Intent,
+    Replier,
+)
 
 from .commands import build_commands
 from .replier import DiscordReplier
@@ -35,7 +42,6 @@ from .texts import NemoTranslator, language_of, text
 from .views import ActionButton
 
 __all__ = [
-    "ConversationHandler",
     "DiscordAdapter",
     "DiscordBot",
     "configure_endpoints",
@@ -52,13 +58,6 @@ EDIT_INTERVAL = 1.5
 
 SHUTDOWN_GRACE = 10.0
 """Seconds running requests get to finish when the bot closes; the rest are cancelled."""
-
-
-class ConversationHandler(Protocol):
-    """The part of :class:`core.service.ConversationService` the bot needs."""
-
-    async def handle(self, msg: IncomingMessage, replier: Replier) -> None:
-        """Answer one request; never raises."""
 
 
 #: Loggers that may print a bot token or an interaction/webhook URL (discord.http logs
@@ -189,9 +188,7 @@ class DiscordBot(discord.AutoShardedClient):
                 log.warning(
                     "discord: command sync failed (%s %s); using the old set", exc.status, exc.code
                 )
-        register = getattr(self.service, "register_adapter", None)
-        if register is not None:
-            register(self.adapter)
+        self.service.register_adapter(self.adapter)
 
     @property
     def syncs_commands(self) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
+from core.language import known_language
+
 __all__ = [
     "MESSAGE_LIMIT",
     "NemoTranslator",
@@ -74,11 +76,9 @@ _TEXTS: dict[str, dict[str, str]] = {
 
 
 def language_of(locale: discord.Locale | str | None) -> str | None:
-    """``zh-CN``/``zh-TW`` -> ``zh``, ``en-US`` -> ``en``; ``None`` stays ``None``."""
-    if locale is None:
-        return None
-    value = locale.value if isinstance(locale, discord.Locale) else str(locale)
-    return value.split("-")[0].lower() or None
+    """The bot's language for a Discord locale (:mod:`core.language`); ``None`` stays ``None``."""
+    value = locale.value if isinstance(locale, discord.Locale) else locale
+    return known_language(value)
 
 
 def text(key: str, language: str | None = None, **fields: object) -> str:

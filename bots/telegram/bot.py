@@ -28,15 +28,14 @@ from telegram import BotCommand, Update
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 
-from bots.telegram.handlers import PLATFORM, ConversationHandler, UpdateHandlers
+from bots.telegram.handlers import PLATFORM, UpdateHandlers
 from bots.telegram.logs import TokenRedactor, quiet_http_loggers
 from bots.telegram.replier import PacerPool, TelegramReplier
 from bots.telegram.texts import COMMANDS
 from core.config import Settings
-from core.types import ConversationRef
+from core.types import ConversationHandler, ConversationRef
 
 __all__ = [
-    "ConversationHandler",
     "TelegramBot",
     "run_telegram",
     "telegram_limits",

@@ -42,9 +42,9 @@ from bots.telegram.inbound import (
 )
 from bots.telegram.replier import TelegramReplier
 from bots.telegram.texts import text as adapter_text
-from core.types import Attachment, IncomingMessage, Intent, Replier
+from core.types import Attachment, ConversationHandler, IncomingMessage, Intent
 
-__all__ = ["ConversationHandler", "ReplierFactory", "UpdateHandlers"]
+__all__ = ["ReplierFactory", "UpdateHandlers"]
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +63,6 @@ _OTHER_PRIVATE = filters.ChatType.PRIVATE & ~filters.StatusUpdate.ALL
 _NEW_MESSAGES = filters.UpdateType.MESSAGE  # edits of old messages are not new requests
 
 Context = ContextTypes.DEFAULT_TYPE
-
-
-class ConversationHandler(Protocol):
-    """The part of :class:`core.service.ConversationService` the adapter uses."""
-
-    def register_adapter(self, adapter: Any) -> None:
-        """Make ``adapter`` the deliverer for its platform's stored conversations."""
-
-    async def handle(self, msg: IncomingMessage, replier: Replier) -> None:
-        """Answer one request; never raises."""
 
 
 class ReplierFactory(Protocol):

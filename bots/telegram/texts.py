@@ -8,9 +8,10 @@ doesn't own the project, and the last-resort apology of the error handler.
 
 from __future__ import annotations
 
-from bots.common import accepted_formats
+from core.files import accepted_formats
+from core.language import language_of
 
-__all__ = ["COMMANDS", "FORMATS", "lang_of", "text"]
+__all__ = ["COMMANDS", "FORMATS", "text"]
 
 FORMATS = accepted_formats(upper=True)
 
@@ -98,11 +99,6 @@ COMMANDS: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def lang_of(language: str | None) -> str:
-    """``zh`` for any Chinese language code, else ``en``."""
-    return "zh" if language and language.lower().startswith("zh") else "en"
-
-
 def text(key: str, language: str | None, **values: object) -> str:
     """The adapter text ``key`` in the user's language, with ``values`` filled in."""
-    return _TEXTS[key][lang_of(language)].format(formats=FORMATS, **values)
+    return _TEXTS[key][language_of(language)].format(formats=FORMATS, **values)
