@@ -114,7 +114,8 @@ class StoreSessionGate:
             if not told:
                 told = True
                 if on_wait is not None:
-                    await on_wait()
+                    await on_wait()  # may take a while: look again before sleeping
+                    continue
             await self._store.wait_for_lease(name, self._poll)
 
     async def _renew(self, lease: Lease) -> None:

@@ -20,6 +20,7 @@ does not work and its statement cache must be off: connect straight to PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -127,6 +128,7 @@ class PostgresStore(PostgresCoordination):
         self._pool: asyncpg.Pool | None = None
         self._wakeups = Wakeups()
         self._listener: asyncpg.Connection | None = None
+        self._listen_lock = asyncio.Lock()
         self._render_columns = _RENDER_COLUMNS
         self._render_from_row = lambda row: _from_row(RenderRecord, row)
 
@@ -150,8 +152,12 @@ class PostgresStore(PostgresCoordination):
             await self._migrate(pool)
             self._pool = pool
             await self._secure_tokens()
+            await self._listen()  # from the start, so no release goes unheard
         except BaseException:
             self._pool = None
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                await listener.close()
             await pool.close()
             raise
 
@@ -279,15 +285,21 @@ class PostgresStore(PostgresCoordination):
         """Start the LISTEN connection if it is not running (a lost one is replaced)."""
         if self._listener is not None and not self._listener.is_closed():
             return
-        self._listener = None
-        try:
-            conn = await asyncpg.connect(self._url)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.warning("lease notifications unavailable; waiting requests poll")
-            return
-        await conn.add_listener(CHANNEL, self._on_notify)
-        conn.add_termination_listener(lambda _conn: self._wakeups.wake_all())
-        self._listener = conn
+        async with self._listen_lock:  # many waiters may find it missing at once
+            if self._listener is not None and not self._listener.is_closed():
+                return
+            self._listener = None
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._url)
+                await conn.add_listener(CHANNEL, self._on_notify)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.warning("lease notifications unavailable; waiting requests poll")
+                if conn is not None:
+                    conn.terminate()
+                return
+            conn.add_termination_listener(lambda _conn: self._wakeups.wake_all())
+            self._listener = conn
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         self._wakeups.wake(str(payload))

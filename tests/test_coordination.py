@@ -327,3 +327,19 @@ async def test_counters_survive_a_restart_and_hold_the_limit_across_replicas(
         assert not (await again.hit_counter("exports", "u", window=86400, limit=5)).allowed
     rows = await raw_rows(target, "SELECT count FROM counters")
     assert rows == [(5,)]
+
+
+async def test_a_lost_notification_connection_is_replaced(pg_url: str) -> None:
+    async with make_store(pg_url) as a, make_store(pg_url) as b:
+        killed = await raw_rows(
+            pg_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        assert killed and all(ok for (ok,) in killed)  # both stores' listeners are gone
+        held = await a.try_acquire_lease("k", owner="a", seq=1, ttl=30)
+        assert held is not None
+        woken = asyncio.create_task(b.wait_for_lease("k", 30))  # listens again first
+        await asyncio.sleep(0.5)
+        await a.release_lease(held)
+        assert await asyncio.wait_for(woken, 10) is True
