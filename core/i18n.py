@@ -78,17 +78,93 @@ _TEXTS: dict[str, dict[str, str]] = {
         "zh": "⌛ 视频服务很久没有回应。它可能仍会完成：稍后发送“状态”查看时间线。",
     },
     "stream_dropped": {
-        "en": "⚠️ The connection to the video service dropped. Checking what was done...",
-        "zh": "⚠️ 与视频服务的连接中断了，正在检查已完成的内容...",
+        "en": "⚠️ The connection to the video service dropped before it finished.\n{outcome}",
+        "zh": "⚠️ 与视频服务的连接在完成前中断了。\n{outcome}",
     },
     "stream_error": {
-        "en": "⚠️ The video service hit a problem with that request: {detail}",
-        "zh": "⚠️ 视频服务处理该请求时出错：{detail}",
+        "en": "⚠️ The video service reported a problem with that request: {detail}\n{outcome}",
+        "zh": "⚠️ 视频服务报告该请求出了问题：{detail}\n{outcome}",
     },
     "changes": {"en": "✅ Done. {changes}", "zh": "✅ 完成。{changes}"},
     "no_changes": {
-        "en": "✅ Done — the timeline didn't change. Say status to see it.",
-        "zh": "✅ 完成——时间线没有变化。发送“状态”查看。",
+        "en": "🤷 Nothing changed in the timeline. {suggestion}",
+        "zh": "🤷 时间线没有任何变化。{suggestion}",
+    },
+    "no_answer": {
+        "en": "🤷 The video service ended without an answer, and the timeline didn't change. "
+        "{suggestion}",
+        "zh": "🤷 视频服务没有给出任何回答就结束了，时间线也没有变化。{suggestion}",
+    },
+    "changes_hidden": {
+        "en": (
+            "✅ The video service changed details of your project that the timeline summary "
+            "doesn't show (the tracks and their lengths are the same). Say status to see it."
+        ),
+        "zh": "✅ 视频服务修改了项目中时间线摘要不显示的细节（轨道和时长都没变）。发送“状态”查看。",
+    },
+    "claimed_no_change": {
+        "en": "ℹ️ The timeline didn't change, though. Say status to see it.",
+        "zh": "ℹ️ 不过时间线并没有变化。发送“状态”查看。",
+    },
+    "timeline_now": {
+        "en": "Here is the timeline now: {summary}",
+        "zh": "时间线现在是：{summary}",
+    },
+    "outcome_changed": {
+        "en": "The timeline did change: {changes}",
+        "zh": "时间线确实有变化：{changes}",
+    },
+    "outcome_unchanged": {
+        "en": "The timeline didn't change. Please try again in a moment.",
+        "zh": "时间线没有变化。请稍后再试。",
+    },
+    "outcome_pending": {
+        "en": (
+            "So far the timeline hasn't changed; the service may still be working on it. "
+            "Say status in a minute to check before sending it again."
+        ),
+        "zh": "目前时间线还没有变化，服务可能仍在处理。请一分钟后发送“状态”查看，再决定是否重发。",
+    },
+    "outcome_unknown": {
+        "en": "I couldn't read the timeline to check what changed. Say status in a minute.",
+        "zh": "我无法读取时间线来确认变化。请稍后发送“状态”查看。",
+    },
+    "suggest_first": {
+        "en": "Try describing the video, for example: make a 10-second clip of a city at night.",
+        "zh": "试着描述你想要的视频，例如：生成一段 10 秒的夜晚城市短片。",
+    },
+    "suggest_edit": {
+        "en": (
+            "Try saying it another way, for example: add lo-fi music · "
+            'add a title "Hello" · make it 8 seconds long. Say status to see the timeline.'
+        ),
+        "zh": (
+            "换个说法试试，例如：添加 lo-fi 音乐 · 添加标题“你好” · 改成 8 秒。"
+            "发送“状态”查看时间线。"
+        ),
+    },
+    "unknown_command": {
+        "en": (
+            "🤔 {command} isn't a command I know. My commands: /status (timeline) · "
+            "/credits (balance) · /export (MP4) · /new (start over) · /help. "
+            "To make or change a video, just write what you want, without a slash."
+        ),
+        "zh": (
+            "🤔 {command} 不是我认识的命令。我的命令：/status（时间线）· /credits（积分）· "
+            "/export（导出 MP4）· /new（重新开始）· /help（帮助）。"
+            "想制作或修改视频，直接用文字描述即可，不用加斜杠。"
+        ),
+    },
+    "message_too_long": {
+        "en": (
+            "✂️ That message is too long: {length} characters, and the limit is {limit}. "
+            "Nothing was sent to the video service. Please shorten it, or split it into "
+            "several messages, and send it again."
+        ),
+        "zh": (
+            "✂️ 这条消息太长了：{length} 个字符，上限是 {limit}。没有发送给视频服务。"
+            "请缩短或拆成几条消息后重新发送。"
+        ),
     },
     "credits": {
         "en": "💳 Credits: {available} available · {frozen} reserved · {total} total",

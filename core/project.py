@@ -43,11 +43,15 @@ class Project:
         raw = state.raw_draft
         encoded = json.dumps(raw, separators=(",", ":"), ensure_ascii=False) if raw else None
         session = req.ident.session
-        session.draft_json = encoded
+        session.draft_json = encoded or ""  # "" = read and empty; None = never read
         await self._store.save_draft(
             session.platform, session.user_id, session.chat_id, encoded or ""
         )
         return state
+
+    def knows_draft(self, req: Request) -> bool:
+        """Whether the session's draft was ever read (so a turn has a state to compare with)."""
+        return req.ident.session.draft_json is not None
 
     async def status(self, req: Request) -> None:
         """Show the timeline (or say it is empty)."""

@@ -2,22 +2,35 @@
 
 Text is shown as whole sentences (:class:`core.gui.SentenceBuffer`), tool
 activity shows as "typing", a long silence with only heartbeats earns a "still
-working" notice, and a stream that drops or times out says so. After the turn
-the reply closes with the actions that make sense now, or, when the backend
-showed no text, with what changed in the timeline.
+working" notice, and a stream that drops or times out says so.
+
+After the turn the bot says only what the session's state shows. The draft is
+read again and compared with the one before the turn (read first when the chat
+has none stored yet, so a first turn has something to compare with too):
+
+* an error the backend reported in the stream is always told, with what the
+  timeline shows (changed, or not);
+* a dropped stream shows the cut text as cut ("…"), then one message saying
+  whether the timeline changed so far;
+* the backend's own words end with the actions that make sense now; when it
+  called a tool but the timeline is unchanged, the bot says so;
+* no words at all: what changed, or plainly that nothing did, with what to try.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from core.calls import BackendCalls
 from core.config import Settings
-from core.draft import diff_drafts
-from core.errors import StreamTimeoutError, TransportError
+from core.draft import Draft, diff_drafts
+from core.errors import ApiError, StreamTimeoutError, TransportError
 from core.events import HeartbeatEvent, StreamErrorEvent, TextEvent, ToolCallEvent, ToolResultEvent
 from core.gui import SentenceBuffer
 from core.metrics import Metrics
@@ -26,9 +39,25 @@ from core.replies import plain_reason, quietly
 from core.request import Request
 from core.types import DEFAULT_ACTIONS, Action, TextStream
 
-__all__ = ["ChatRelay"]
+__all__ = ["MAX_PROMPT_CHARS", "ChatRelay"]
 
 log = logging.getLogger("nemo.relay")
+
+#: The longest message sent to the backend as a prompt (Telegram's own message cap);
+#: a longer one is refused with this number, before anything is sent.
+MAX_PROMPT_CHARS = 4096
+
+
+@dataclass(slots=True)
+class _Turn:
+    """What one streamed turn brought, besides its text."""
+
+    shown: bool = False  # some of the backend's words reached the user
+    answered: bool = False  # anything but heartbeats came
+    acted: bool = False  # the backend called a tool
+    error: str | None = None  # the last error reported inside the stream
+    dropped: bool = False  # the connection ended mid-turn
+    timed_out: bool = False  # heartbeats only, for too long
 
 
 class ChatRelay:
@@ -55,101 +84,186 @@ class ChatRelay:
 
     async def chat(self, req: Request, text: str) -> None:
         """Stream one message through the backend and relay what comes back."""
+        if len(text) > MAX_PROMPT_CHARS:
+            await req.say("message_too_long", length=len(text), limit=MAX_PROMPT_CHARS)
+            return
+        before = await self._baseline(req)
         stream = req.replier.stream()
         buffer = SentenceBuffer()
-        shown = False
-        error: str | None = None
-        dropped = False
-        last_news = self._clock()
-        notices = 0
+        turn = _Turn()
         await quietly(req.replier.working("typing"))
         self._metrics.active_streams.inc()
         try:
-            async with contextlib.aclosing(self._calls.events(req, text)) as events:
-                async for event in events:
-                    now = self._clock()
-                    if isinstance(event, HeartbeatEvent):
-                        # (The client ends a heartbeat-only stream after its
-                        # heartbeat_timeout with StreamTimeoutError.)
-                        notice_at = self._settings.heartbeat_notice_s * (notices + 1)
-                        if now - last_news >= notice_at:
-                            notices += 1
-                            await req.say("still_working")
-                        continue
-                    last_news, notices = now, 0
-                    if isinstance(event, TextEvent):
-                        out = buffer.feed(event.text)
-                        if out.strip():
-                            shown = True
-                            await stream.append(out)
-                    elif isinstance(event, StreamErrorEvent):
-                        error = event.message
-                        self._metrics.error("stream_error")
-                    elif isinstance(event, (ToolCallEvent, ToolResultEvent)):
-                        await quietly(req.replier.working("typing"))
+            await self._relay(req, text, stream, buffer, turn)
         except StreamTimeoutError:
+            turn.timed_out = True
             self._metrics.error("stream_timeout")
-            if await _flush(stream, buffer, shown):
-                await stream.finish()
-            await req.say("stream_timeout")
-            return
         except TransportError:
-            dropped = True
+            turn.dropped = True
             self._metrics.error("stream_dropped")
             log.warning("chat stream dropped for a %s user", req.msg.platform)
         finally:
             self._metrics.active_streams.dec()
-        shown = await _flush(stream, buffer, shown)
-        if dropped:
-            if shown:
-                await stream.finish()
-            await req.say("stream_dropped")
-        await self.after_turn(
-            req,
-            stream if shown and not dropped else None,
-            error=error,
-            show_timeline=buffer.hints.show_timeline,
+        rest = buffer.flush(cut=turn.dropped or turn.timed_out)
+        if rest:
+            turn.shown = True
+            await stream.append(rest)
+        if turn.timed_out:
+            await self._timed_out(req, stream if turn.shown else None, turn)
+            return
+        await self._conclude(
+            req, stream if turn.shown else None, before, turn, buffer.hints.show_timeline
         )
 
-    async def after_turn(
+    async def _relay(
+        self, req: Request, text: str, stream: TextStream, buffer: SentenceBuffer, turn: _Turn
+    ) -> None:
+        """Pass the stream's events on; ``turn`` records what came besides text."""
+        last_news = self._clock()
+        notices = 0
+        async with contextlib.aclosing(self._calls.events(req, text)) as events:
+            async for event in events:
+                now = self._clock()
+                if isinstance(event, HeartbeatEvent):
+                    # (The client ends a heartbeat-only stream after its
+                    # heartbeat_timeout with StreamTimeoutError.)
+                    notice_at = self._settings.heartbeat_notice_s * (notices + 1)
+                    if now - last_news >= notice_at:
+                        notices += 1
+                        await req.say("still_working")
+                    continue
+                last_news, notices = now, 0
+                turn.answered = True
+                if isinstance(event, TextEvent):
+                    out = buffer.feed(event.text)
+                    if out:
+                        turn.shown = True
+                        await stream.append(out)
+                elif isinstance(event, StreamErrorEvent):
+                    turn.error = event.message
+                    self._metrics.error("stream_error")
+                elif isinstance(event, (ToolCallEvent, ToolResultEvent)):
+                    turn.acted = turn.acted or isinstance(event, ToolCallEvent)
+                    await quietly(req.replier.working("typing"))
+
+    async def after_turn(self, req: Request, *, note: str) -> None:
+        """Say ``note`` (what a turn without words did) with the actions that make sense now."""
+        draft = (await self._project.state(req)).draft
+        await req.replier.send_text(note, actions=_actions(draft))
+
+    # -- concluding a turn ---------------------------------------------------------------
+
+    async def _baseline(self, req: Request) -> Draft | None:
+        """The draft before the turn: the stored one, else read now (None if unreadable)."""
+        if self._project.knows_draft(req):
+            return self._project.stored_draft(req)
+        return await self._read(req)
+
+    async def _read(self, req: Request) -> Draft | None:
+        """The session's draft now; None when the backend can't tell us."""
+        try:
+            return (await self._project.state(req)).draft
+        except (ApiError, TransportError) as exc:
+            log.warning("could not read the session state (%s)", type(exc).__name__)
+            return None
+
+    async def _timed_out(self, req: Request, stream: TextStream | None, turn: _Turn) -> None:
+        """Heartbeats only, for too long: the work may still finish, so don't guess."""
+        if stream is not None:
+            await stream.finish()
+        if turn.error:
+            outcome = req.words("stream_timeout")
+            await req.say("stream_error", detail=_detail(turn.error), outcome=outcome)
+        else:
+            await req.say("stream_timeout")
+
+    async def _conclude(
         self,
         req: Request,
         stream: TextStream | None,
-        *,
-        error: str | None = None,
-        show_timeline: bool = False,
-        note: str | None = None,
+        before: Draft | None,
+        turn: _Turn,
+        show_timeline: bool,
     ) -> None:
-        """Read the state after a turn; close the reply with the actions that make sense now.
-
-        ``stream`` is the reply that showed the backend's text, if any; without one
-        the user hears what changed in the timeline (or ``note``).
-        """
-        before = self._project.stored_draft(req)
-        draft = (await self._project.state(req)).draft
-        actions = DEFAULT_ACTIONS if draft.is_exportable else (Action.CREDITS,)
+        """Close the reply with what the state shows now."""
+        after = await self._read(req)
+        if after is None:
+            if stream is not None:
+                await stream.finish()
+            if turn.error:
+                outcome = req.words("outcome_unknown")
+                await req.say("stream_error", detail=_detail(turn.error), outcome=outcome)
+            elif turn.dropped:
+                await req.say("stream_dropped", outcome=req.words("outcome_unknown"))
+            else:
+                await req.say("outcome_unknown")
+            return
+        actions = _actions(after)
+        changes = diff_drafts(before, after) if before is not None else []
+        if turn.error or turn.dropped:
+            if stream is not None:
+                await stream.finish()
+            await req.replier.send_text(
+                self._trouble(req, before, after, changes, turn), actions=actions
+            )
+            return
         if stream is not None:
             await stream.finish(() if show_timeline else actions)
             if show_timeline:
-                await req.replier.send_text(draft.summary(), actions=actions)
+                await req.replier.send_text(after.summary(), actions=actions)
+            if turn.acted and before is not None and _same(before, after):
+                await req.say("claimed_no_change")
             return
-        changes = diff_drafts(before, draft)
-        if note:
-            text = note
-        elif error and not changes:
-            detail = plain_reason(error, "please try again in a moment")
-            text = req.words("stream_error", detail=detail)
-        elif changes:
-            text = req.words("changes", changes="\n".join(changes))
+        await req.replier.send_text(
+            self._silent(req, before, after, changes, turn), actions=actions
+        )
+
+    def _trouble(
+        self, req: Request, before: Draft | None, after: Draft, changes: list[str], turn: _Turn
+    ) -> str:
+        """One message for a turn that hit an error or a dropped connection."""
+        if changes:
+            outcome = req.words("outcome_changed", changes="\n".join(changes))
+        elif before is None:
+            outcome = req.words("timeline_now", summary=after.summary())
+        elif not _same(before, after):
+            outcome = req.words("changes_hidden")
+        elif turn.dropped:
+            outcome = req.words("outcome_pending")
         else:
-            text = req.words("no_changes")
-        await req.replier.send_text(text, actions=actions)
+            outcome = req.words("outcome_unchanged")
+        if turn.error:
+            return req.words("stream_error", detail=_detail(turn.error), outcome=outcome)
+        return req.words("stream_dropped", outcome=outcome)
+
+    def _silent(
+        self, req: Request, before: Draft | None, after: Draft, changes: list[str], turn: _Turn
+    ) -> str:
+        """What a turn without a word from the backend did, as the state shows it."""
+        if changes:
+            return req.words("changes", changes="\n".join(changes))
+        if before is None:
+            if after.is_exportable:
+                return req.words("timeline_now", summary=after.summary())
+        elif not _same(before, after):
+            return req.words("changes_hidden")
+        suggestion = req.words("suggest_edit" if after.is_exportable else "suggest_first")
+        key = "no_changes" if turn.answered else "no_answer"
+        return req.words(key, suggestion=suggestion)
 
 
-async def _flush(stream: TextStream, buffer: SentenceBuffer, shown: bool) -> bool:
-    """Send what the buffer still holds; whether any text was shown at all."""
-    rest = buffer.flush()
-    if rest.strip():
-        await stream.append(rest)
-        return True
-    return shown
+def _actions(draft: Draft) -> tuple[Action, ...]:
+    return DEFAULT_ACTIONS if draft.is_exportable else (Action.CREDITS,)
+
+
+def _detail(error: str) -> str:
+    return plain_reason(error, "please try again in a moment")
+
+
+def _canonical(raw: Any) -> str:
+    return json.dumps(raw or {}, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _same(before: Draft, after: Draft) -> bool:
+    """Whether the backend's draft object is unchanged (even in fields the summary skips)."""
+    return _canonical(before.raw) == _canonical(after.raw)

@@ -7,6 +7,11 @@ creative prompt for the backend's chat. So "export" and "Export the video
 please!" export, while "a video about the export trade" and "show the status of a
 rocket launch" go to chat. An attachment makes the message an upload (its text is
 the instruction that follows the upload), unless an adapter forced an intent.
+
+A message that starts with a ``/command`` that is none of ours is
+:attr:`Intent.UNKNOWN` (the user is told the commands; the backend never sees
+it), except ``/attach`` (the terminal's word for sending a file), which is an
+upload with nothing attached when no file came with it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Mapping
 
 from core.types import Intent
 
-__all__ = ["INTENT_TABLE", "normalize", "route"]
+__all__ = ["INTENT_TABLE", "normalize", "route", "slash_command"]
 
 #: Every phrase that is a command on its own, by intent (English and Chinese).
 # fmt: off
@@ -65,6 +70,9 @@ _PUNCT = re.compile(r"[^\w\s?？]+")
 _SPACES = re.compile(r"\s+")
 # Longer than any phrase in the table: certainly a prompt, skip the work.
 _MAX_COMMAND_CHARS = 48
+# "/foo", "/foo@some_bot", "/foo rest of the text" (but not a path such as "/tmp/x.mp4").
+_SLASH = re.compile(r"^/([^\W\d]\w{0,31})(?:@\w+)?(?=\s|$)")
+_UPLOAD_WORDS = frozenset({"attach", "upload", "file", "files"})
 
 
 def normalize(text: str) -> str:
@@ -83,11 +91,31 @@ def normalize(text: str) -> str:
     return joined
 
 
+def slash_command(text: str) -> str | None:
+    """The ``/command`` a message starts with, as typed (``"/foo"``); None if it has none."""
+    match = _SLASH.match(unicodedata.normalize("NFKC", text).strip())
+    return "/" + match[1] if match else None
+
+
+def _known_word(word: str) -> bool:
+    return any(phrase.split(" ", 1)[0] == word for phrase in _PHRASES)
+
+
 def route(text: str, *, has_attachments: bool = False) -> Intent:
     """The intent of one message (see the module docstring for the rule)."""
     if has_attachments:
         return Intent.UPLOAD
     stripped = text.strip()
-    if not stripped or len(stripped) > _MAX_COMMAND_CHARS:
+    if not stripped:
         return Intent.CHAT
-    return _PHRASES.get(normalize(stripped), Intent.CHAT)
+    intent = Intent.CHAT
+    if len(stripped) <= _MAX_COMMAND_CHARS:
+        intent = _PHRASES.get(normalize(stripped), Intent.CHAT)
+    command = slash_command(stripped)
+    if intent is Intent.CHAT and command is not None:
+        word = command[1:].lower()
+        if word in _UPLOAD_WORDS:
+            return Intent.UPLOAD
+        if not _known_word(word):
+            return Intent.UNKNOWN
+    return intent

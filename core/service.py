@@ -37,7 +37,7 @@ from core.relay import ChatRelay
 from core.renders import RenderTracker
 from core.replies import quietly
 from core.request import Request
-from core.router import route
+from core.router import route, slash_command
 from core.types import ChatAdapter, IncomingMessage, Intent, Replier
 from core.uploads import Uploads
 from storage.base import Store
@@ -130,6 +130,9 @@ class ConversationService:
             self.metrics.requests.labels(platform=msg.platform, intent=intent.value).inc()
             if intent in (Intent.HELP, Intent.START):
                 await req.say("welcome" if intent is Intent.START else "help")
+                return
+            if intent is Intent.UNKNOWN:  # not ours: the backend would take it for a prompt
+                await req.say("unknown_command", command=slash_command(msg.text) or msg.text)
                 return
             if intent is Intent.CHAT and not msg.text.strip():
                 await req.say("empty_message")

@@ -41,6 +41,7 @@ class Intent(enum.Enum):
     START = "start"
     NEW = "new"
     CHAT = "chat"
+    UNKNOWN = "unknown"  # a /command that is none of ours: never sent to the backend
 
 
 @dataclass(frozen=True, slots=True)

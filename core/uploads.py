@@ -66,7 +66,7 @@ class Uploads:
             await req.replier.send_text(uploaded)
             await self._relay.chat(req, msg.text.strip())
         else:
-            await self._relay.after_turn(req, None, note=uploaded)
+            await self._relay.after_turn(req, note=uploaded)
 
     async def _upload_one(self, req: Request, att: Attachment) -> tuple[str | None, list[str]]:
         """Check, download and upload one file: (why not, or None; what was added)."""

@@ -28,6 +28,7 @@ _GUI_EDIT = (
     " Preview in timeline to hear how it sounds, then click the Export button.",
 )
 _TEMP_ISSUE = "\n\nI encountered a temporary issue"
+_FALSE_CLAIM = "Done, I updated the timeline."
 
 
 @dataclass
@@ -98,6 +99,17 @@ async def run_turn(turn: Turn) -> None:
             await beat(cfg.heartbeat_only_seconds)
             put(sse.END)
             return
+        if turn.fault in ("ignored", "false_claim"):
+            # The agent "acts" but the draft stays as it was (seen with prompts it
+            # did not understand): the client must not report a change.
+            call_id = f"call_{rng.getrandbits(48):012x}"
+            put(events.function_call(call_id, "edit_timeline", {"instruction": turn.text}))
+            await beat(cfg.heartbeat_interval)
+            put(events.function_response(call_id, "edit_timeline", {"status": "no_change"}, {}))
+            if turn.fault == "false_claim":
+                put(events.text(_FALSE_CLAIM, partial=False, turn_complete=True))
+            put(sse.END)
+            return
         if not old and rng.random() < cfg.thought_ratio:
             put(
                 events.thought(
@@ -158,6 +170,9 @@ async def run_turn(turn: Turn) -> None:
         if not old:
             done = rng.random() < cfg.turn_complete_ratio
             put(events.text(reply, partial=False, turn_complete=done))
+        if turn.fault == "late_error":
+            _error(turn, events)
+            return
         put(sse.END)
     finally:
         put(sse.END)  # harmless after an earlier END/DROP; unblocks the handler on cancel

@@ -44,6 +44,9 @@ FAULT_ENDPOINTS: dict[str, tuple[str, ...]] = {
     "stream_error": ("chat",),  # data: {"error": ...} (or broken JSON) under HTTP 200
     "heartbeat_only": ("chat",),  # heartbeats only, for heartbeat_only_seconds, then close
     "silent_edit": ("chat",),  # no text at all, but the draft changes
+    "ignored": ("chat",),  # a tool call that changes nothing, then no text at all
+    "false_claim": ("chat",),  # "Done, I updated the timeline." but the draft is untouched
+    "late_error": ("chat",),  # the turn works and says so, then an error event follows
     "duplicate_render_id": ("render",),  # duplicate-id error even for a fresh id
     "render_failed": ("render",),  # the submitted render ends in status "failed"
 }

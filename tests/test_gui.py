@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from core.gui import GuiHints, SentenceBuffer, translate
 from core.i18n import language_of, t
 
@@ -12,27 +16,159 @@ def stream_through(chunks: list[str]) -> tuple[str, GuiHints]:
     return out, buffer.hints
 
 
+#: Words that only make sense with the web editor on screen.
+GUI_EN = re.compile(
+    r"\b(click|press|tap|drag|drop|panel|sidebar|button|icon|tab)\b|preview in|in timeline", re.I
+)
+GUI_ZH = re.compile(r"点击|单击|打开|拖|按钮|面板|图标|在时间线中")
+
+
 def test_export_button_becomes_the_export_command() -> None:
     hints = GuiHints()
     assert translate("Click the Export button to render.", hints) == "Say “export” to render."
     assert hints.offer_export
 
 
-def test_panels_and_timeline_previews_show_the_timeline() -> None:
+# Every way the backend names the export control, where it sits, with or without a verb.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Click the Export button to download your video.",
+        "Then press Export.",
+        "Tap the [Export] button when you're ready.",
+        "Hit Download when you're happy.",
+        "Use the export option in the top right corner.",
+        "Select “Export video” from the toolbar.",
+        "When it looks right, click on the export icon at the top of the screen.",
+        "You'll find the Export button on the toolbar.",
+    ],
+)
+def test_every_wording_of_the_export_control_offers_the_export_command(text: str) -> None:
     hints = GuiHints()
-    out = translate("Open the timeline panel, then preview in the timeline.", hints)
-    assert out == "See the timeline (below), then check the timeline (below)."
+    out = translate(text, hints)
+    assert hints.offer_export
+    assert "“export”" in out
+    assert not GUI_EN.search(out), out
+
+
+# Every way of pointing at the editor's view of the project: the chat shows the tracks.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Preview in timeline to hear how it sounds, then click the Export button.",
+            "See the timeline below, then say “export”.",
+        ),
+        ("Open the timeline panel to see the change.", "See the timeline below."),
+        (
+            "Open the timeline panel to review it, and click the Export button when you're ready.",
+            "See the timeline below, and say “export” when you're ready.",
+        ),
+        (
+            "Preview in timeline to check it, then click the Export button to download your video.",
+            "See the timeline below, then say “export” to download your video.",
+        ),
+        ("Open the timeline panel, then preview in the timeline.", "See the timeline below."),
+        ("Check out the preview window to watch the result.", "See the timeline below."),
+        (
+            "I've added the music; you can listen to it in the preview panel.",
+            "I've added the music; you can see the timeline below.",
+        ),
+        ("Have a look at the storyboard view.", "See the timeline below."),
+        ("Go to the Timeline tab and play it back.", "See the timeline below."),
+    ],
+)
+def test_views_of_the_editor_become_the_timeline_below(text: str, expected: str) -> None:
+    hints = GuiHints()
+    out = translate(text, hints)
+    assert out == expected
     assert hints.show_timeline
 
 
-def test_drag_and_drop_becomes_a_message() -> None:
-    assert translate("Drag the clip to the start.") == (
-        "Just tell me in a message how to move the clip to the start."
-    )
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Drag the clip to the start.", "Just tell me in a message what to move and where."),
+        (
+            "You can drag the clip on the timeline to fine-tune it.",
+            "You can just tell me in a message what to move and where.",
+        ),
+        (
+            "Drag and drop to reorder the scenes.",
+            "Just tell me in a message what to move and where.",
+        ),
+        ("Drag your photos into the media library.", "Send the file here in the chat."),
+        ("Drag and drop files here to upload them.", "Send the file here in the chat."),
+        ("Click the Upload button to add your logo.", "Send the file here in the chat."),
+        ("Import your own footage first.", "Send the file here in the chat."),
+    ],
+)
+def test_dragging_and_uploading_become_messages(text: str, expected: str) -> None:
+    assert translate(text) == expected
 
 
-def test_other_buttons_become_words_to_say() -> None:
-    assert translate("Click [Add Music] to continue.") == "Say “Add Music” to continue."
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Click [Add Music] to continue.", "Say “Add Music” to continue."),
+        ("Press the Apply button.", "Say “Apply”."),
+        ("Click on “Auto captions” to add subtitles.", "Say “Auto captions” to add subtitles."),
+        ("Open the Music panel to pick a track.", "Tell me what you'd like for the Music."),
+    ],
+)
+def test_other_controls_and_panels_become_words_to_say(text: str, expected: str) -> None:
+    out = translate(text)
+    assert out == expected
+    assert not GUI_EN.search(out)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "timeline", "export"),
+    [
+        ("视频已生成，点击导出按钮即可下载。", "视频已生成，发送“导出”即可下载。", False, True),
+        (
+            "请在时间线中预览效果，然后点击右上角的导出按钮。",
+            "请查看下方的时间线，然后发送“导出”。",
+            True,
+            True,
+        ),
+        ("打开时间线面板查看修改。", "查看下方的时间线。", True, False),
+        ("在预览窗口中查看效果。", "查看下方的时间线。", True, False),
+        ("点击导出。", "发送“导出”。", False, True),
+        ("你可以拖拽片段来调整顺序。", "你可以直接发消息告诉我要把什么移到哪里。", False, False),
+        ("拖动标题到 5 秒处。", "直接发消息告诉我要把什么移到哪里。", False, False),
+        ("拖拽上传你的素材文件到这里。", "直接把文件发到聊天里。", False, False),
+        ("点击“添加音乐”按钮继续。", "发送“添加音乐”继续。", False, False),
+        ("打开音乐面板选择一首曲子。", "告诉我你对音乐的要求。", False, False),
+        ("单击【字幕】。", "发送“字幕”。", False, False),
+    ],
+)
+def test_chinese_gui_talk_is_translated(
+    text: str, expected: str, timeline: bool, export: bool
+) -> None:
+    hints = GuiHints()
+    out = translate(text, hints)
+    assert out == expected
+    assert not GUI_ZH.search(out)
+    assert (hints.show_timeline, hints.offer_export) == (timeline, export)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A neon city at night, with rain on the glass.",
+        "The export trade is booming. Let me render a timeline of the events.",
+        "I've generated a 10-second video of drag racing at dusk.",
+        "I removed the background music and dropped the volume of the voice.",
+        "Your project has 2 tracks (10s).",
+        "我为你生成了一段 10 秒的城市夜景视频。",
+        "已添加背景音乐，音量为 35%。",
+    ],
+)
+def test_text_without_gui_talk_is_untouched(text: str) -> None:
+    hints = GuiHints()
+    assert translate(text, hints) == text
+    assert hints == GuiHints()
 
 
 def test_phrase_split_across_chunks_is_still_caught() -> None:
@@ -43,19 +179,42 @@ def test_phrase_split_across_chunks_is_still_caught() -> None:
 
 def test_trailing_temporary_issue_is_dropped_but_kept_mid_reply() -> None:
     out, _ = stream_through(["Added music. ", "I encountered a temporary issue."])
-    assert out.strip() == "Added music."
+    assert out == "Added music."
     out, _ = stream_through(["I encountered a temporary issue. ", "Retrying worked: added music."])
     assert "temporary issue" in out and out.endswith("added music.")
+    out, _ = stream_through(["已添加音乐。", "我遇到了一个临时问题。"])
+    assert out == "已添加音乐。"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        # the backend's trailing "\n\nI encountered a temporary issue" (no full stop)
+        ["I added Lo-fi background music.", "\n\nI encountered a temporary issue"],
+        ["I added Lo-fi background music.\n\n", "\n"],
+        ["\n  I added Lo-fi background music.  ", "\n\n\n"],
+    ],
+)
+def test_relayed_text_never_starts_or_ends_with_blank_lines(chunks: list[str]) -> None:
+    out, _ = stream_through(chunks)
+    assert out == "I added Lo-fi background music."
+
+
+def test_whitespace_between_sentences_is_normalised() -> None:
+    out, _ = stream_through(["First line.  \n\n\n\n", "Second   line.\n", "Third."])
+    assert out == "First line.\n\nSecond line.\nThird."
+
+
+def test_a_reply_cut_mid_sentence_says_so() -> None:
+    buffer = SentenceBuffer()
+    shown = buffer.feed("I added the music. Now I am adjusting the vol")
+    assert shown == "I added the music."
+    assert buffer.flush(cut=True) == " Now I am adjusting the vol …"
 
 
 def test_text_without_sentence_end_is_flushed() -> None:
     out, _ = stream_through(["no full stop here"])
     assert out == "no full stop here"
-
-
-def test_plain_text_is_untouched() -> None:
-    text = "A neon city at night, with rain on the glass."
-    assert translate(text) == text
 
 
 def test_languages() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.router import INTENT_TABLE, normalize, route
+from core.router import INTENT_TABLE, normalize, route, slash_command
 from core.types import Intent
 
 
@@ -82,3 +82,35 @@ def test_normalize_strips_fillers_and_punctuation() -> None:
     assert normalize("  Please, EXPORT now!! ") == "export"
     assert normalize("/status@my_bot") == "status"
     assert normalize("请导出一下吧") == "导出"
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("/foo", Intent.UNKNOWN),
+        ("/foo bar baz", Intent.UNKNOWN),
+        ("/imagine a city at night", Intent.UNKNOWN),
+        ("/Foo@NemoVideoBot", Intent.UNKNOWN),
+        ("/attach", Intent.UPLOAD),
+        ("/attach  ", Intent.UPLOAD),
+        ("/upload", Intent.UPLOAD),
+        ("/export", Intent.EXPORT),
+        ("/status", Intent.STATUS),
+        # a known command with words after it stays the prompt it always was
+        ("/status of a rocket launch", Intent.CHAT),
+        # paths and other slashes are not commands
+        ("/tmp/clip.mp4 goes first", Intent.CHAT),
+        ("/ make it brighter", Intent.CHAT),
+        ("make it 50/50 split screen", Intent.CHAT),
+        ("//comment", Intent.CHAT),
+    ],
+)
+def test_slash_commands_that_are_none_of_ours_are_unknown(text: str, intent: Intent) -> None:
+    assert route(text) is intent
+
+
+def test_slash_command_names_the_command_as_typed() -> None:
+    assert slash_command("/Foo@bot rest") == "/Foo"
+    assert slash_command("  /foo") == "/foo"
+    assert slash_command("/tmp/x") is None
+    assert slash_command("no slash") is None
