@@ -67,8 +67,12 @@ _FAILURES: dict[str, ExitCode] = {
     "not_allowed": ExitCode.REFUSED,
     "busy": ExitCode.REFUSED,
     "unexpected": ExitCode.FAILED,
+    "unknown_command": ExitCode.USAGE,
+    "message_too_long": ExitCode.USAGE,
+    "upload_none": ExitCode.USAGE,
 }
 _FAILURE_WORDS = {
+    ExitCode.USAGE: "a message was not sent (unknown command, too long, or no file to attach)",
     ExitCode.FAILED: "something went wrong",
     ExitCode.UNREACHABLE: "the video service could not be reached",
     ExitCode.ATTACHMENT_REFUSED: "an attachment was refused",

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -25,11 +25,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def sim_process(*args: str) -> Iterator[str]:
-    """Run ``nemo-bot sim --port P *args`` until the block ends; yields its URL."""
+def sim_process(*args: str, program: Sequence[str] = ("bots.cli", "sim")) -> Iterator[str]:
+    """Run ``nemo-bot sim --port P *args`` until the block ends; yields its URL.
+
+    ``program=("simulator",)`` runs ``python -m simulator`` instead, which takes every
+    knob of the simulator's config (``--silent-edit-ratio``...).
+    """
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bots.cli", "sim", "--port", str(port), *args],
+        [sys.executable, "-m", *program, "--port", str(port), *args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
