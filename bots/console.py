@@ -284,7 +284,14 @@ def parse_attach(argument: str) -> tuple[Path | None, str]:
         return None, f"Couldn't read that path ({exc}); put quotes around the whole path."
     if not words:
         return None, "Say which file: /attach PATH [instruction]"
-    return Path(words[0]).expanduser(), " ".join(words[1:])
+    first = Path(words[0]).expanduser()
+    if not first.exists():
+        # A path with spaces typed without quotes: the longest run of words naming something.
+        for n in range(len(words), 1, -1):
+            candidate = Path(" ".join(words[:n])).expanduser()
+            if candidate.exists():
+                return candidate, " ".join(words[n:])
+    return first, " ".join(words[1:])
 
 
 def _message(text: str, attachments: Sequence[Path] = ()) -> IncomingMessage:
@@ -426,6 +433,8 @@ async def _interactive(service: ConversationHost, replier: ConsoleReplier) -> No
             path, instruction = parse_attach(line.removeprefix("/attach"))
             problem = instruction if path is None else _file_problem(path)
             if problem or path is None:
+                if path is not None and not path.exists() and instruction:
+                    problem += " (put quotes around a path with spaces)"
                 replier.write(f"🤖 {problem}\n")
                 continue
             await service.handle(_message(instruction, [path]), replier)

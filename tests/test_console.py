@@ -64,8 +64,15 @@ async def test_a_video_that_cannot_be_saved_is_said_plainly(tmp_path: Path) -> N
     assert "Couldn't save a copy" in out.getvalue() and "Saved to" not in out.getvalue()
 
 
-def test_attach_arguments() -> None:
+def test_attach_arguments(tmp_path: Path) -> None:
     home = Path.home()
+    spaced = tmp_path / "My Pictures" / "red balloon.png"
+    spaced.parent.mkdir()
+    spaced.write_bytes(b"png")
+    # Typed without quotes: the longest run of words that names a file is the path.
+    assert parse_attach(f" {spaced} make it pop") == (spaced, "make it pop")
+    assert parse_attach(f" {spaced}") == (spaced, "")
+    assert parse_attach(f" {tmp_path}/nope here") == (tmp_path / "nope", "here")
     assert parse_attach(' "a b/c d.png" make it pop') == (Path("a b/c d.png"), "make it pop")
     assert parse_attach(" ~/x.png") == (home / "x.png", "")
     assert parse_attach(" 'unclosed")[0] is None

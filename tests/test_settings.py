@@ -203,7 +203,11 @@ def dockerfile_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for line in text.splitlines():
         if line.strip().upper().startswith("ENV "):
-            for word in shlex.split(line.strip()[4:]):
+            words = shlex.split(line.strip()[4:])
+            if words and "=" not in words[0]:  # the old `ENV KEY value` form
+                env[words[0]] = " ".join(words[1:])
+                continue
+            for word in words:
                 key, _, value = word.partition("=")
                 env[key] = value
     return env

@@ -128,6 +128,9 @@ def test_attach_in_the_terminal_takes_quoted_paths_tilde_and_refuses_folders(
         term.send(f"/attach '{home}/My Pictures/red balloon.png' make it a 3-second intro\r")
         at = term.expect("Added red balloon.png", after=at)
         at = term.expect(PROMPT, after=at)
+        term.send("/attach ~/My Pictures/red balloon.png\r")  # unquoted, spaces and all
+        at = term.expect("Added red balloon.png", after=at)
+        at = term.expect(PROMPT, after=at)
         term.send("/attach ~/tiny.png\r")
         at = term.expect("Added tiny.png", after=at)
         at = term.expect(PROMPT, after=at)

@@ -1,0 +1,131 @@
+"""A :class:`~core.gate.SessionGate` shared by several replicas through the store.
+
+Each request of a session queues in the store as a waiter (its order: the
+platform's number for the message, such as Telegram's ``update_id``) and runs once
+it holds the session's lease (:meth:`storage.base.Store.try_acquire_lease`). While
+it runs, a background task renews the lease every third of its ``ttl``; when it
+ends, the lease is released and the next waiter, on whichever replica, is woken
+(LISTEN/NOTIFY on PostgreSQL; a short poll covers an expired lease and SQLite). A
+replica that dies mid-request stops renewing: its lease expires after ``ttl``
+seconds and the next waiter runs. No transaction stays open while a request runs.
+
+``max_waiting`` bounds the requests of one session waiting *in this replica*, like
+the in-process gate does; each replica counts its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from core.gate import OnWait, SessionBusy, SessionKey
+from storage.base import Lease, Store
+
+__all__ = ["StoreSessionGate", "default_replica_name"]
+
+log = logging.getLogger(__name__)
+
+
+def default_replica_name() -> str:
+    """``host:pid``: unique per running process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class StoreSessionGate:
+    """One request per session at a time across every replica on one database."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        replica: str | None = None,
+        ttl: float = 30.0,
+        poll: float = 1.0,
+        max_waiting: int = 3,
+    ) -> None:
+        """``ttl``: how long a dead replica's lease blocks its session; ``poll``: the
+        longest a waiter sleeps before looking again without a notification."""
+        if ttl <= 0 or poll <= 0:
+            raise ValueError("ttl and poll must be positive")
+        self._store = store
+        self._replica = replica or default_replica_name()
+        self._ttl = ttl
+        self._poll = min(poll, ttl / 3)  # a waiter refreshes its place well within ttl
+        self._max_waiting = max_waiting
+        self._members: dict[SessionKey, int] = {}
+
+    @property
+    def replica(self) -> str:
+        """The name leases carry as their owner prefix."""
+        return self._replica
+
+    def hold(
+        self, key: SessionKey, order: int | None = None, *, on_wait: OnWait | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """See :meth:`core.gate.SessionGate.hold`; ``order`` orders the waiters."""
+        return self._hold(key, order, on_wait)
+
+    @asynccontextmanager
+    async def _hold(
+        self, key: SessionKey, order: int | None, on_wait: OnWait | None
+    ) -> AsyncIterator[None]:
+        members = self._members.get(key, 0)
+        if members > self._max_waiting:
+            raise SessionBusy(str(key))
+        self._members[key] = members + 1
+        # Without a platform number, the arrival time orders the waiters (microseconds).
+        seq = order if order is not None else time.time_ns() // 1000
+        owner = f"{self._replica}/{uuid.uuid4().hex[:12]}"
+        name = str(key)
+        lease: Lease | None = None
+        try:
+            lease = await self._acquire(name, owner, seq, on_wait)
+            renewer = asyncio.create_task(self._renew(lease))
+            try:
+                yield
+            finally:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
+                await self._store.release_lease(lease)
+        finally:
+            if lease is None:  # cancelled (or failed) while waiting: give the place up
+                with contextlib.suppress(Exception):
+                    await self._store.abandon_wait(name, owner=owner, seq=seq)
+            left = self._members.get(key, 1) - 1
+            if left:
+                self._members[key] = left
+            else:
+                self._members.pop(key, None)
+
+    async def _acquire(self, name: str, owner: str, seq: int, on_wait: OnWait | None) -> Lease:
+        told = False
+        while True:
+            lease = await self._store.try_acquire_lease(name, owner=owner, seq=seq, ttl=self._ttl)
+            if lease is not None:
+                return lease
+            if not told:
+                told = True
+                if on_wait is not None:
+                    await on_wait()
+            await self._store.wait_for_lease(name, self._poll)
+
+    async def _renew(self, lease: Lease) -> None:
+        """Keep the lease alive while the request runs."""
+        current: Lease | None = lease
+        while current is not None:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                current = await self._store.renew_lease(current, ttl=self._ttl)
+            except Exception:  # a blip: try again at the next beat, the lease is not yet lost
+                log.warning("could not renew the lease of a session; retrying", exc_info=True)
+                continue
+            if current is None:
+                log.warning("a session's lease was lost while its request ran (expired)")
