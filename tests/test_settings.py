@@ -53,6 +53,11 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "NEMO_LIMIT_EXPORTS_PER_DAY": ("5", "5"),
     "NEMO_LIMIT_QUEUE": ("2", "2"),
     "NEMO_ADMIN_USERS": ("123,456", "123,456"),
+    "NEMO_REPLICA_NAME": ("bot-a", "bot-a"),
+}
+#: Settings that only make sense with another one set too.
+COMPANIONS: dict[str, dict[str, str]] = {
+    "DISCORD_SHARD_IDS": {"DISCORD_SHARD_COUNT": "4"},
 }
 
 
@@ -132,10 +137,12 @@ def test_each_documented_setting_works_in_its_documented_form(
 ) -> None:
     value, expected = SAMPLES[name]
     assert shown(defaults, name) != expected  # the sample is not the default
+    values = {**COMPANIONS.get(name, {}), name: value}
     if source == "environment":
-        output = config({name: value}, cwd=tmp_path)
+        output = config(values, cwd=tmp_path)
     else:
-        output = config(dotenv=f"# written as README.md writes it\n{name}={value}\n", cwd=tmp_path)
+        lines = "".join(f"{key}={text}\n" for key, text in values.items())
+        output = config(dotenv=f"# written as README.md writes it\n{lines}", cwd=tmp_path)
     assert shown(output, name) == expected
     if expected == "********":
         assert value not in output
