@@ -1,6 +1,0 @@
--- 0003: who holds a delivery claim (twin of ../sqlite/0003_delivery_owner.sql).
---
--- A claim names its owner (one running bot process): only the owner renews it
--- (while a long upload runs), marks the render delivered or gives the claim back.
-
-ALTER TABLE renders ADD COLUMN claimed_by TEXT;
