@@ -203,9 +203,12 @@ class ChatRelay:
         if turn.error or turn.dropped:
             if stream is not None:
                 await stream.finish()
-            await req.replier.send_text(
-                self._trouble(req, before, after, changes, turn), actions=actions
-            )
+            trouble = self._trouble(req, before, after, changes, turn)
+            if show_timeline and after.is_exportable:  # the text pointed "below"
+                await req.replier.send_text(trouble)
+                await req.replier.send_text(after.summary(), actions=actions)
+            else:
+                await req.replier.send_text(trouble, actions=actions)
             return
         if stream is not None:
             await stream.finish(() if show_timeline else actions)

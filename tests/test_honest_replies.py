@@ -228,3 +228,23 @@ async def test_gui_talk_and_trailing_blank_lines_never_reach_the_user(tmp_path: 
             assert replies, r.said
             if "below" in replies[0].text:  # a view of the editor: the tracks follow
                 assert r.said[-1].kind == "text" and r.said[-1].text.startswith("Timeline (")
+
+
+async def test_a_reply_pointing_at_the_timeline_below_is_followed_by_it_after_an_error(
+    tmp_path: Path,
+) -> None:
+    config = fast_sim_config(silent_edit_ratio=0.0, old_style_ratio=0.0, gui_phrase_ratio=1.0)
+    async with Simulator(config) as sim, core_for(sim, tmp_path) as (svc, _):
+        r = CollectingReplier()
+        await _with_video(svc, r)
+        pointed = 0
+        for prompt in ("add lo-fi music", "add jazz music", "add piano music", "add rock music"):
+            r.clear()
+            sim.inject("late_error", count=1, endpoint="chat")
+            await svc.handle(msg(prompt), r)
+            reply, *rest = r.texts()
+            assert any(t.startswith("⚠️ The video service reported a problem") for t in rest)
+            if "below" in reply:  # the reply pointed at the editor: the tracks follow
+                pointed += 1
+                assert rest[-1].startswith("Timeline (2 tracks)")
+        assert pointed  # (the simulator's edit replies vary; some point at the timeline)
