@@ -157,12 +157,12 @@ _TEXTS: dict[str, dict[str, str]] = {
     },
     "message_too_long": {
         "en": (
-            "✂️ That message is too long: {length} characters, and the limit is {limit}. "
-            "Nothing was sent to the video service. Please shorten it, or split it into "
-            "several messages, and send it again."
+            "✂️ That message is too long: {length} characters, and the limit is {limit}, "
+            "so I didn't pass it on to the video service. Please shorten it, or split it "
+            "into several messages, and send it again."
         ),
         "zh": (
-            "✂️ 这条消息太长了：{length} 个字符，上限是 {limit}。没有发送给视频服务。"
+            "✂️ 这条消息太长了：{length} 个字符，上限是 {limit}，所以我没有把它转给视频服务。"
             "请缩短或拆成几条消息后重新发送。"
         ),
     },

@@ -19,7 +19,7 @@ from core.types import Action
 from simulator.server import Simulator
 from tests.conftest import fast_sim_config
 from tests.fakes.collecting import CollectingReplier
-from tests.test_service import core_for, msg
+from tests.test_service import core_for, file_att, msg
 
 #: Sim settings that make every reply deterministic: no silent edits, no old-style events.
 STEADY = {"silent_edit_ratio": 0.0, "old_style_ratio": 0.0, "gui_phrase_ratio": 0.0}
@@ -168,11 +168,24 @@ async def test_an_over_long_message_is_refused_with_the_limit_and_not_sent(
         await svc.handle(msg(long), r)
         text = r.all_text()
         assert f"the limit is {MAX_PROMPT_CHARS}" in text and str(len(long.strip())) in text
-        assert "Nothing was sent" in text
+        assert "I didn't pass it on" in text
         assert sim.stats["chat"] == 0
         r.clear()
         await svc.handle(msg("x" * MAX_PROMPT_CHARS), r)  # the limit itself is fine
         assert sim.stats["chat"] == 1
+
+
+async def test_files_with_an_over_long_instruction_are_kept_and_the_text_refused(
+    sim: Simulator, tmp_path: Path, png: bytes
+) -> None:
+    async with core_for(sim, tmp_path) as (svc, _):
+        r = CollectingReplier()
+        photo, _ = file_att("opening.png", png)
+        await svc.handle(msg("use it " * 1000, attachments=(photo,)), r)
+        added, refused = r.texts()
+        assert added.startswith("📎 Added opening.png")
+        assert "too long" in refused and f"the limit is {MAX_PROMPT_CHARS}" in refused
+        assert sim.stats["upload"] == 1 and sim.stats["chat"] == 0
 
 
 async def test_unknown_slash_commands_list_the_commands_and_never_reach_the_backend(
