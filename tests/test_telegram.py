@@ -403,6 +403,26 @@ async def test_a_failing_album_is_logged_not_lost(
     assert "background task failed" in caplog.text and TOKEN not in caplog.text
 
 
+async def test_a_request_cut_short_by_stopping_is_told_so(tg: FakeTelegram, tmp_path: Path) -> None:
+    started = asyncio.Event()
+    outcome: dict[str, str] = {}
+
+    async def slow(msg: IncomingMessage, replier: Replier) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except BaseException as exc:
+            outcome[msg.text] = type(exc).__name__
+            raise
+
+    async with running(tg_settings(tg, tmp_path), ScriptedService(slow), shutdown_grace=0.2):
+        tg.private_text(32, "a long one")
+        await asyncio.wait_for(started.wait(), 10)
+    # The request was cancelled after the grace, and its user heard why (not silence).
+    assert outcome == {"a long one": "CancelledError"}
+    assert any("restarting" in t for t in tg.texts(32)), tg.texts(32)
+
+
 async def test_stop_cancels_background_edits(tg: FakeTelegram, tmp_path: Path) -> None:
     async def progress(msg: IncomingMessage, replier: Replier) -> None:
         await replier.progress("Rendering… 10%", 10)

@@ -25,6 +25,7 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
 from bots.common import ACTION_INTENTS, LogRedactor
+from bots.tracker import RequestTracker
 from core.config import Settings, SettingsError
 from core.types import (
     Action,
@@ -161,8 +162,7 @@ class DiscordBot(discord.AutoShardedClient):
         self.edit_interval = edit_interval
         self.token_lifetime = token_lifetime
         self.shutdown_grace = shutdown_grace
-        self._requests: set[asyncio.Task[Any]] = set()  # tasks running a request
-        self._stopping = False
+        self._requests = RequestTracker("discord", log)
         self.adapter = DiscordAdapter(self)
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._on_app_command_error  # type: ignore[method-assign]
@@ -226,22 +226,12 @@ class DiscordBot(discord.AutoShardedClient):
         and no user with a "thinking…" placeholder. Deliveries wait again until the
         next ready.
         """
-        self._stopping = True
         self.adapter.ready.clear()
         try:
-            await self._drain_requests()
+            await self._requests.drain(self.shutdown_grace)
             await super().close()
         finally:
             self.redactor.uninstall()
-
-    async def _drain_requests(self) -> None:
-        running = self._requests - {asyncio.current_task()}
-        if not running:
-            return
-        _, pending = await asyncio.wait(running, timeout=self.shutdown_grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
 
     # ------------------------------------------------------------------ requests
 
@@ -405,28 +395,13 @@ class DiscordBot(discord.AutoShardedClient):
 
     async def _dispatch(self, msg: IncomingMessage, replier: DiscordReplier) -> None:
         """Run one request, tracked so that :meth:`close` can wait for it or cancel it."""
-        if self._stopping:
-            with contextlib.suppress(discord.HTTPException, RuntimeError):
-                await replier.send_text(text("stopping", replier.language), private=True)
-            return
-        task = asyncio.current_task()
-        if task is not None:
-            self._requests.add(task)
+
+        async def notice(key: str) -> None:
+            await replier.send_text(text(key, replier.language), private=True)
+
         try:
-            await self.service.handle(msg, replier)
-        except asyncio.CancelledError:
-            # Stopped mid-request: say so (the session is still open) instead of "thinking…".
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await replier.send_text(text("stopping", replier.language), private=True)
-            raise
-        except Exception:  # the core promises not to raise; a user still gets an answer
-            log.exception("discord: the core failed on a %s request", msg.intent or "chat")
-            with contextlib.suppress(discord.HTTPException):
-                await replier.send_text(text("error", replier.language), private=True)
+            await self._requests.run(self.service.handle(msg, replier), notice)
         finally:
-            if task is not None:
-                self._requests.discard(task)
             with contextlib.suppress(Exception):
                 await replier.close_pending()
 

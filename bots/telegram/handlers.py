@@ -7,7 +7,6 @@ its own, so a long stream for one user never holds up anybody else's updates.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Sequence
@@ -42,6 +41,7 @@ from bots.telegram.inbound import (
 )
 from bots.telegram.replier import TelegramReplier
 from bots.telegram.texts import text as adapter_text
+from bots.tracker import Notice, RequestTracker
 from core.types import Attachment, ConversationHandler, IncomingMessage, Intent
 
 __all__ = ["ReplierFactory", "UpdateHandlers"]
@@ -99,8 +99,7 @@ class UpdateHandlers:
         self._download_cap = download_cap
         self._redact = redact
         self._albums = AlbumCollector(album_delay, self._on_album)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False  # set by drain(): no new requests are started
+        self._requests = RequestTracker("telegram", log, redact=redact)
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
 
     async def drain(self, grace: float) -> None:
@@ -108,16 +107,12 @@ class UpdateHandlers:
         ``grace`` s, then cancel them.
 
         Call it once no more updates arrive (the bot stops its updater and its
-        application first); anything spawned after this point is dropped (and logged).
+        application first); a request arriving after this point is refused with the
+        ``stopping`` notice, and so is one cancelled when ``grace`` runs out
+        (:class:`bots.tracker.RequestTracker`).
         """
         await self._albums.flush()
-        self._closing = True
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._requests.drain(grace)
 
     def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Add the handlers and the error handler to ``app``."""
@@ -176,7 +171,7 @@ class UpdateHandlers:
         if message.media_group_id:
             self._albums.add(message)
             return
-        self._spawn(self._media_request([message]))
+        self._spawn(self._media_request([message]), message)
 
     async def on_other(self, update: Update, context: Context) -> None:
         """A sticker, location, contact, poll... in a private chat: say what we can use."""
@@ -188,7 +183,7 @@ class UpdateHandlers:
             self._dispatch(self._incoming(message, text=""))  # the core's refusal
             return
         replier = self._replier_from(message)
-        self._spawn(replier.send_text(adapter_text("not_media", sender.language)))
+        self._spawn(replier.send_text(adapter_text("not_media", sender.language)), message)
 
     async def on_button(self, update: Update, context: Context) -> None:
         """An action button: only its owner may press it; then it's a request like any other."""
@@ -245,7 +240,8 @@ class UpdateHandlers:
             if update.callback_query is not None:
                 await update.callback_query.answer(adapter_text("error", language))
             else:
-                await self._apologise(update.effective_chat.id, thread_of_update(update), language)
+                notice = self._notice(update.effective_chat.id, thread_of_update(update), language)
+                await notice("error")
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -263,7 +259,7 @@ class UpdateHandlers:
         return addressing(message, self._bot.username, self._bot.id)
 
     def _on_album(self, messages: Sequence[Message]) -> None:
-        self._spawn(self._media_request(messages))
+        self._spawn(self._media_request(messages), messages[0])
 
     async def _media_request(self, messages: Sequence[Message]) -> None:
         """Files (one message or an album) and their caption, as one request.
@@ -284,7 +280,7 @@ class UpdateHandlers:
         if not self._is_allowed(sender.user_id, str(first.chat.id)):
             # The core refuses (and downloads nothing): no file talk with strangers.
             msg = self._incoming(first, text=text)
-            await self._handle(msg, self._replier_for(msg))
+            await self._service.handle(msg, self._replier_for(msg))
             return
         language = sender.language
         accepted: list[FileInfo] = []
@@ -313,7 +309,7 @@ class UpdateHandlers:
             await replier.send_text("\n".join(dict.fromkeys(refusals)))
         if attachments:
             msg = self._incoming(first, text=text, attachments=tuple(attachments))
-            await self._handle(msg, self._replier_for(msg))
+            await self._service.handle(msg, self._replier_for(msg))
 
     def _incoming(
         self,
@@ -357,7 +353,9 @@ class UpdateHandlers:
         A request can stream for minutes; different users must not wait for each
         other. The core serialises requests of one session itself.
         """
-        self._spawn(self._handle(msg, self._replier_for(msg)))
+        replier = self._replier_for(msg)
+        notice = self._notice(replier.chat_id, replier.thread_id, msg.language)
+        self._requests.spawn(self._service.handle(msg, replier), notice)
 
     def _replier_for(self, msg: IncomingMessage) -> TelegramReplier:
         return self._make_replier(
@@ -368,45 +366,22 @@ class UpdateHandlers:
             language=msg.language,
         )
 
-    async def _handle(self, msg: IncomingMessage, replier: TelegramReplier) -> None:
-        try:
-            await self._service.handle(msg, replier)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the core never raises, but a crash must not go unnoticed
-            log.error(
-                "telegram: request failed: %s",
-                self._redact(f"{type(exc).__name__}: {exc}"),
-                exc_info=exc,
-            )
-            with contextlib.suppress(TelegramError):
-                await self._apologise(replier.chat_id, replier.thread_id, msg.language)
+    def _spawn(self, work: Coroutine[Any, Any, None], message: Message) -> None:
+        """Run ``work`` for ``message`` as a tracked request of its own."""
+        sender = sender_of(message)
+        language = sender.language if sender else None
+        notice = self._notice(message.chat.id, thread_of(message), language)
+        self._requests.spawn(work, notice)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        if self._closing:
-            coro.close()
-            log.warning("telegram: an update arrived while stopping; it is dropped")
-            return
-        task = asyncio.create_task(self._guarded(coro))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _notice(self, chat_id: int, thread_id: int | None, language: str | None) -> Notice:
+        """Sends an adapter notice ("stopping", "error") to a chat, in the user's language."""
 
-    async def _guarded(self, coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.error(
-                "telegram: background task failed: %s",
-                self._redact(f"{type(exc).__name__}: {exc}"),
-                exc_info=exc,
+        async def notice(key: str) -> None:
+            await self._bot.send_message(
+                chat_id, adapter_text(key, language), message_thread_id=thread_id
             )
 
-    async def _apologise(self, chat_id: int, thread_id: int | None, language: str | None) -> None:
-        await self._bot.send_message(
-            chat_id, adapter_text("error", language), message_thread_id=thread_id
-        )
+        return notice
 
     @property
     def _bot(self) -> Bot:

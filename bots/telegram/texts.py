@@ -72,6 +72,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "😵 Something went wrong on my side. Please try again in a moment.",
         "zh": "😵 我这边出了点问题，请稍后再试。",
     },
+    "stopping": {
+        "en": "I'm restarting and had to stop working on that. Please send it again in a minute.",
+        "zh": "机器人正在重启，刚才的请求已中断。请稍后重新发送。",
+    },
     "done": {"en": "✅ Done.", "zh": "✅ 完成。"},
     "button_export": {"en": "🎬 Export", "zh": "🎬 导出"},
     "button_timeline": {"en": "🧾 Timeline", "zh": "🧾 时间线"},
