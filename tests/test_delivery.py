@@ -61,18 +61,18 @@ async def test_the_progress_bar_moves_between_polls_without_more_polls(tmp_path:
     """Side by side, one render each, production polling: with estimates between polls
     the bar shows several steps per poll; without them (an update every 1000 s) only
     what each poll said. Both ask the backend equally often."""
-    counts: dict[str, int] = {}
-    shown: dict[str, list[int]] = {}
-    async with Simulator(fast_sim_config(render_seconds=6.0)) as sim:
-        for label, policy in {
-            "estimated": PollPolicy(),
-            "polled only": PollPolicy(progress_every=1000.0),
-        }.items():
+    policies = {"estimated": PollPolicy(), "polled only": PollPolicy(progress_every=1000.0)}
+
+    async def run(label: str) -> tuple[list[int], int]:
+        async with Simulator(fast_sim_config(render_seconds=6.0)) as sim:
             settings = _settings(tmp_path, label.split()[0], NEMO_API_BASE=sim.base_url)
-            async with open_core(settings, poll_policy=policy) as service:
-                before = _polls(sim)
-                shown[label] = _percents(await _export(service, label.split()[0]))
-                counts[label] = _polls(sim) - before
+            async with open_core(settings, poll_policy=policies[label]) as service:
+                percents = _percents(await _export(service, "u"))
+            return percents, _polls(sim)
+
+    results = dict(zip(policies, await asyncio.gather(*map(run, policies)), strict=True))
+    shown = {label: percents for label, (percents, _) in results.items()}
+    counts = {label: polls for label, (_, polls) in results.items()}
     for percents in shown.values():
         assert percents == sorted(percents), f"the bar never goes back: {percents}"
         assert percents[0] == 0 and percents[-1] == 100
