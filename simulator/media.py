@@ -9,6 +9,7 @@ renamed into place, so concurrent processes never see half a file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import mimetypes
 import os
@@ -26,6 +27,9 @@ _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
+    "/System/Library/Fonts/Supplemental/Arial Bold.ttf",
     "/Library/Fonts/Arial.ttf",
     "C:/Windows/Fonts/arial.ttf",
 )
@@ -51,11 +55,32 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+@functools.cache
 def _font() -> str | None:
+    """A TrueType font for drawtext: a usual path, else whatever fontconfig offers."""
     for cand in _FONT_CANDIDATES:
         if os.path.exists(cand):
             return cand
-    return None
+    try:
+        found = subprocess.run(
+            ["fc-match", "--format=%{file}", "sans-serif:bold"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found if found and os.path.exists(found) else None
+
+
+def _filter_value(value: str) -> str:
+    """``value`` escaped for a filter option inside a filtergraph (two levels of
+    quoting: the option parser's, then the graph parser's)."""
+    for ch in "\\':":
+        value = value.replace(ch, "\\" + ch)
+    for ch in "\\'[],;":
+        value = value.replace(ch, "\\" + ch)
+    return value
 
 
 def _run(args: list[str], out: Path) -> None:
@@ -156,7 +181,8 @@ def _text_file(text: str) -> Path:
 
 def _drawtext(font: str, item: Overlay, size: int, y: str, *, box: bool) -> str:
     parts = [
-        f"drawtext=fontfile={font}:textfile={_text_file(item.text)}:expansion=none",
+        f"drawtext=fontfile={_filter_value(font)}"
+        f":textfile={_filter_value(str(_text_file(item.text)))}:expansion=none",
         f"fontsize={size}:fontcolor=white:x=(w-tw)/2:y={y}",
         f"enable=between(t\\,{item.start:.3f}\\,{item.end:.3f})",
     ]

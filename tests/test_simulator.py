@@ -579,6 +579,16 @@ async def test_the_mp4_follows_the_draft(sim: Simulator, tmp_path: Path) -> None
         assert (vertical.width, vertical.height, vertical.duration) == (180, 320, 3.0)
 
 
+async def test_without_a_font_the_mp4_still_has_the_drafts_length(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(media, "_font", lambda: None)
+    spec = media.VideoSpec(320, 180, 3.0, texts=(media.Overlay("NO FONT HERE", 0.0, 3.0),))
+    path = await asyncio.to_thread(media.render_video, spec)
+    assert (await media.probe(path)).duration == 3.0
+    assert _bright(_gray_frame(path, 1.0, 320, 180), 320, range(60, 120)) == 0, "no text"
+
+
 async def test_the_same_draft_is_rendered_once(tmp_path: Path) -> None:
     """Two renders of one draft (even in two simulators) share one file: media are made
     once per content."""
