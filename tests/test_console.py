@@ -12,7 +12,17 @@ from bots.status import ExitCode
 from core.i18n import t
 from core.types import Video
 
-VALUES = {"name": "clip.mov", "limit": 200, "reason": "boom", "url": "https://x/y", "detail": "d"}
+VALUES = {
+    "name": "clip.mov",
+    "limit": 200,
+    "reason": "boom",
+    "url": "https://x/y",
+    "detail": "d",
+    "suggestion": "Try again.",
+    "command": "/foo",
+    "length": 22000,
+    "outcome": "The timeline did change: Added a title.",
+}
 
 
 @pytest.mark.parametrize("key", sorted(_FAILURES))
@@ -29,7 +39,7 @@ async def test_every_failure_message_sets_its_exit_status(key: str, lang: str) -
 
 async def test_ordinary_replies_are_no_failure() -> None:
     replier = ConsoleReplier(io.StringIO())
-    for key in ("welcome", "help", "uploaded", "credits", "export_done", "no_changes"):
+    for key in ("welcome", "help", "uploaded", "credits", "export_done", "changes_hidden"):
         await replier.send_text(
             t(key, None, files="a.png", available=1, frozen=0, total=1, **VALUES)
         )
