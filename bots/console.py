@@ -179,7 +179,7 @@ class ConsoleReplier:
         return _ConsoleStream(self)
 
     async def progress(self, text: str, percent: int | None = None) -> None:
-        """A progress bar that redraws in place on a terminal, one line per step otherwise."""
+        """A progress bar that redraws in place on a terminal, a line per tenth otherwise."""
         if percent is not None and percent == self._last_percent:
             return
         if percent is None:
@@ -190,6 +190,10 @@ class ConsoleReplier:
             bar = "█" * filled + "░" * (20 - filled)
             self.write(f"\r🎬 [{bar}] {percent:3d}%")
         else:
+            # A line per tenth: the bar moves every second or so, a log needn't.
+            last = self._last_percent
+            if last is not None and percent // 10 == last // 10 and percent < 100:
+                return
             self.write(f"🎬 rendering {percent}%\n")
         self._last_percent = percent
 

@@ -87,3 +87,15 @@ def test_attach_arguments(tmp_path: Path) -> None:
     assert parse_attach(" ~/x.png") == (home / "x.png", "")
     assert parse_attach(" 'unclosed")[0] is None
     assert parse_attach("") == (None, "Say which file: /attach PATH [instruction]")
+
+
+async def test_progress_off_a_terminal_is_a_line_per_tenth() -> None:
+    """Estimates move the bar every second; a log (no terminal) gets a line per tenth."""
+    out = io.StringIO()
+    replier = ConsoleReplier(out)
+    for percent in [0, *range(3, 100, 3), 100]:
+        await replier.progress(t("export_started", None, percent=percent), percent)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "🎬 rendering 0%" and lines[-1] == "🎬 rendering 100%"
+    shown = [int(line.split()[-1].rstrip("%")) for line in lines]
+    assert shown == [0, 12, 21, 30, 42, 51, 60, 72, 81, 90, 100]
