@@ -1,6 +1,7 @@
 """What the bot says after a turn, through the real doors: the `nemo-bot chat -m`
-process against a `nemo-bot sim` process, and the Telegram adapter (PTB against the
-fake Bot API) on the real core and the simulator. Faults come from the simulator's
+process against a simulator process, the Telegram adapter (PTB against the fake Bot
+API) and the Discord adapter (discord.py against the fake REST + gateway), both on the
+real core and the simulator. Faults come from the simulator's
 injection API (`POST /_sim/faults`, or ``Simulator.inject`` in process).
 """
 
@@ -15,9 +16,12 @@ import pytest
 
 from simulator.server import Simulator
 from tests.conftest import fast_sim_config
+from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.simproc import sim_process
 from tests.fakes.telegram_server import FakeTelegram
 from tests.test_cli import run_cli
+from tests.test_discord import content_of, running_bot
+from tests.test_discord import real_core as discord_core
 from tests.test_telegram import TOKEN, finished, real_core
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
@@ -134,3 +138,23 @@ async def tg() -> AsyncIterator[FakeTelegram]:
     """A fake Bot API server."""
     async with FakeTelegram(TOKEN) as server:
         yield server
+
+
+async def test_discord_heartbeats_only_and_an_unknown_command(tmp_path: Path) -> None:
+    config = fast_sim_config(silent_edit_ratio=0.0, old_style_ratio=0.0, gui_phrase_ratio=0.0)
+    async with (
+        Simulator(config) as sim,
+        FakeDiscord() as fake,
+        discord_core(sim, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        sim.inject("heartbeat_only", count=1, endpoint="chat")
+        await fake.slash("video", {"prompt": "make a 10-second clip of a city at night"})
+        said, *_ = await fake.wait_for(
+            lambda r: "ended without an answer" in content_of(r), within=20
+        )
+        assert not DONE.search(content_of(said))
+        await fake.user_message(f"<@{fake.bot_user['id']}> /foo")
+        unknown, *_ = await fake.wait_for(lambda r: "isn't a command I know" in content_of(r))
+        assert content_of(unknown).startswith("🤔 /foo isn't a command I know.")
+    assert sim.stats["chat"] == 1  # the heartbeats' turn only: /foo never reached it
