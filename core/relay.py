@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ class _Turn:
 
     shown: bool = False  # some of the backend's words reached the user
     answered: bool = False  # anything but heartbeats came
-    acted: bool = False  # the backend called a tool
+    claimed: bool = False  # the backend's words say it changed something
     error: str | None = None  # the last error reported inside the stream
     dropped: bool = False  # the connection ended mid-turn
     timed_out: bool = False  # heartbeats only, for too long
@@ -107,6 +108,7 @@ class ChatRelay:
         rest = buffer.flush(cut=turn.dropped or turn.timed_out)
         if rest:
             turn.shown = True
+            turn.claimed = turn.claimed or _claims_change(rest)
             await stream.append(rest)
         if turn.timed_out:
             await self._timed_out(req, stream if turn.shown else None, turn)
@@ -138,12 +140,12 @@ class ChatRelay:
                     out = buffer.feed(event.text)
                     if out:
                         turn.shown = True
+                        turn.claimed = turn.claimed or _claims_change(out)
                         await stream.append(out)
                 elif isinstance(event, StreamErrorEvent):
                     turn.error = event.message
                     self._metrics.error("stream_error")
                 elif isinstance(event, (ToolCallEvent, ToolResultEvent)):
-                    turn.acted = turn.acted or isinstance(event, ToolCallEvent)
                     await quietly(req.replier.working("typing"))
 
     async def after_turn(self, req: Request, *, note: str) -> None:
@@ -214,7 +216,7 @@ class ChatRelay:
             await stream.finish(() if show_timeline else actions)
             if show_timeline:
                 await req.replier.send_text(after.summary(), actions=actions)
-            if turn.acted and before is not None and _same(before, after):
+            if turn.claimed and before is not None and _same(before, after):
                 await req.say("claimed_no_change")
             return
         await req.replier.send_text(
@@ -253,6 +255,21 @@ class ChatRelay:
         suggestion = req.words("suggest_edit" if after.is_exportable else "suggest_first")
         key = "no_changes" if turn.answered else "no_answer"
         return req.words(key, suggestion=suggestion)
+
+
+#: Words with which a reply says it changed the project ("I added", "Done, I updated",
+#: "已添加", "修改了"). A read-only answer ("your project has 2 tracks") has none.
+_CHANGE_CLAIM = re.compile(
+    r"\b(?:added|updated|changed|removed|deleted|applied|generated|created|trimmed|"
+    r"replaced|adjusted|moved|inserted|shortened|extended|lengthened|muted|renamed)\b"
+    r"|(?:已经?|已)(?:添加|更新|修改|删除|移除|应用|生成|创建|裁剪|替换|调整|移动|插入)"
+    r"|(?:添加|更新|修改|删除|移除|应用|生成|创建|裁剪|替换|调整|移动|插入)了",
+    re.IGNORECASE,
+)
+
+
+def _claims_change(text: str) -> bool:
+    return _CHANGE_CLAIM.search(text) is not None
 
 
 def _actions(draft: Draft) -> tuple[Action, ...]:

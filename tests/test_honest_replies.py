@@ -68,6 +68,16 @@ async def test_a_claimed_edit_the_draft_does_not_show_is_contradicted(tmp_path: 
         assert texts[-1] == "ℹ️ The timeline didn't change, though. Say status to see it."
 
 
+async def test_an_answer_that_claims_nothing_gets_no_note(tmp_path: Path) -> None:
+    async with Simulator(fast_sim_config(**STEADY)) as sim, core_for(sim, tmp_path) as (svc, _):
+        r = CollectingReplier()
+        await _with_video(svc, r)
+        await svc.handle(msg("what is in my project?"), r)
+        texts = r.texts()
+        assert texts[0].startswith("Your project has 1 track")
+        assert not any("didn't change" in t for t in texts)
+
+
 async def test_a_silent_change_that_the_summary_cannot_show_is_not_called_no_change(
     tmp_path: Path,
 ) -> None:
