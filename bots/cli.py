@@ -294,7 +294,7 @@ async def _terminal(args: argparse.Namespace, settings: Settings, log_file: Path
     options: dict[str, Any] = {
         "messages": args.message,
         "attach": args.attach,
-        "save_dir": args.save_dir,
+        "save_dir": args.save_dir.expanduser().absolute(),
         "log_file": log_file,
     }
     if args.command == "chat":

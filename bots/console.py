@@ -378,7 +378,7 @@ async def run_console(
             "NemoVideo chat — describe a video; 'status', 'credits', 'export', 'help'.\n"
             "Attach a file with: /attach PATH [instruction]. Quit with Ctrl-D or Ctrl-C.\n"
         )
-        where = f"saved in {save_dir.expanduser().resolve()}" if save_dir else "linked"
+        where = f"saved in {save_dir}" if save_dir is not None else "linked"
         note = " (the demo's links stop working when it exits)" if demo else ""
         replier.write(f"Finished videos are {where}{note}.\n")
         if log_file is not None:
