@@ -20,7 +20,9 @@ import pytest
 
 from core.gate import OnWait, SessionBusy, SessionKey
 from core.lease_gate import StoreSessionGate
+from simulator.server import Simulator
 from storage import make_store
+from tests.fakes.collecting import Said
 from tests.stores import backend, raw_rows, server, target
 
 __all__ = ["backend", "server", "target"]  # fixtures used here
@@ -156,7 +158,9 @@ _DOOMED = """
 import asyncio, sys
 from core.gate import SessionKey
 from core.lease_gate import StoreSessionGate
+from simulator.server import Simulator
 from storage import make_store
+from tests.fakes.collecting import Said
 
 async def main():
     async with make_store(sys.argv[1]) as store:
@@ -222,3 +226,68 @@ async def test_open_core_picks_the_lease_gate_for_postgres_only(
     async with open_core(settings) as service:
         expected = StoreSessionGate if backend == "postgres" else LocalSessionGate
         assert type(service.gate) is expected
+
+
+async def test_two_bot_replicas_on_postgres_serve_a_sessions_messages_in_order(
+    pg_url: str, sim: Simulator
+) -> None:
+    """Two services from open_core on one PostgreSQL database, as two replicas would be."""
+    from core.app import open_core
+    from core.config import Settings
+    from core.i18n import t
+    from core.types import IncomingMessage
+    from tests.fakes.collecting import CollectingAdapter, CollectingReplier
+
+    queued = t("queued", "en")
+    spans: dict[int, list[float]] = {}
+
+    class Stamped(CollectingReplier):
+        """Stamps the request's own replies (not the 'queued' notice) with the time."""
+
+        seq = 0
+
+        def record(self, item: Said) -> None:
+            if item.text != queued:
+                spans.setdefault(self.seq, []).append(time.monotonic())
+            super().record(item)
+
+    def replier(seq: int) -> Stamped:
+        r = Stamped()
+        r.seq = seq
+        return r
+
+    def message(seq: int) -> IncomingMessage:
+        text = f"generate a 10-second clip of lighthouse number {seq}"
+        return IncomingMessage(platform="telegram", user_id="u1", chat_id="c1", text=text, seq=seq)
+
+    settings = Settings(_env_file=None, NEMO_API_BASE=sim.base_url, NEMO_BOT_DB=pg_url)  # type: ignore[call-arg,arg-type]
+    async with open_core(settings) as a, open_core(settings) as b:
+        for service in (a, b):
+            service.register_adapter(CollectingAdapter())
+            await service.start()
+        repliers = {seq: replier(seq) for seq in (1, 2, 3)}
+        first = asyncio.create_task(a.handle(message(1), repliers[1]))
+
+        async def held() -> bool:
+            rows = await raw_rows(
+                pg_url, "SELECT count(*) FROM session_leases WHERE owner IS NOT NULL"
+            )
+            return rows == [(1,)]
+
+        await _until(held)
+        later = [
+            asyncio.create_task(a.handle(message(3), repliers[3])),  # the replicas get them
+            asyncio.create_task(b.handle(message(2), repliers[2])),  # out of order
+        ]
+
+        async def queued_both() -> bool:
+            return await _waiters(pg_url) == 2
+
+        await _until(queued_both)
+        await asyncio.wait_for(asyncio.gather(first, *later), 90)
+
+    for seq in (1, 2, 3):
+        assert spans.get(seq), f"request {seq} got no answer"
+    assert [r.said[0].text for r in (repliers[2], repliers[3])] == [queued, queued]
+    # one at a time, in update order: each one's replies all come before the next one's
+    assert max(spans[1]) < min(spans[2]) and max(spans[2]) < min(spans[3])
