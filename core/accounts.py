@@ -22,7 +22,7 @@ from weakref import WeakValueDictionary
 
 from core.client import NemoClient
 from core.errors import TokenExpiredError
-from core.language import language_of
+from core.language import DEFAULT, normalize
 from storage.base import RenderRecord, SessionRecord, Store, UserRecord
 
 __all__ = ["Accounts", "Identity", "RenderOwners", "renewing"]
@@ -105,12 +105,12 @@ class Accounts:
                         platform=platform,
                         user_id=user_id,
                         client_id=str(uuid.uuid4()),
-                        language=language_of(language),
+                        language=normalize(language),
                     )
                     await self._store.save_user(user)
                     return user
-        if language and language_of(language) != user.language:
-            user.language = language_of(language)
+        if normalize(language) and normalize(language) != user.language:
+            user.language = normalize(language)
             await self._store.save_user(user)
         return user
 
@@ -196,7 +196,7 @@ class Accounts:
         self, user: UserRecord, chat_id: str, token: str, language: str | None
     ) -> SessionRecord:
         """Start a fresh backend session (a new project) for this user in this chat."""
-        info = await self._client.create_session(token, language=language_of(language))
+        info = await self._client.create_session(token, language=normalize(language) or DEFAULT)
         record = SessionRecord(
             platform=user.platform,
             user_id=user.user_id,

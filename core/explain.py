@@ -59,10 +59,11 @@ class Explainer:
             if isinstance(exc, kind):
                 return req.words(key)
         if isinstance(exc, UnsupportedFileError):
-            return req.words("unsupported_file", name="that file")
+            return req.words("unsupported_file", name=req.words("that_file"))
         if isinstance(exc, FileTooLargeError):
             limit = self._settings.max_upload_mb
-            return req.words("file_too_large", name="That file", limit=limit)
+            name = req.words("that_file").capitalize()  # it starts the sentence
+            return req.words("file_too_large", name=name, limit=limit)
         log.warning("backend error %s on %s", exc.code, intent.value)
         if isinstance(exc, ServerError | SessionNotFoundError):
             # 5xx on a call that is not resent blindly, or a session lost twice in a row.

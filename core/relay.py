@@ -175,7 +175,7 @@ class ChatRelay:
             await stream.finish()
         if turn.error:
             outcome = req.words("stream_timeout")
-            await req.say("stream_error", detail=_detail(turn.error), outcome=outcome)
+            await req.say("stream_error", detail=_detail(req, turn.error), outcome=outcome)
         else:
             await req.say("stream_timeout")
 
@@ -194,7 +194,7 @@ class ChatRelay:
                 await stream.finish()
             if turn.error:
                 outcome = req.words("outcome_unknown")
-                await req.say("stream_error", detail=_detail(turn.error), outcome=outcome)
+                await req.say("stream_error", detail=_detail(req, turn.error), outcome=outcome)
             elif turn.dropped:
                 await req.say("stream_dropped", outcome=req.words("outcome_unknown"))
             else:
@@ -238,7 +238,7 @@ class ChatRelay:
         else:
             outcome = req.words("outcome_unchanged")
         if turn.error:
-            return req.words("stream_error", detail=_detail(turn.error), outcome=outcome)
+            return req.words("stream_error", detail=_detail(req, turn.error), outcome=outcome)
         return req.words("stream_dropped", outcome=outcome)
 
     def _silent(
@@ -276,8 +276,8 @@ def _actions(draft: Draft) -> tuple[Action, ...]:
     return DEFAULT_ACTIONS if draft.is_exportable else (Action.CREDITS,)
 
 
-def _detail(error: str) -> str:
-    return plain_reason(error, "please try again in a moment")
+def _detail(req: Request, error: str) -> str:
+    return plain_reason(error, req.words("try_again"))
 
 
 def _canonical(raw: Any) -> str:

@@ -50,6 +50,17 @@ __all__ = ["SUBMITTING", "PollPolicy", "ProgressEstimate", "RenderTracker", "ref
 SUBMITTING = "submitting"
 #: Why a render that was recorded but never reached the backend failed.
 NEVER_STARTED = "the export never reached the video service"
+_NO_ANSWER = "the video service stopped answering"
+_TOO_LONG = "it took too long"
+_NO_FILE = "the video service returned no file"
+# The reasons the tracker gives itself are stored in English (for operators) and
+# told to the user in their language.
+_REASONS = {
+    NEVER_STARTED: "reason_never_started",
+    _NO_ANSWER: "reason_no_answer",
+    _TOO_LONG: "reason_too_long",
+    _NO_FILE: "reason_no_file",
+}
 
 log = logging.getLogger("nemo.renders")
 
@@ -277,7 +288,7 @@ class RenderTracker:
                 )
                 delay = min(delay, policy.max_backoff)
                 if failures >= policy.max_failures or elapsed > policy.deadline:
-                    reason = "the video service stopped answering"
+                    reason = _NO_ANSWER
                     await self._finish(render, replier, lang, "failed", None, reason, last_running)
                     return
                 continue
@@ -301,7 +312,7 @@ class RenderTracker:
                 return
             last_running = self._clock()
             if elapsed > policy.deadline:
-                reason = "it took too long"
+                reason = _TOO_LONG
                 await self._finish(render, replier, lang, "failed", None, reason, last_running)
                 return
             await self._show(estimate, replier, lang)
@@ -344,7 +355,7 @@ class RenderTracker:
     ) -> None:
         """Record the outcome and deliver it once, trying until something gets through."""
         if status == "completed" and not url:
-            status, error = "failed", "the video service returned no file"
+            status, error = "failed", _NO_FILE
         await self._store.update_render(
             render.render_id,
             status=status,
@@ -445,13 +456,10 @@ class RenderTracker:
                 )
             )
         else:
+            own = _REASONS.get(error or "")
+            reason = t(own, lang) if own else plain_reason(error, t("reason_unknown", lang))
             await replier.send_text(
-                t(
-                    "export_failed",
-                    lang,
-                    reason=plain_reason(error, "the video service reported an error"),
-                ),
-                actions=DEFAULT_ACTIONS,
+                t("export_failed", lang, reason=reason), actions=DEFAULT_ACTIONS
             )
 
 

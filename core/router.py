@@ -1,12 +1,19 @@
 """The intent router: pure and table-driven.
 
 The rule: **a message is a command only when the whole message is a command
-phrase.** Punctuation, a leading ``/``, a ``@bot`` suffix and polite filler words
-("please", "now", "请", "吧" ...) are ignored; anything else makes the message a
-creative prompt for the backend's chat. So "export" and "Export the video
-please!" export, while "a video about the export trade" and "show the status of a
-rocket launch" go to chat. An attachment makes the message an upload (its text is
-the instruction that follows the upload), unless an adapter forced an intent.
+phrase.** Punctuation, a leading ``/``, a ``@bot`` suffix, accents and polite
+filler words ("please", "now", "por favor", "пожалуйста", "请", "吧" ...) are
+ignored; anything else makes the message a creative prompt for the backend's
+chat. So "export" and "Export the video please!" export, while "a video about the
+export trade" and "show the status of a rocket launch" go to chat. An attachment
+makes the message an upload (its text is the instruction that follows the
+upload), unless an adapter forced an intent.
+
+The phrases live with each language's texts, in the ``[phrases]`` table of
+``core/locales/<lang>.toml`` (one key per intent, named after
+:class:`~core.types.Intent`'s values); fillers in its ``[fillers]`` table. Every
+phrase is a command whatever the user's language: one person may type "status"
+and then "导出".
 
 A message that starts with a ``/command`` that is none of ours is
 :attr:`Intent.UNKNOWN` (the user is told the commands; the backend never sees
@@ -18,55 +25,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
+from core.locales import locales
 from core.types import Intent
 
-__all__ = ["INTENT_TABLE", "normalize", "route", "slash_command"]
+__all__ = ["INTENT_TABLE", "normalize", "phrase_languages", "route"]
 
-#: Every phrase that is a command on its own, by intent (English and Chinese).
-# fmt: off
-INTENT_TABLE: Mapping[Intent, tuple[str, ...]] = {
-    Intent.EXPORT: (
-        "export", "export it", "export video", "export the video", "export my video",
-        "download", "download it", "download video", "download the video", "download my video",
-        "render", "render it", "render the video", "render video",
-        "send me the video", "send the video", "send video", "send me my video",
-        "give me the video", "get the video", "i want the video", "make the mp4",
-        "导出", "导出视频", "下载", "下载视频", "渲染", "渲染视频", "发给我视频", "把视频发给我",
-    ),
-    Intent.CREDITS: (
-        "credits", "credit", "my credits", "credit balance", "balance", "my balance",
-        "how many credits", "how many credits do i have", "check credits", "show credits",
-        "积分", "余额", "我的积分", "查看积分", "查询积分", "查看余额", "查询余额", "还有多少积分",
-    ),
-    Intent.STATUS: (
-        "status", "state", "show status", "show state", "project status",
-        "tracks", "show tracks", "show the tracks", "show me the tracks", "list tracks",
-        "timeline", "show timeline", "show the timeline", "show me the timeline",
-        "状态", "查看状态", "时间线", "查看时间线", "轨道", "查看轨道", "进度",
-    ),
-    Intent.UPLOAD: ("upload", "upload a file", "upload file", "上传", "上传文件"),
-    Intent.HELP: ("help", "?", "？", "what can you do", "commands", "帮助", "怎么用", "你能做什么"),
-    Intent.START: ("start", "开始"),
-    Intent.NEW: (
-        "new", "new project", "new video", "reset", "start over", "start again", "restart",
-        "新项目", "新建项目", "重新开始", "重置", "新视频",
-    ),
-}
-# fmt: on
-
-#: Words that never change what a message asks for.
-_FILLERS = frozenset(
-    {"please", "pls", "plz", "now", "thanks", "thank you", "thx", "ok", "okay", "hey", "hi"}
-)
-_ZH_FILLERS = ("请", "吧", "一下", "谢谢", "麻烦")
-
-_PHRASES: dict[str, Intent] = {
-    phrase: intent for intent, phrases in INTENT_TABLE.items() for phrase in phrases
-}
 _MENTION = re.compile(r"^/?(\w+)@\w+")
-_PUNCT = re.compile(r"[^\w\s?？]+")
+_PUNCT = re.compile(r"[^\w\s?]+")
 _SPACES = re.compile(r"\s+")
 # Longer than any phrase in the table: certainly a prompt, skip the work.
 _MAX_COMMAND_CHARS = 48
@@ -75,20 +42,67 @@ _SLASH = re.compile(r"^/([^\W\d]\w{0,31})(?:@\w+)?(?=\s|$)")
 _UPLOAD_WORDS = frozenset({"attach", "upload", "file", "files"})
 
 
+def _fold(text: str) -> str:
+    """Drop accents ("vídeo" -> "video", "créditos" -> "creditos"): people often skip them."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return unicodedata.normalize(
+        "NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    )
+
+
+def _filler_pattern(words: Iterable[str]) -> re.Pattern[str]:
+    alternatives = sorted({_fold(w.lower()) for w in words if w}, key=len, reverse=True)
+    body = "|".join(re.escape(w) for w in alternatives) or r"(?!)"
+    return re.compile(rf"(?<!\S)(?:{body})(?!\S)")
+
+
+_LOCALES = locales()
+_FILLERS = _filler_pattern(w for loc in _LOCALES.values() for w in loc.filler_words)
+_MARKS = tuple(m for loc in _LOCALES.values() for m in loc.filler_marks)
+
+
 def normalize(text: str) -> str:
-    """Lower-case, drop a leading slash and @bot suffix, punctuation and filler words."""
+    """Lower-case, drop a leading slash and @bot suffix, accents, punctuation and fillers."""
     text = unicodedata.normalize("NFKC", text).strip().lower()
     text = _MENTION.sub(r"\1", text).removeprefix("/")
-    text = _PUNCT.sub(" ", text)
-    for filler in _ZH_FILLERS:
-        text = text.replace(filler, " ")
-    words = [w for w in _SPACES.split(text) if w and w not in _FILLERS]
-    joined = " ".join(words)
-    for filler in ("thank you",):
-        joined = joined.replace(filler, "").strip()
-    if joined not in ("?", "？"):
-        joined = joined.rstrip("?？ ").strip()
+    text = _PUNCT.sub(" ", _fold(text))
+    for mark in _MARKS:
+        text = text.replace(mark, " ")
+    joined = " ".join(_SPACES.split(text)).strip()
+    joined = " ".join(_FILLERS.sub(" ", joined).split())
+    if joined != "?":
+        joined = joined.rstrip("? ").strip()
     return joined
+
+
+def _build() -> tuple[dict[Intent, tuple[str, ...]], dict[str, Intent], dict[str, frozenset[str]]]:
+    table: dict[Intent, list[str]] = {}
+    phrases: dict[str, Intent] = {}
+    languages: dict[str, set[str]] = {}
+    for loc in _LOCALES.values():
+        for name, entries in loc.phrases.items():
+            intent = Intent(name)  # a key that names no intent is a mistake in the file
+            for phrase in entries:
+                key = normalize(phrase)
+                if not key:
+                    raise ValueError(f"{loc.code}.toml: phrase {phrase!r} is only filler words")
+                if phrases.setdefault(key, intent) is not intent:
+                    raise ValueError(
+                        f"{loc.code}.toml: {phrase!r} is both {phrases[key].value} and {name}"
+                    )
+                languages.setdefault(key, set()).add(loc.code)
+                table.setdefault(intent, []).append(phrase)
+    return (
+        {intent: tuple(entries) for intent, entries in table.items()},
+        phrases,
+        {key: frozenset(codes) for key, codes in languages.items()},
+    )
+
+
+_TABLE, _PHRASES, _LANGUAGES = _build()
+
+INTENT_TABLE: Mapping[Intent, tuple[str, ...]] = _TABLE
+"""Every phrase that is a command on its own, by intent (all languages together)."""
 
 
 def slash_command(text: str) -> str | None:
@@ -98,6 +112,7 @@ def slash_command(text: str) -> str | None:
 
 
 def _known_word(word: str) -> bool:
+    word = normalize(word)
     return any(phrase.split(" ", 1)[0] == word for phrase in _PHRASES)
 
 
@@ -119,3 +134,11 @@ def route(text: str, *, has_attachments: bool = False) -> Intent:
         if not _known_word(word):
             return Intent.UNKNOWN
     return intent
+
+
+def phrase_languages(text: str) -> frozenset[str]:
+    """The languages whose command phrase ``text`` is (empty if it is no command)."""
+    stripped = text.strip()
+    if not stripped or len(stripped) > _MAX_COMMAND_CHARS:
+        return frozenset()
+    return _LANGUAGES.get(normalize(stripped), frozenset())

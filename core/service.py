@@ -30,6 +30,7 @@ from core.errors import ApiError, TransportError
 from core.explain import Explainer
 from core.exports import Exports
 from core.gate import SessionBusy, SessionGate, SessionKey
+from core.language import resolve as resolve_language
 from core.logs import mask_id
 from core.metrics import Metrics
 from core.project import Project
@@ -115,6 +116,7 @@ class ConversationService:
 
     async def handle(self, msg: IncomingMessage, replier: Replier) -> None:
         """Answer one message. Never raises."""
+        msg = resolve_language(msg)  # the platform's language, else the text's
         req = Request.of(msg, replier)
         try:
             if not self.settings.is_allowed(msg.user_id, msg.chat_id):

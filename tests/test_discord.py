@@ -166,7 +166,7 @@ async def test_login_sync_and_gateway_use_the_configured_endpoints(
     assert identify["intents"] & (1 << 15) == 0  # no privileged message-content intent
 
 
-async def test_command_sync_payload_has_english_and_chinese_descriptions(
+async def test_command_sync_payload_has_a_description_in_every_language(
     fake: FakeDiscord, tmp_path: Path
 ) -> None:
     async with running_bot(fake, discord_settings(fake, tmp_path), ScriptedService()):
@@ -176,16 +176,33 @@ async def test_command_sync_payload_has_english_and_chinese_descriptions(
     assert set(commands) == {"video", "upload", "export", "status", "credits", "new", "help"}
     for command in commands.values():
         assert command["description"]
-        assert command["description_localizations"]["zh-CN"]
+        assert set(command["description_localizations"]) == {
+            "zh-CN",
+            "zh-TW",
+            "es-ES",
+            "es-419",
+            "pt-BR",
+            "ru",
+            "id",
+        }
         assert "name_localizations" not in command or not command["name_localizations"]
     video = commands["video"]
     assert video["description"] == "Generate a video, or edit the current one"
-    assert video["description_localizations"] == {"zh-CN": "生成视频，或修改当前视频"}
+    assert video["description_localizations"] == {
+        "zh-CN": "生成视频，或修改当前视频",
+        "zh-TW": "生成视频，或修改当前视频",
+        "es-ES": "Genera un video o edita el actual",
+        "es-419": "Genera un video o edita el actual",
+        "pt-BR": "Gere um vídeo ou edite o atual",
+        "ru": "Создать видео или изменить текущее",
+        "id": "Buat video, atau edit video saat ini",
+    }
     options = {o["name"]: o for o in video["options"]}
     assert options["prompt"]["type"] == 3 and options["prompt"]["required"] is True
     assert options["image"]["type"] == 11 and not options["image"].get("required")
     assert options["clip"]["type"] == 11
-    assert options["prompt"]["description_localizations"] == {"zh-CN": "想生成或修改的内容"}
+    assert options["prompt"]["description_localizations"]["zh-CN"] == "想生成或修改的内容"
+    assert options["prompt"]["description_localizations"]["ru"] == "Что сделать или изменить"
     upload = {o["name"]: o for o in commands["upload"]["options"]}
     assert upload["file"]["type"] == 11 and upload["file"]["required"] is True
     assert upload["note"]["type"] == 3

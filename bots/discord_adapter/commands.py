@@ -1,7 +1,8 @@
 """The slash commands. Each one defers first, then hands the request to the bot.
 
-Descriptions are ``locale_str`` so :class:`~.texts.NemoTranslator` can add the
-Simplified Chinese text when the tree syncs.
+Descriptions come from the catalogue's ``[discord.commands]`` table as
+``locale_str`` (English, keyed), so :class:`~.texts.NemoTranslator` can add every
+other language's text when the tree syncs.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
-from discord.app_commands import locale_str as _
 
 from core.types import Intent
+
+from .texts import command_text as _
 
 if TYPE_CHECKING:
     from .bot import DiscordBot
@@ -27,11 +29,11 @@ def _bot(interaction: discord.Interaction) -> DiscordBot:
 def build_commands() -> list[app_commands.Command[Any, ..., None]]:
     """Fresh command objects for one bot's tree (so several bots never share state)."""
 
-    @app_commands.command(name="video", description=_("Generate a video, or edit the current one"))
+    @app_commands.command(name="video", description=_("video"))
     @app_commands.describe(
-        prompt=_("What to make or change"),
-        image=_("An image to use"),
-        clip=_("A video clip to use"),
+        prompt=_("video_prompt"),
+        image=_("video_image"),
+        clip=_("video_clip"),
     )
     async def video(
         interaction: discord.Interaction,
@@ -49,10 +51,8 @@ def build_commands() -> list[app_commands.Command[Any, ..., None]]:
             attachments=files,
         )
 
-    @app_commands.command(
-        name="upload", description=_("Upload a photo, clip or sound for your video")
-    )
-    @app_commands.describe(file=_("The file to upload"), note=_("A note about the file"))
+    @app_commands.command(name="upload", description=_("upload"))
+    @app_commands.describe(file=_("upload_file"), note=_("upload_note"))
     async def upload(
         interaction: discord.Interaction, file: discord.Attachment, note: str | None = None
     ) -> None:
@@ -61,29 +61,29 @@ def build_commands() -> list[app_commands.Command[Any, ..., None]]:
             interaction, text=note or "", intent=Intent.UPLOAD, attachments=[file]
         )
 
-    @app_commands.command(name="export", description=_("Export the current video as an MP4"))
+    @app_commands.command(name="export", description=_("export"))
     async def export(interaction: discord.Interaction) -> None:
         """Render and deliver the current video."""
         await _bot(interaction).run_command(interaction, text="export", intent=Intent.EXPORT)
 
-    @app_commands.command(name="status", description=_("Show what you are working on"))
+    @app_commands.command(name="status", description=_("status"))
     async def status(interaction: discord.Interaction) -> None:
         """Show the session's state."""
         await _bot(interaction).run_command(interaction, text="status", intent=Intent.STATUS)
 
-    @app_commands.command(name="credits", description=_("Show your remaining credits"))
+    @app_commands.command(name="credits", description=_("credits"))
     async def credits(interaction: discord.Interaction) -> None:
         """Show the user's credits, to them only."""
         await _bot(interaction).run_command(
             interaction, text="credits", intent=Intent.CREDITS, ephemeral=True
         )
 
-    @app_commands.command(name="new", description=_("Start a new video project"))
+    @app_commands.command(name="new", description=_("new"))
     async def new(interaction: discord.Interaction) -> None:
         """Start a fresh session."""
         await _bot(interaction).run_command(interaction, text="new", intent=Intent.NEW)
 
-    @app_commands.command(name="help", description=_("How to use the video bot"))
+    @app_commands.command(name="help", description=_("help"))
     async def help_(interaction: discord.Interaction) -> None:
         """Explain the bot, to the asker only."""
         await _bot(interaction).run_command(

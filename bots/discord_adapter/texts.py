@@ -2,7 +2,8 @@
 
 The core writes every answer about videos, credits and help; the adapter only
 speaks for itself (a file it cannot take, a button that belongs to someone else,
-a failure before the core was reached) and for Discord's command picker.
+a failure before the core was reached) and for Discord's command picker. The
+words themselves are in the ``[discord]`` tables of ``core/locales/<lang>.toml``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from core.language import known_language
+from core.i18n import t
+from core.language import DEFAULT, normalize
 
 __all__ = [
     "MESSAGE_LIMIT",
     "NemoTranslator",
+    "button_label",
+    "command_text",
     "language_of",
     "progress_text",
     "split_once",
@@ -26,66 +30,17 @@ __all__ = [
 MESSAGE_LIMIT = 2000
 """Discord's cap on one message's content."""
 
-# Simplified Chinese for every English string the command picker shows. Keys are
-# the English source strings given to ``locale_str`` in commands.py.
-ZH_CN: dict[str, str] = {
-    "Generate a video, or edit the current one": "生成视频，或修改当前视频",
-    "What to make or change": "想生成或修改的内容",
-    "An image to use": "要使用的图片",
-    "A video clip to use": "要使用的视频片段",
-    "Upload a photo, clip or sound for your video": "上传图片、视频片段或音频用于视频",
-    "The file to upload": "要上传的文件",
-    "A note about the file": "关于该文件的说明",
-    "Export the current video as an MP4": "将当前视频导出为 MP4",
-    "Show what you are working on": "查看当前进度",
-    "Show your remaining credits": "查看剩余积分",
-    "Start a new video project": "开始新的视频项目",
-    "How to use the video bot": "视频机器人使用说明",
-    "Export": "导出",
-    "Timeline": "时间线",
-    "Credits": "积分",
-}
-
-_TEXTS: dict[str, dict[str, str]] = {
-    "unsupported": {
-        "en": "Sorry, I can't use “{name}”. Send one of these formats: {formats}.",
-        "zh": "抱歉，无法使用“{name}”。请发送以下格式之一：{formats}。",
-    },
-    "too_large": {
-        "en": "“{name}” is {size} MB; I can take files up to {limit} MB.",
-        "zh": "“{name}”大小为 {size} MB，最大支持 {limit} MB。",
-    },
-    "not_owner": {
-        "en": "These buttons belong to the person who made this video. "
-        "Use /video to start your own.",
-        "zh": "这些按钮属于视频的创建者。使用 /video 开始你自己的视频。",
-    },
-    "error": {
-        "en": "Something went wrong on my side. Please try again in a moment.",
-        "zh": "出了点问题，请稍后再试。",
-    },
-    "stopping": {
-        "en": "I'm restarting and had to stop working on that. Please send it again in a minute.",
-        "zh": "机器人正在重启，刚才的请求已中断。请稍后重新发送。",
-    },
-    "read_failed": {
-        "en": "I couldn't download “{name}” from Discord. Please send it again.",
-        "zh": "无法从 Discord 下载“{name}”，请重新发送。",
-    },
-}
-
 
 def language_of(locale: discord.Locale | str | None) -> str | None:
-    """The bot's language for a Discord locale (:mod:`core.language`); ``None`` stays ``None``."""
-    value = locale.value if isinstance(locale, discord.Locale) else locale
-    return known_language(value)
+    """Our language for a Discord locale (``pt-BR`` -> ``pt``); ``None`` if we don't speak it."""
+    if locale is None:
+        return None
+    return normalize(locale.value if isinstance(locale, discord.Locale) else str(locale))
 
 
 def text(key: str, language: str | None = None, **fields: object) -> str:
     """One adapter notice in the user's language (English when unknown)."""
-    variants = _TEXTS[key]
-    template = variants.get(language or "en", variants["en"])
-    return template.format(**fields)
+    return t(f"discord.{key}", language, **fields)
 
 
 def truncate(content: str, limit: int) -> str:
@@ -134,7 +89,11 @@ def progress_text(message: str, percent: int | None) -> str:
 
 
 class NemoTranslator(app_commands.Translator):
-    """Gives the command picker Simplified Chinese descriptions (names stay English)."""
+    """Gives the command picker descriptions in every language we speak (names stay English).
+
+    Each description in commands.py is a ``locale_str`` whose ``key`` extra names
+    its entry in the ``[discord.commands]`` table of the catalogue.
+    """
 
     async def translate(
         self,
@@ -142,8 +101,10 @@ class NemoTranslator(app_commands.Translator):
         locale: discord.Locale,
         context: app_commands.TranslationContextTypes,
     ) -> str | None:
-        """Return the zh-CN text for descriptions; ``None`` (keep English) otherwise."""
-        if locale is not discord.Locale.chinese:
+        """The description in ``locale``'s language; ``None`` (keep English) otherwise."""
+        language = language_of(locale)  # pt-BR -> pt, es-419 and es-ES -> es, zh-TW -> zh
+        key = string.extras.get("key")
+        if language is None or language == DEFAULT or key is None:
             return None
         if context.location in (
             app_commands.TranslationContextLocation.command_name,
@@ -151,4 +112,14 @@ class NemoTranslator(app_commands.Translator):
             app_commands.TranslationContextLocation.parameter_name,
         ):
             return None
-        return ZH_CN.get(string.message)
+        return t(f"discord.commands.{key}", language)
+
+
+def command_text(key: str) -> app_commands.locale_str:
+    """The English description ``key`` of ``[discord.commands]``, marked for translation."""
+    return app_commands.locale_str(t(f"discord.commands.{key}", DEFAULT), key=key)
+
+
+def button_label(action: str, language: str | None) -> str:
+    """The label of ``action``'s button in the user's language."""
+    return t(f"discord.button_{action}", language)

@@ -15,18 +15,14 @@ import discord
 
 from core.types import Action
 
-from .texts import ZH_CN
+from .texts import button_label
 
 if TYPE_CHECKING:
     from .bot import DiscordBot
 
 __all__ = ["ActionButton", "actions_view", "custom_id"]
 
-_LABELS: dict[Action, tuple[str, str]] = {
-    Action.EXPORT: ("Export", "📤"),
-    Action.TIMELINE: ("Timeline", "🎞️"),
-    Action.CREDITS: ("Credits", "💳"),
-}
+_EMOJI: dict[Action, str] = {Action.EXPORT: "📤", Action.TIMELINE: "🎞️", Action.CREDITS: "💳"}
 
 
 def custom_id(action: Action, owner_id: int) -> str:
@@ -41,13 +37,10 @@ class ActionButton(
     """One action button; only its owner may press it."""
 
     def __init__(self, action: Action, owner_id: int, language: str | None = None) -> None:
-        label, emoji = _LABELS[action]
-        if language == "zh":
-            label = ZH_CN.get(label, label)
         super().__init__(
             discord.ui.Button(
-                label=label,
-                emoji=emoji,
+                label=button_label(action.value, language),
+                emoji=_EMOJI[action],
                 style=discord.ButtonStyle.primary
                 if action is Action.EXPORT
                 else discord.ButtonStyle.secondary,
