@@ -27,10 +27,10 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 
-from core.locales import locales
+from core.locales import Locale, locales
 from core.types import Intent
 
-__all__ = ["INTENT_TABLE", "normalize", "phrase_languages", "route"]
+__all__ = ["INTENT_TABLE", "build", "normalize", "phrase_languages", "route"]
 
 _MENTION = re.compile(r"^/?(\w+)@\w+")
 _PUNCT = re.compile(r"[^\w\s?]+")
@@ -75,11 +75,17 @@ def normalize(text: str) -> str:
     return joined
 
 
-def _build() -> tuple[dict[Intent, tuple[str, ...]], dict[str, Intent], dict[str, frozenset[str]]]:
+def build(
+    every: Iterable[Locale],
+) -> tuple[dict[Intent, tuple[str, ...]], dict[str, Intent], dict[str, frozenset[str]]]:
+    """(intent -> phrases, phrase -> intent, phrase -> languages) from the locales' phrases.
+
+    Raises ValueError for a phrase that is only fillers or that two intents claim.
+    """
     table: dict[Intent, list[str]] = {}
     phrases: dict[str, Intent] = {}
     languages: dict[str, set[str]] = {}
-    for loc in _LOCALES.values():
+    for loc in every:
         for name, entries in loc.phrases.items():
             intent = Intent(name)  # a key that names no intent is a mistake in the file
             for phrase in entries:
@@ -99,7 +105,7 @@ def _build() -> tuple[dict[Intent, tuple[str, ...]], dict[str, Intent], dict[str
     )
 
 
-_TABLE, _PHRASES, _LANGUAGES = _build()
+_TABLE, _PHRASES, _LANGUAGES = build(_LOCALES.values())
 
 INTENT_TABLE: Mapping[Intent, tuple[str, ...]] = _TABLE
 """Every phrase that is a command on its own, by intent (all languages together)."""

@@ -27,6 +27,7 @@ from discord.gateway import DiscordWebSocket
 from bots.common import ACTION_INTENTS, LogRedactor
 from bots.tracker import RequestTracker
 from core.config import Settings, SettingsError
+from core.language import detect
 from core.types import (
     Action,
     ConversationHandler,
@@ -359,12 +360,14 @@ class DiscordBot(discord.AutoShardedClient):
             return
         content = strip_mentions(message.content or "", me.id)
         chat_id, thread_id = chat_ids(message.channel, message.channel.id)
+        language = detect(content)  # a message carries no locale: its words tell
         replier = DiscordReplier(
             self,
             channel_id=message.channel.id,
             user_id=message.author.id,
             reply_to=message.id,
             guild_id=message.guild.id if message.guild else None,
+            language=language,
             mention_on_delivery=True,
         )
         attachments: Sequence[discord.Attachment] = message.attachments
@@ -384,7 +387,7 @@ class DiscordBot(discord.AutoShardedClient):
             text=content,
             thread_id=thread_id,
             attachments=tuple(to_core_attachment(a) for a in attachments),
-            language=None,
+            language=language,
             is_group=not is_dm,
             addressed_to_bot=True,
             intent=intent,

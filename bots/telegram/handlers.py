@@ -42,6 +42,7 @@ from bots.telegram.inbound import (
 from bots.telegram.replier import TelegramReplier
 from bots.telegram.texts import text as adapter_text
 from bots.tracker import Notice, RequestTracker
+from core.language import resolve as resolve_language
 from core.types import Attachment, ConversationHandler, IncomingMessage, Intent
 
 __all__ = ["ReplierFactory", "UpdateHandlers"]
@@ -322,19 +323,23 @@ class UpdateHandlers:
         sender = sender_of(message)
         assert sender is not None
         thread = thread_of(message)
-        return IncomingMessage(
-            platform=PLATFORM,
-            user_id=sender.user_id,
-            chat_id=str(message.chat.id),
-            text=text,
-            thread_id=str(thread) if thread is not None else None,
-            attachments=attachments,
-            language=sender.language,
-            is_group=message.chat.type != ChatType.PRIVATE,
-            addressed_to_bot=True,
-            intent=intent,
-            message_id=str(message.message_id),
-            user_display=sender.display,
+        # Resolved here, not only in the core, so the replier's own words (buttons)
+        # speak the language the text is in when Telegram gives none.
+        return resolve_language(
+            IncomingMessage(
+                platform=PLATFORM,
+                user_id=sender.user_id,
+                chat_id=str(message.chat.id),
+                text=text,
+                thread_id=str(thread) if thread is not None else None,
+                attachments=attachments,
+                language=sender.language,
+                is_group=message.chat.type != ChatType.PRIVATE,
+                addressed_to_bot=True,
+                intent=intent,
+                message_id=str(message.message_id),
+                user_display=sender.display,
+            )
         )
 
     def _replier_from(self, message: Message) -> TelegramReplier:
