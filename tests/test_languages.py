@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bots.status import ExitCode
 from core.i18n import t
 from core.locales import locales
 from simulator.server import Simulator
@@ -76,7 +77,8 @@ async def test_the_terminal_answers_in_the_language_typed(
     env = bot_env(NEMO_API_BASE=sim.base_url, NEMO_BOT_DB=tmp_path / "bot.db")
     args = ("chat", "-m", status, "-m", help_, "-m", export, "-m", credits)
     async with BotProcess(*args, env=env, cwd=tmp_path) as chat:
-        assert await chat.wait(within=60) == 0, chat.stderr
+        # "Nothing to export" is a failed export in any language (documented exit status).
+        assert await chat.wait(within=60) == ExitCode.EXPORT_FAILED, chat.stderr
     out = chat.stdout
     assert t("empty_timeline", lang) in out
     assert t("help", lang).splitlines()[0] in out
@@ -94,7 +96,7 @@ async def test_the_terminal_follows_the_user_into_another_language(
     # "exportar" is Spanish and Portuguese alike: the language known so far is kept.
     args = ("chat", "-m", "status", "-m", "статус", "-m", "exportar", "-m", "estado")
     async with BotProcess(*args, env=env, cwd=tmp_path) as chat:
-        assert await chat.wait(within=60) == 0, chat.stderr
+        assert await chat.wait(within=60) == ExitCode.EXPORT_FAILED, chat.stderr
     replies = [line for line in chat.stdout.splitlines() if line.startswith("🤖")]
     assert replies == [
         f"🤖 {t('empty_timeline', 'en')}",
