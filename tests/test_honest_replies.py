@@ -40,8 +40,9 @@ async def test_a_prompt_the_backend_ignored_is_not_called_done(tmp_path: Path) -
         await svc.handle(msg("把它做得更有电影感一些"), r)
         text = r.all_text()
         assert not DONE.search(text), text
-        assert "Nothing changed in the timeline" in text
-        assert "add lo-fi music" in text  # what to try instead
+        # Told in the language of the prompt (the message carries no language of its own).
+        assert "时间线没有任何变化" in text
+        assert "添加 lo-fi 音乐" in text  # what to try instead
         assert r.said[-1].actions == (Action.EXPORT, Action.TIMELINE, Action.CREDITS)
 
 
