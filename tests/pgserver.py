@@ -23,6 +23,7 @@ import importlib.util
 import itertools
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -78,6 +79,7 @@ class PgServer:
     root: Path | None = None
     bin_dir: Path | None = None
     user: str | None = None
+    watchdog: subprocess.Popen[bytes] | None = None
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def database_url(self, name: str) -> str:
@@ -102,15 +104,38 @@ class PgServer:
         """Stop the server and delete its directory (nothing for an external server)."""
         if self.root is None or self.bin_dir is None:
             return
-        data = self.root / "data"
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            subprocess.run(
-                _cmd(self.user, self.bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"),
-                check=False,
-                capture_output=True,
-                timeout=60,
-            )
+            subprocess.run(_stop_cmd(self), check=False, capture_output=True, timeout=60)
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
+
+
+def _stop_cmd(server: PgServer) -> list[str]:
+    assert server.root is not None and server.bin_dir is not None
+    data = server.root / "data"
+    return _cmd(server.user, server.bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop")
+
+
+def _watch(server: PgServer) -> subprocess.Popen[bytes]:
+    """A detached shell that stops the server and removes it once this process is gone.
+
+    (A test run killed outright never reaches its teardown; pg_ctl's server would
+    otherwise outlive it.)
+    """
+    assert server.root is not None
+    script = (
+        f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 2; done; "
+        f"{shlex.join(_stop_cmd(server))} >/dev/null 2>&1; rm -rf {shlex.quote(str(server.root))}"
+    )
+    return subprocess.Popen(
+        ["sh", "-c", script],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _cmd(user: str | None, *args: object) -> list[str]:
@@ -178,7 +203,9 @@ def start_server(*, durable: bool = False) -> PgServer:
         shutil.rmtree(root, ignore_errors=True)
         raise
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    return PgServer(url=url, root=root, bin_dir=bin_dir, user=user)
+    server = PgServer(url=url, root=root, bin_dir=bin_dir, user=user)
+    server.watchdog = _watch(server)
+    return server
 
 
 def _check(argv: list[str], what: str) -> None:
