@@ -27,6 +27,7 @@ from core.relay import ChatRelay
 from core.renders import PollPolicy, RenderTracker
 from core.service import ConversationService
 from core.uploads import Uploads
+from core.wire import RenderState
 from storage.base import RenderRecord, Store
 from storage.factory import make_store
 from storage.postgres import PostgresStore
@@ -56,7 +57,7 @@ def build_service(
 
     def delivered(render: RenderRecord, delay: float) -> None:
         metrics.renders_delivered.labels(outcome=render.status).inc()
-        if render.status == "completed":
+        if render.status == RenderState.COMPLETED:
             metrics.delivery_delay.observe(delay)
 
     renders = RenderTracker(

@@ -1,7 +1,7 @@
 """The async NemoVideo client: one method per endpoint, typed results.
 
 Every endpoint of NEMO_API.md is one method. Replies are unwrapped by
-:func:`core.wire.unwrap` and failures raised from the :mod:`core.errors` tree.
+:func:`core.envelope.unwrap` and failures raised from the :mod:`core.errors` tree.
 The exchange itself (the pooled ``httpx.AsyncClient``, SSE, downloads) is
 :class:`core.nemo_http.NemoHttp`; every call, streams and downloads included, goes
 through one retry policy and one translation of httpx errors (:mod:`core.retry`:
@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import httpx
 
+from core.envelope import unwrap_render_status
 from core.errors import (
     ApiError,
     ExportBlockedError,
@@ -54,7 +55,6 @@ from core.wire import (
     SessionInfo,
     SessionState,
     UploadResult,
-    unwrap_render_status,
 )
 
 if TYPE_CHECKING:

@@ -13,9 +13,10 @@ from core.calls import BackendCalls
 from core.client import NemoClient, new_render_id
 from core.errors import ApiError, TransportError
 from core.project import Project
-from core.renders import SUBMITTING, RenderTracker
+from core.renders import RenderTracker
 from core.replies import quietly
 from core.request import Request
+from core.wire import RenderState
 from storage.base import RenderRecord, Store
 
 __all__ = ["Exports"]
@@ -59,8 +60,7 @@ class Exports:
             chat_id=ref.chat_id,
             thread_id=ref.thread_id,
             reply_to=ref.reply_to,
-            ref_extra=ref.extra,
-            status=SUBMITTING,
+            status=RenderState.SUBMITTING,
             summary=state.draft.summary(),
         )
         # Recorded before it is sent: a crash right after the backend accepts it must
@@ -90,8 +90,8 @@ class Exports:
             old_id, render.render_id = render.render_id, accepted
             await self._store.add_render(render)
             await self._store.delete_render(old_id)
-        render.status = "pending"
-        await self._store.update_render(render.render_id, status="pending")
+        render.status = RenderState.PENDING
+        await self._store.update_render(render.render_id, status=RenderState.PENDING)
         await quietly(req.progress(0))
         await quietly(req.replier.working("upload_video"))
         self._renders.follow(render, req.replier, req.lang)

@@ -22,11 +22,11 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from httpx_sse import aconnect_sse
 
+from core.envelope import unwrap
 from core.errors import StreamTimeoutError
 from core.events import ChatEvent, EventDecoder, HeartbeatEvent, SSEChatDecoder
 from core.retry import RetryPolicy, translated
 from core.transport import NemoTransport
-from core.wire import unwrap
 
 __all__ = ["DOWNLOAD_TIMEOUT", "JSON_TIMEOUT", "POOL_LIMITS", "UPLOAD_TIMEOUT", "NemoHttp"]
 

@@ -38,16 +38,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from core.accounts import RenderOwners, renewing
-from core.client import NemoClient, RenderStatus
+from core.client import NemoClient
 from core.i18n import t
 from core.replies import plain_reason, quietly
 from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
+from core.wire import RenderState, RenderStatus
 from storage.base import RenderRecord, Store
 
-__all__ = ["SUBMITTING", "PollPolicy", "ProgressEstimate", "RenderTracker", "ref_of"]
+__all__ = ["PollPolicy", "ProgressEstimate", "RenderTracker", "ref_of"]
 
-#: Status of a render recorded but not yet accepted by the backend.
-SUBMITTING = "submitting"
 #: Why a render that was recorded but never reached the backend failed.
 NEVER_STARTED = "the export never reached the video service"
 _NO_ANSWER = "the video service stopped answering"
@@ -63,6 +62,9 @@ _REASONS = {
 }
 
 log = logging.getLogger("nemo.renders")
+
+#: What a stored render's status is once the backend has finished with it.
+_DONE = frozenset({RenderState.COMPLETED, RenderState.FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,6 @@ def ref_of(render: RenderRecord, language: str | None = None) -> ConversationRef
         user_id=render.user_id,
         thread_id=render.thread_id,
         reply_to=render.reply_to,
-        extra=render.ref_extra,
         language=language,
     )
 
@@ -258,9 +259,10 @@ class RenderTracker:
         progress: int | None = None
         estimate = ProgressEstimate(started)
         delay = policy.first_delay
-        if render.status in ("completed", "failed") and (render.output_url or render.error):
+        if render.status in _DONE and (render.output_url or render.error):
+            done = RenderState(render.status)
             await self._finish(
-                render, replier, lang, render.status, render.output_url, render.error, started
+                render, replier, lang, done, render.output_url, render.error, started
             )
             return
         # The backend finished somewhere between the last poll that saw it running and
@@ -272,10 +274,10 @@ class RenderTracker:
             try:
                 token, status = await self._poll(render, token)
             except Exception as exc:  # any failed poll (CancelledError is not an Exception)
-                if render.status == SUBMITTING and getattr(exc, "status", None) == 404:
+                if render.status == RenderState.SUBMITTING and getattr(exc, "status", None) == 404:
                     # Recorded, then the process died before the backend accepted it.
                     await self._finish(
-                        render, replier, lang, "failed", None, NEVER_STARTED, last_running
+                        render, replier, lang, RenderState.FAILED, None, NEVER_STARTED, last_running
                     )
                     return
                 # Transient or not, never give up silently: back off, and after
@@ -289,13 +291,17 @@ class RenderTracker:
                 delay = min(delay, policy.max_backoff)
                 if failures >= policy.max_failures or elapsed > policy.deadline:
                     reason = _NO_ANSWER
-                    await self._finish(render, replier, lang, "failed", None, reason, last_running)
+                    await self._finish(
+                        render, replier, lang, RenderState.FAILED, None, reason, last_running
+                    )
                     return
                 continue
             failures = 0
             render.status = status.status
             progress = status.progress if status.progress is not None else progress
-            if status.status != "pending":  # a queued render's 0 % says nothing of its pace
+            if (
+                status.status is not RenderState.PENDING
+            ):  # a queued render's 0 % says nothing of its pace
                 estimate.observe(self._clock(), status.progress)
             await self._store.update_render(
                 render.render_id,
@@ -304,7 +310,7 @@ class RenderTracker:
                 attempts=render.attempts + 1,
             )
             render.attempts += 1
-            if status.status in ("completed", "failed"):
+            if status.status.done:
                 done_at = (last_running + self._clock()) / 2
                 await self._finish(
                     render, replier, lang, status.status, status.output_url, status.error, done_at
@@ -313,7 +319,9 @@ class RenderTracker:
             last_running = self._clock()
             if elapsed > policy.deadline:
                 reason = _TOO_LONG
-                await self._finish(render, replier, lang, "failed", None, reason, last_running)
+                await self._finish(
+                    render, replier, lang, RenderState.FAILED, None, reason, last_running
+                )
                 return
             await self._show(estimate, replier, lang)
             delay = policy.next_delay(elapsed, progress)
@@ -348,18 +356,18 @@ class RenderTracker:
         render: RenderRecord,
         replier: Replier,
         lang: str | None,
-        status: str,
+        status: RenderState,
         url: str | None,
         error: str | None,
         done_at: float,
     ) -> None:
         """Record the outcome and deliver it once, trying until something gets through."""
-        if status == "completed" and not url:
-            status, error = "failed", _NO_FILE
+        if status == RenderState.COMPLETED and not url:
+            status, error = RenderState.FAILED, _NO_FILE
         await self._store.update_render(
             render.render_id,
             status=status,
-            progress=100 if status == "completed" else None,
+            progress=100 if status == RenderState.COMPLETED else None,
             output_url=url,
             error=error,
         )
@@ -375,7 +383,9 @@ class RenderTracker:
                 await asyncio.sleep(self._policy.max_interval)
                 continue
             # The file did not get through a few times: give the link in a plain message.
-            link_only = status == "completed" and failures >= self._policy.delivery_attempts
+            link_only = (
+                status == RenderState.COMPLETED and failures >= self._policy.delivery_attempts
+            )
             try:
                 async with self._holding_claim(render.render_id):
                     if link_only and url:
@@ -440,11 +450,11 @@ class RenderTracker:
         render: RenderRecord,
         replier: Replier,
         lang: str | None,
-        status: str,
+        status: RenderState,
         url: str | None,
         error: str | None,
     ) -> None:
-        if status == "completed" and url:
+        if status == RenderState.COMPLETED and url:
             await quietly(replier.progress(t("export_started", lang, percent=100), 100))
             client = self._client
             await replier.send_video(

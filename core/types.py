@@ -49,9 +49,8 @@ class ConversationRef:
     """Where to answer: enough to reach the chat again after a restart.
 
     ``thread_id`` is a Telegram forum topic or a Discord thread; ``reply_to`` an
-    optional platform message id to answer; ``extra`` is free-form adapter state
-    (kept as text; never secrets); ``language`` the user's language, for the
-    adapter's own words (button labels) when it answers later.
+    optional platform message id to answer; ``language`` the user's language, for
+    the adapter's own words (button labels) when it answers later.
     """
 
     platform: str
@@ -59,7 +58,6 @@ class ConversationRef:
     user_id: str
     thread_id: str | None = None
     reply_to: str | None = None
-    extra: str | None = None
     language: str | None = None
 
 
@@ -91,7 +89,6 @@ class IncomingMessage:
     attachments: tuple[Attachment, ...] = ()
     language: str | None = None
     is_group: bool = False
-    addressed_to_bot: bool = True
     intent: Intent | None = None
     message_id: str | None = None
     user_display: str | None = None

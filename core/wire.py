@@ -1,29 +1,23 @@
-"""The NemoVideo wire format: envelopes and result records. Pure: no I/O.
+"""The NemoVideo result records, read tolerantly from a reply's payload. Pure: no I/O.
 
-Every reply goes through :func:`unwrap`, which accepts each envelope the docs show:
-
-* ``{"code": 0, "message" | "msg": "...", "data": {...}}`` (non-zero ``code`` is a
-  failure even under HTTP 200);
-* ``{"success": true, "data": {...}}`` / ``{"success": false, "error": "..."}``;
-* a flat object with no envelope at all.
-
-It returns the payload or raises the :mod:`core.errors` class for the code (or,
-failing that, the HTTP status). The ``*.from_data`` constructors then read the
-payload tolerantly: missing or mistyped fields become ``None``/defaults.
+:func:`core.envelope.unwrap` turns a reply into its payload (or an error); the
+``*.from_data`` constructors here then read the payload: missing or mistyped
+fields become ``None``/defaults.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any
 
-from core.coerce import to_number
+from core.coerce import first_of, message_of, to_int, to_number, to_str
 from core.draft import Draft
-from core.errors import ApiError, error_for, redact
+from core.envelope import UNKNOWN_CODE
+from core.errors import ApiError, redact
 
 __all__ = [
     "AnonToken",
@@ -34,160 +28,7 @@ __all__ = [
     "SessionState",
     "UploadResult",
     "UploadedFile",
-    "parse_retry_after",
-    "unwrap",
-    "unwrap_render_status",
 ]
-
-DEFAULT_RETRY_AFTER = 30.0
-UNKNOWN_CODE = -1  # ApiError.code when the reply gives none (or is unreadable)
-
-
-def _int(value: Any) -> int | None:
-    number = to_number(value)
-    return int(number) if number is not None else None
-
-
-def _str(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)  # numeric ids (session ids are numeric strings, but not always)
-    return None
-
-
-def _get(data: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if key in data and data[key] is not None:
-            return data[key]
-    return None
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
-    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date); default 30."""
-    if not value:
-        return DEFAULT_RETRY_AFTER
-    number = to_number(value)
-    if number is not None:
-        return max(0.0, number)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return DEFAULT_RETRY_AFTER
-    reference = now if now is not None else datetime.now(when.tzinfo).timestamp()
-    return max(0.0, when.timestamp() - reference)
-
-
-def _message_of(body: Mapping[str, Any]) -> str:
-    for key in ("message", "msg", "error", "detail", "errorMessage", "error_message"):
-        value = body.get(key)
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, Mapping):
-            inner = _message_of(value)
-            if inner:
-                return inner
-    return ""
-
-
-def _code_of(value: Any) -> int | None:
-    if isinstance(value, Mapping):
-        return _int(_get(value, "code", "errorCode", "error_code"))
-    return _int(value)
-
-
-def unwrap(
-    status: int,
-    body: bytes | str | Any,
-    *,
-    retry_after: str | None = None,
-    secrets: tuple[str, ...] = (),
-) -> Any:
-    """The payload of a reply, or raise the mapped :class:`~core.errors.ApiError`.
-
-    ``body`` may be raw bytes/text (parsed here) or already-parsed JSON.
-    ``retry_after`` is the ``Retry-After`` header; ``secrets`` are strings (the
-    token) that must not appear in an error message.
-    """
-    if isinstance(body, bytes | str):
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        try:
-            body = json.loads(text) if text.strip() else None
-        except ValueError:
-            if status >= 400:
-                raise _error(status, text.strip()[:200], status, retry_after, secrets) from None
-            raise ApiError(UNKNOWN_CODE, "unreadable reply from NemoVideo", status=status) from None
-
-    if isinstance(body, Mapping):
-        code = _code_of(body.get("code"))
-        message = _message_of(body)
-        if code is not None and code != 0:
-            raise _error(code, message, status, retry_after, secrets, body.get("data"))
-        success = body.get("success")
-        if success is False or (isinstance(success, str) and success.lower() == "false"):
-            error_code = _code_of(body.get("error")) or (status if status >= 400 else None)
-            raise _error(error_code or 0, message, status, retry_after, secrets)
-        if status >= 400:
-            raise _error(status, message, status, retry_after, secrets, body.get("data"))
-        if code is not None or success is not None:
-            # An envelope: the payload is "data" (flat success replies keep the rest).
-            if "data" in body:
-                return body["data"]
-            return {k: v for k, v in body.items() if k not in ("code", "success", "message", "msg")}
-        return body  # flat
-    if status >= 400:
-        raise _error(status, "", status, retry_after, secrets)
-    return body
-
-
-def unwrap_render_status(
-    status: int,
-    body: bytes | str | Any,
-    *,
-    retry_after: str | None = None,
-    secrets: tuple[str, ...] = (),
-) -> Any:
-    """Like :func:`unwrap`, but a failed *render* is a status, not an error.
-
-    A wrapped poll reply may say ``{"success": false, "error": "...", "data":
-    {"status": "failed", ...}}``: the call worked, the render did not.
-    """
-    if isinstance(body, bytes | str):
-        try:
-            parsed = json.loads(body) if body.strip() else None
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            body = parsed
-    if isinstance(body, Mapping) and status < 400 and body.get("success") is False:
-        data = body.get("data")
-        if isinstance(data, Mapping) and "status" in data:
-            merged = dict(data)
-            merged.setdefault("error", body.get("error"))
-            return merged
-    return unwrap(status, body, retry_after=retry_after, secrets=secrets)
-
-
-def _error(
-    code: int,
-    message: str,
-    status: int,
-    retry_after: str | None,
-    secrets: tuple[str, ...],
-    data: Any = None,
-) -> ApiError:
-    if code == 0:
-        code = status if status >= 400 else UNKNOWN_CODE
-    if status == 429:
-        code = 429  # the status is the stronger statement: "not processed, come back"
-    user_id = _str(data.get("user_id")) if isinstance(data, Mapping) else None
-    return error_for(
-        code,
-        redact(message, secrets),
-        status=status,
-        retry_after=parse_retry_after(retry_after) if code == 429 else None,
-        user_id=user_id,
-    )
 
 
 def _timestamp(value: Any) -> float | None:
@@ -220,14 +61,14 @@ class AnonToken:
     def from_data(cls, data: Any) -> AnonToken:
         """Read the anonymous-token payload; raises ApiError if no token is present."""
         d = _mapping(data)
-        token = _str(_get(d, "token", "access_token", "accessToken"))
+        token = to_str(first_of(d, "token", "access_token", "accessToken"))
         if not token:
             raise ApiError(UNKNOWN_CODE, "token reply without a token")
-        expires = _timestamp(_get(d, "expires_at", "expiresAt", "expire_at", "expires"))
+        expires = _timestamp(first_of(d, "expires_at", "expiresAt", "expire_at", "expires"))
         return cls(
             token=token,
-            user_id=_str(_get(d, "user_id", "userId")),
-            credits=_int(_get(d, "credits", "credit")),
+            user_id=to_str(first_of(d, "user_id", "userId")),
+            credits=to_int(first_of(d, "credits", "credit")),
             expires_at=expires,
         )
 
@@ -243,10 +84,10 @@ class SessionInfo:
     def from_data(cls, data: Any) -> SessionInfo:
         """Read the session payload; raises ApiError if no session id is present."""
         d = _mapping(data)
-        session_id = _str(_get(d, "session_id", "sessionId", "id"))
+        session_id = to_str(first_of(d, "session_id", "sessionId", "id"))
         if not session_id:
             raise ApiError(UNKNOWN_CODE, "session reply without a session id")
-        return cls(session_id=session_id, task_id=_str(_get(d, "task_id", "taskId")))
+        return cls(session_id=session_id, task_id=to_str(first_of(d, "task_id", "taskId")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,14 +108,14 @@ class UploadedFile:
         """Read one ``files[]`` item."""
         d = _mapping(data)
         return cls(
-            filename=_str(_get(d, "filename", "file_name", "name")),
-            file_type=_str(_get(d, "file_type", "fileType", "type")),
-            cdn_url=_str(_get(d, "cdn_url", "cdnUrl", "url")),
+            filename=to_str(first_of(d, "filename", "file_name", "name")),
+            file_type=to_str(first_of(d, "file_type", "fileType", "type")),
+            cdn_url=to_str(first_of(d, "cdn_url", "cdnUrl", "url")),
             duration=to_number(d.get("duration")),
-            width=_int(d.get("width")),
-            height=_int(d.get("height")),
+            width=to_int(d.get("width")),
+            height=to_int(d.get("height")),
             fps=to_number(d.get("fps")),
-            hash=_str(d.get("hash")),
+            hash=to_str(d.get("hash")),
         )
 
 
@@ -291,11 +132,11 @@ class UploadResult:
         d = _mapping(data)
         items = d.get("files")
         if not isinstance(items, list):
-            items = [d] if _get(d, "cdn_url", "cdnUrl", "url", "filename") else []
+            items = [d] if first_of(d, "cdn_url", "cdnUrl", "url", "filename") else []
         return cls(
             files=[UploadedFile.from_data(item) for item in items if isinstance(item, Mapping)],
             session_state_applied=bool(
-                _get(d, "session_state_applied", "sessionStateApplied") or False
+                first_of(d, "session_state_applied", "sessionStateApplied") or False
             ),
         )
 
@@ -312,9 +153,9 @@ class Credits:
     def from_data(cls, data: Any) -> Credits:
         """Read the balance payload."""
         d = _mapping(data)
-        available = _int(_get(d, "available", "balance", "credits"))
-        frozen = _int(d.get("frozen"))
-        total = _int(d.get("total"))
+        available = to_int(first_of(d, "available", "balance", "credits"))
+        frozen = to_int(d.get("frozen"))
+        total = to_int(d.get("total"))
         if total is None and available is not None:
             total = available + (frozen or 0)
         return cls(available=available, frozen=frozen, total=total)
@@ -346,12 +187,12 @@ class SessionState:
         raw_draft = dict(raw) if isinstance(raw, Mapping) else None
         canvas = inner.get("canvas_config", inner.get("canvasConfig"))
         return cls(
-            session_id=_str(_get(d, "session_id", "sessionId")),
-            task_id=_str(_get(d, "task_id", "taskId")),
+            session_id=to_str(first_of(d, "session_id", "sessionId")),
+            task_id=to_str(first_of(d, "task_id", "taskId")),
             draft=Draft.from_json(raw_draft),
             raw_draft=raw_draft,
-            video_infos=_list(_get(inner, "video_infos", "videoInfos")),
-            generated_media=_list(_get(inner, "generated_media", "generatedMedia")),
+            video_infos=_list(first_of(inner, "video_infos", "videoInfos")),
+            generated_media=_list(first_of(inner, "generated_media", "generatedMedia")),
             canvas_config=dict(canvas) if isinstance(canvas, Mapping) else None,
         )
 
@@ -364,31 +205,33 @@ def _list(value: Any) -> list[Any]:
     return []
 
 
-RenderState = Literal["pending", "processing", "completed", "failed"]
+class RenderState(enum.StrEnum):
+    """Where a render stands: the backend's words, folded into ours (a ``str``, as stored)."""
 
+    #: Recorded by us, not yet accepted by the backend.
+    SUBMITTING = "submitting"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def done(self) -> bool:
+        """True once the render completed or failed."""
+        return self in (RenderState.COMPLETED, RenderState.FAILED)
+
+
+_P, _R, _C, _F = (
+    RenderState.PENDING,
+    RenderState.PROCESSING,
+    RenderState.COMPLETED,
+    RenderState.FAILED,
+)
 _STATUS_WORDS: dict[str, RenderState] = {
-    "pending": "pending",
-    "queued": "pending",
-    "submitted": "pending",
-    "waiting": "pending",
-    "created": "pending",
-    "processing": "processing",
-    "rendering": "processing",
-    "running": "processing",
-    "in_progress": "processing",
-    "started": "processing",
-    "completed": "completed",
-    "complete": "completed",
-    "done": "completed",
-    "succeeded": "completed",
-    "success": "completed",
-    "finished": "completed",
-    "failed": "failed",
-    "failure": "failed",
-    "error": "failed",
-    "cancelled": "failed",
-    "canceled": "failed",
-    "timeout": "failed",
+    **dict.fromkeys(("pending", "queued", "submitted", "waiting", "created"), _P),
+    **dict.fromkeys(("processing", "rendering", "running", "in_progress", "started"), _R),
+    **dict.fromkeys(("completed", "complete", "done", "succeeded", "success", "finished"), _C),
+    **dict.fromkeys(("failed", "failure", "error", "cancelled", "canceled", "timeout"), _F),
 }
 
 
@@ -404,35 +247,35 @@ class RenderStatus:
     @property
     def done(self) -> bool:
         """True once the render completed or failed."""
-        return self.status in ("completed", "failed")
+        return self.status.done
 
     @classmethod
     def from_data(cls, data: Any) -> RenderStatus:
         """Read either shape: flat (``output.url``) or wrapped data (``outputUrl``)."""
         d = _mapping(data)
-        word = _str(_get(d, "status", "state")) or ""
+        word = to_str(first_of(d, "status", "state")) or ""
         output = d.get("output")
-        url = _str(_get(d, "outputUrl", "output_url", "url", "videoUrl", "video_url"))
+        url = to_str(first_of(d, "outputUrl", "output_url", "url", "videoUrl", "video_url"))
         if url is None and isinstance(output, Mapping):
-            url = _str(_get(output, "url", "outputUrl", "cdn_url"))
+            url = to_str(first_of(output, "url", "outputUrl", "cdn_url"))
         elif url is None and isinstance(output, str):
             url = output or None
         status = _STATUS_WORDS.get(word.strip().lower().replace(" ", "_").replace("-", "_"))
         if status is None:
-            status = "completed" if url else "pending"
+            status = RenderState.COMPLETED if url else RenderState.PENDING
         progress_value = to_number(d.get("progress"))
         progress = None
         if progress_value is not None:
             if 0 < progress_value < 1 and isinstance(d.get("progress"), float):
                 progress_value *= 100  # a fraction
             progress = max(0, min(100, round(progress_value)))
-        if status == "completed":
+        if status is RenderState.COMPLETED:
             progress = 100
-        error = _get(d, "error", "errorMessage", "error_message", "message")
-        error_text = _message_of({"error": error}) if error is not None else None
+        error = first_of(d, "error", "errorMessage", "error_message", "message")
+        error_text = message_of({"error": error}) if error is not None else None
         return cls(
             status=status,
             progress=progress,
             output_url=url,
-            error=redact(error_text) if error_text and status == "failed" else None,
+            error=redact(error_text) if error_text and status is RenderState.FAILED else None,
         )

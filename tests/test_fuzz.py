@@ -20,6 +20,7 @@ from bots.discord_adapter.texts import split_text as discord_split
 from bots.telegram.format import escape, parse_callback, utf16_len
 from bots.telegram.format import split_text as telegram_split
 from core.draft import Draft, diff_drafts
+from core.envelope import parse_retry_after, unwrap, unwrap_render_status
 from core.errors import ApiError
 from core.events import EventDecoder, SSEChatDecoder
 from core.gui import SentenceBuffer
@@ -32,9 +33,6 @@ from core.wire import (
     SessionInfo,
     SessionState,
     UploadResult,
-    parse_retry_after,
-    unwrap,
-    unwrap_render_status,
 )
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -12,10 +12,11 @@ import httpx
 from core.app import build_service, open_core
 from core.client import NemoClient
 from core.config import Settings
-from core.renders import SUBMITTING, PollPolicy
+from core.renders import PollPolicy
 from core.service import ConversationService
 from core.transport import NemoTransport
 from core.types import Attachment, IncomingMessage, Intent, Video
+from core.wire import RenderState
 from simulator.server import Simulator
 from storage.base import RenderRecord
 from storage.sqlite import SQLiteStore
@@ -418,7 +419,7 @@ async def test_an_export_recorded_but_never_sent_is_reported_after_restart(
                 platform="test",
                 user_id="u1",
                 chat_id="c1",
-                status=SUBMITTING,
+                status=RenderState.SUBMITTING,
             )
         )
     async with core_for(sim, tmp_path) as (service, adapter):

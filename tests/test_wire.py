@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from core.envelope import parse_retry_after, unwrap, unwrap_render_status
 from core.errors import (
     ApiError,
     ClientIdMissingError,
@@ -30,9 +31,6 @@ from core.wire import (
     SessionInfo,
     SessionState,
     UploadResult,
-    parse_retry_after,
-    unwrap,
-    unwrap_render_status,
 )
 
 TOKEN = "nmv_usr_SECRET123abc"

@@ -281,7 +281,6 @@ class DiscordBot(discord.AutoShardedClient):
             attachments=tuple(to_core_attachment(a) for a in attachments),
             language=language_of(interaction.locale),
             is_group=interaction.guild_id is not None,
-            addressed_to_bot=True,
             intent=intent,
             user_display=interaction.user.display_name,
         )
@@ -389,7 +388,6 @@ class DiscordBot(discord.AutoShardedClient):
             attachments=tuple(to_core_attachment(a) for a in attachments),
             language=language,
             is_group=not is_dm,
-            addressed_to_bot=True,
             intent=intent,
             message_id=str(message.id),
             user_display=message.author.display_name,
