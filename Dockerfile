@@ -18,15 +18,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     NEMO_HEALTH_PORT=8080
 
 WORKDIR /app
-# requirements.lock*: pinned versions, installed first when the repository has them.
+# requirements.lock*: every dependency pinned (dev tools included), used as constraints:
+# the image gets the runtime dependencies only, at the locked versions.
 COPY pyproject.toml README.md requirements.lock* ./
 COPY bots ./bots
 COPY core ./core
 COPY storage ./storage
 COPY simulator ./simulator
 RUN python3 -m venv "$VIRTUAL_ENV" \
-    && if [ -f requirements.lock ]; then pip install -r requirements.lock; fi \
-    && pip install . \
+    && if [ -f requirements.lock ]; then pip install -c requirements.lock .; \
+       else pip install .; fi \
     && useradd --create-home --uid 10001 nemo \
     && mkdir -p /data \
     && chown nemo:nemo /data

@@ -2,14 +2,23 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Every dependency, direct and transitive, pinned (pip-compile; `make lock` refreshes it).
+LOCK := requirements.lock
 
-.PHONY: install test check demo run bench sim clean
+.PHONY: install lock test check demo run bench sim clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
+
+# Re-resolve every dependency to the newest release pyproject.toml allows, from PyPI.
+lock: $(STAMP)
+	$(PY) -m pip install --quiet pip-tools
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(VENV)/bin/pip-compile --quiet --upgrade \
+		--extra dev --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+		--index-url https://pypi.org/simple -o $(LOCK) pyproject.toml
 
 install: $(STAMP)
 
@@ -19,7 +28,7 @@ test: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy core storage simulator
+	$(VENV)/bin/mypy core storage simulator bots bench
 
 demo: $(STAMP)
 	$(VENV)/bin/nemo-bot demo

@@ -18,7 +18,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ def format_table(rows: Sequence[Row], *, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def run_main(name: str, run: Callable[[], Awaitable[Result]]) -> None:
+def run_main(name: str, run: Callable[[], Coroutine[Any, Any, Result]]) -> None:
     """The ``main()`` of a benchmark module: run, print, write JSON."""
     quiet_logs()
     started = time.monotonic()

@@ -181,7 +181,7 @@ class RelayReplier:
         pass
 
 
-def _expected(raw: bytes) -> str:
+def _expected(raw: bytes | bytearray) -> str:
     """The simulator's whole reply, from the non-partial text event, as the core shows it."""
     whole = ""
     for line in raw.split(b"\n"):
@@ -215,11 +215,10 @@ async def _scenario(base: str, kind: str) -> dict[str, Any]:
     limit = 240.0
     timed_out = False
     with tempfile.TemporaryDirectory(prefix="nemo-bench-") as tmp:
-        settings = Settings(  # type: ignore[call-arg]
-            _env_file=None, NEMO_API_BASE=base, NEMO_BOT_DB=Path(tmp) / "bench.db"
-        )
+        db = Path(tmp) / "bench.db"
+        settings = Settings(_env_file=None, NEMO_API_BASE=base, NEMO_BOT_DB=db)  # type: ignore[call-arg]
         async with (
-            SQLiteStore(settings.nemo_bot_db) as store,
+            SQLiteStore(db) as store,
             NemoClient(base_url=base, http=http) as client,
         ):
             service = build_service(settings=settings, store=store, client=client)

@@ -221,7 +221,8 @@ async def throughput(result: Result) -> None:
     adapter: list[float] = []
     bare: list[float] = []
     with tempfile.TemporaryDirectory(prefix="nemo-bench-") as tmp:
-        async with CountingTelegram(TOKEN) as tg:
+        tg = CountingTelegram(TOKEN)  # (entered below: its __aenter__ is typed as the base)
+        async with tg:
             await _adapter_round(tg, Path(tmp), 0)  # warm-up (imports, first connections)
             await _bare_round(tg, 0)
             for r in range(ROUNDS):
@@ -268,7 +269,8 @@ async def flood(result: Result, label: str, *, judged: bool = True, **options: A
     sim = fast_sim(chunk_delay=0.3, heartbeat_interval=0.5, slow_step_seconds=2.0)
     sim["gui_phrase_ratio"] = 0.5
     with tempfile.TemporaryDirectory(prefix="nemo-bench-") as tmp:
-        async with simulator_process(**sim) as base, FloodTelegram(TOKEN) as tg:
+        tg = FloodTelegram(TOKEN)
+        async with simulator_process(**sim) as base, tg:
             settings = _settings(tg, Path(tmp), NEMO_API_BASE=base)
             async with open_core(settings) as service:
                 bot = TelegramBot(settings, service, poll_timeout=1, shutdown_grace=5, **options)

@@ -438,7 +438,7 @@ async def _interactive(service: ConversationHost, replier: ConsoleReplier) -> No
             problem = instruction if path is None else _file_problem(path)
             if problem or path is None:
                 if path is not None and not path.exists() and instruction:
-                    problem += " (put quotes around a path with spaces)"
+                    problem = f"{problem} (put quotes around a path with spaces)"
                 replier.write(f"🤖 {problem}\n")
                 continue
             await service.handle(_message(instruction, [path]), replier)
