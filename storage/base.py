@@ -152,9 +152,6 @@ class Store(Protocol):
     async def save_session(self, session: SessionRecord) -> None:
         """Insert or replace (by platform + user_id + chat_id); sets timestamps."""
 
-    async def delete_session(self, platform: str, user_id: str, chat_id: str) -> None:
-        """Forget the session (a new project)."""
-
     async def save_draft(self, platform: str, user_id: str, chat_id: str, draft_json: str) -> None:
         """Remember the last draft seen for this session."""
 

@@ -372,15 +372,6 @@ class PostgresStore(PostgresCoordination):
         session.created_at = float(row[0]) if row is not None else now
         session.updated_at = now
 
-    async def delete_session(self, platform: str, user_id: str, chat_id: str) -> None:
-        """Forget the session (a new project)."""
-        await self._execute(
-            "DELETE FROM sessions WHERE platform = $1 AND user_id = $2 AND chat_id = $3",
-            platform,
-            user_id,
-            chat_id,
-        )
-
     async def save_draft(self, platform: str, user_id: str, chat_id: str, draft_json: str) -> None:
         """Remember the last draft seen for this session; no-op if there is no session."""
         await self._execute(

@@ -391,13 +391,6 @@ class SQLiteStore(SQLiteCoordination):
         session.created_at = float(row[0]) if row is not None else now
         session.updated_at = now
 
-    async def delete_session(self, platform: str, user_id: str, chat_id: str) -> None:
-        """Forget the session (a new project). Deleting a missing session does nothing."""
-        await self._write(
-            "DELETE FROM sessions WHERE platform = ? AND user_id = ? AND chat_id = ?",
-            (platform, user_id, chat_id),
-        )
-
     async def save_draft(self, platform: str, user_id: str, chat_id: str, draft_json: str) -> None:
         """Remember the last draft seen for this session; no-op if there is no session."""
         changed = await self._write(

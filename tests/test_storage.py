@@ -355,17 +355,6 @@ async def test_session_upsert_and_created_at(store: AnyStore, clock: FakeClock) 
     assert await store.get_session("telegram", "u1", "other-chat") is None
 
 
-async def test_delete_session(store: AnyStore) -> None:
-    await store.save_user(user())
-    await store.save_session(session())
-    await store.save_session(session(chat="chat2"))
-    await store.delete_session("telegram", "u1", "chat1")
-    await store.delete_session("telegram", "u1", "never-existed")
-    assert await store.get_session("telegram", "u1", "chat1") is None
-    assert await store.get_session("telegram", "u1", "chat2") is not None
-    assert await store.get_user("telegram", "u1") is not None
-
-
 async def test_save_draft(store: AnyStore, clock: FakeClock) -> None:
     await store.save_user(user())
     await store.save_session(session(task_id="t1"))
