@@ -15,6 +15,7 @@ counters (:meth:`Store.hit_counter`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -126,6 +127,14 @@ class CounterHit:
     window_start: float
     resets_at: float
     """When the window ends and the count starts from 0 again."""
+
+
+def window_bounds(now: float, window: float) -> tuple[float, float]:
+    """The fixed, epoch-aligned window of length ``window`` that holds ``now``."""
+    if window <= 0:
+        raise ValueError("window must be positive")
+    start = math.floor(now / window) * window
+    return start, start + window
 
 
 class Store(Protocol):

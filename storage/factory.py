@@ -34,5 +34,5 @@ def make_store(
     return SQLiteStore(target, clock=clock, cipher=cipher)
 
 
-def _check(store: SQLiteStore | PostgresStore) -> Store:
-    return store  # both satisfy the protocol (checked by mypy here)
+# mypy checks here that both stores satisfy the Store protocol
+_STORES: tuple[type[Store], ...] = (SQLiteStore, PostgresStore)

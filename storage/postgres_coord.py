@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-from .base import CounterHit, InboundUpdate, Lease, RenderRecord
-from .sqlite_coord import window_bounds
+from .base import CounterHit, InboundUpdate, Lease, RenderRecord, window_bounds
 from .wakeups import Wakeups
 
 __all__ = ["CHANNEL", "PostgresCoordination"]

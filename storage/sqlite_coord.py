@@ -10,7 +10,6 @@ this process only, and callers poll too.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import fields
@@ -18,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from .base import CounterHit, InboundUpdate, Lease, RenderRecord
+from .base import CounterHit, InboundUpdate, Lease, RenderRecord, window_bounds
 from .wakeups import Wakeups
 
 __all__ = ["SQLiteCoordination"]
@@ -29,14 +28,6 @@ _UPDATE_SELECT = f"SELECT {', '.join(_UPDATE_COLUMNS)} FROM inbound_updates"
 
 def _update(row: Mapping[str, Any] | Any) -> InboundUpdate:
     return InboundUpdate(**{name: row[name] for name in _UPDATE_COLUMNS})
-
-
-def window_bounds(now: float, window: float) -> tuple[float, float]:
-    """The fixed, epoch-aligned window of length ``window`` that holds ``now``."""
-    if window <= 0:
-        raise ValueError("window must be positive")
-    start = math.floor(now / window) * window
-    return start, start + window
 
 
 class SQLiteCoordination:
