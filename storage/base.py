@@ -306,3 +306,12 @@ class Store(Protocol):
 
     async def prune_counters(self) -> int:
         """Delete counts of windows that have ended; how many went."""
+
+    async def take_rate_slot(self, scope: str, *, limit: int, window: float) -> float:
+        """Take one of ``limit`` events per sliding ``window`` seconds for ``scope``.
+
+        0.0 when taken; otherwise how many seconds until a slot frees (nothing taken).
+        No ``window``-long stretch of time ever holds more than ``limit`` taken
+        slots, whichever replicas took them (e.g. a bot-wide messages-per-second
+        budget shared by every replica).
+        """

@@ -346,3 +346,35 @@ class PostgresCoordination:
     async def prune_counters(self) -> int:
         """Delete the counts of ended windows."""
         return await self._execute("DELETE FROM counters WHERE window_end <= $1", self._clock())
+
+    async def take_rate_slot(self, scope: str, *, limit: int, window: float) -> float:
+        """Take a slot at least ``window`` old (skipping ones others are taking), or wait."""
+        if limit <= 0 or window <= 0:
+            raise ValueError("limit and window must be positive")
+        now = self._clock()
+        for _ in range(2):
+            taken = await self._fetchrow(
+                "UPDATE rate_slots SET at = $1 WHERE scope = $2 AND slot = (SELECT slot "
+                "FROM rate_slots WHERE scope = $2 AND slot < $3 AND at <= $4 ORDER BY at "
+                "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING slot",
+                now,
+                scope,
+                limit,
+                now - window,
+            )
+            if taken is not None:
+                return 0.0
+            row = await self._fetchrow(
+                "SELECT count(*), min(at) FROM rate_slots WHERE scope = $1 AND slot < $2",
+                scope,
+                limit,
+            )
+            if int(row[0]) >= limit:
+                return max(float(row[1]) + window - now, 0.001)
+            await self._execute(  # first use, or a raised limit
+                "INSERT INTO rate_slots (scope, slot, at) SELECT $1, g, 0 "
+                "FROM generate_series(0, $2 - 1) AS g ON CONFLICT (scope, slot) DO NOTHING",
+                scope,
+                limit,
+            )
+        return window  # not reached: the second pass finds the new slots

@@ -284,3 +284,32 @@ class SQLiteCoordination:
     async def prune_counters(self) -> int:
         """Delete the counts of ended windows."""
         return await self._write("DELETE FROM counters WHERE window_end <= ?", (self._clock(),))
+
+    async def take_rate_slot(self, scope: str, *, limit: int, window: float) -> float:
+        """Take a slot at least ``window`` old (one atomic statement), or say how long to wait."""
+        if limit <= 0 or window <= 0:
+            raise ValueError("limit and window must be positive")
+        now = self._clock()
+        for _ in range(2):
+            taken = await self._fetchall(
+                "UPDATE rate_slots SET at = ? WHERE scope = ? AND slot = (SELECT slot "
+                "FROM rate_slots WHERE scope = ? AND slot < ? AND at <= ? ORDER BY at LIMIT 1) "
+                "RETURNING slot",
+                (now, scope, scope, limit, now - window),
+            )
+            if taken:
+                return 0.0
+            row = await self._fetchone(
+                "SELECT count(*), min(at) FROM rate_slots WHERE scope = ? AND slot < ?",
+                (scope, limit),
+            )
+            have, oldest = (int(row[0]), row[1]) if row is not None else (0, None)
+            if have >= limit:
+                return max(float(oldest or 0.0) + window - now, 0.001)
+            async with self._transaction() as conn:  # first use, or a raised limit
+                await conn.executemany(
+                    "INSERT INTO rate_slots (scope, slot, at) VALUES (?, ?, 0) "
+                    "ON CONFLICT (scope, slot) DO NOTHING",
+                    [(scope, slot) for slot in range(limit)],
+                )
+        return window  # not reached: the second pass finds the new slots

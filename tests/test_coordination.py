@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from contextvars import ContextVar
 from pathlib import Path
 
 import pytest
@@ -343,3 +345,63 @@ async def test_a_lost_notification_connection_is_replaced(pg_url: str) -> None:
         await asyncio.sleep(0.5)
         await a.release_lease(held)
         assert await asyncio.wait_for(woken, 10) is True
+
+
+# -- shared sliding-window rate limit -----------------------------------------------------
+
+
+async def test_rate_slots_hold_a_sliding_window_not_a_fixed_one(
+    store: AnyStore, clock: FakeClock
+) -> None:
+    clock.now = 10.9  # late in a second: a fixed window would reset at 11.0
+    assert [await store.take_rate_slot("tg", limit=3, window=1.0) for _ in range(3)] == [0.0] * 3
+    wait = await store.take_rate_slot("tg", limit=3, window=1.0)
+    assert wait == pytest.approx(1.0)  # the oldest of the three frees at 11.9
+    clock.now = 11.1  # a new fixed second, but the sliding window still holds three
+    assert await store.take_rate_slot("tg", limit=3, window=1.0) == pytest.approx(0.8)
+    assert await store.take_rate_slot("other", limit=3, window=1.0) == 0.0  # scopes apart
+    clock.now = 11.9  # all three were taken at 10.9: three more fit
+    assert [await store.take_rate_slot("tg", limit=3, window=1.0) for _ in range(3)] == [0.0] * 3
+    assert await store.take_rate_slot("tg", limit=3, window=1.0) == pytest.approx(1.0)
+    clock.now = 11.9 + 1.0
+    assert await store.take_rate_slot("tg", limit=4, window=1.0) == 0.0  # a raised limit
+
+
+async def test_replicas_sharing_a_rate_budget_never_exceed_it_in_any_window(
+    target: Path | str,
+) -> None:
+    """Real time: three stores take 30/s slots as fast as they can; check every window.
+
+    The times checked are the ones each store read from its clock when it took the
+    slot (a context variable per sending task), not when the answer came back.
+    """
+    limit, window = 30, 1.0
+    read: ContextVar[float] = ContextVar("read")
+
+    def clock() -> float:
+        now = time.time()
+        read.set(now)
+        return now
+
+    async with (
+        make_store(target, clock=clock) as a,
+        make_store(target, clock=clock) as b,
+        make_store(target, clock=clock) as c,
+    ):
+        stamps: list[float] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.5
+
+        async def sender(replica: AnyStore) -> None:
+            while loop.time() < deadline:
+                wait = await replica.take_rate_slot("telegram:overall", limit=limit, window=window)
+                if wait == 0.0:
+                    stamps.append(read.get())
+                else:
+                    await asyncio.sleep(min(wait, 0.05))
+
+        await asyncio.gather(*(sender(r) for r in (a, b, c, a, b, c)))
+    stamps.sort()
+    assert len(stamps) >= limit * 2  # it did let them through at the budget ...
+    for i in range(len(stamps) - limit):  # ... and no window-long stretch held more
+        assert stamps[i + limit] - stamps[i] >= window, (i, stamps[i : i + limit + 1])
