@@ -2,7 +2,7 @@
 
 50 renders per policy, of random length 5-90 s, **time-compressed 10x**: the simulator
 renders in 0.5-9 s and both poll policies are divided by 10 as well (the adaptive
-:class:`core.renders.PollPolicy` defaults, and the docs' flat 30 s poll as 3 s). Polling
+:class:`core.polling.PollPolicy` defaults, and the docs' flat 30 s poll as 3 s). Polling
 decisions are scale-free (intervals from elapsed time and progress), so the scaled-back
 figures (x10) are what real renders would see; HTTP and event-loop overheads get
 multiplied by 10 too, so the scaled-back delays slightly overstate the real ones.
@@ -27,7 +27,7 @@ from typing import Any
 from bench.common import Result, median, percentile, run_main
 from core.app import open_core
 from core.config import Settings
-from core.renders import PollPolicy
+from core.polling import PollPolicy
 from core.service import ConversationService
 from core.types import Action, IncomingMessage
 from simulator.server import SimConfig, Simulator

@@ -22,9 +22,10 @@ from core.exports import Exports
 from core.gate import LocalSessionGate, SessionGate
 from core.lease_gate import StoreSessionGate
 from core.metrics import Metrics
+from core.polling import PollPolicy
 from core.project import Project
 from core.relay import ChatRelay
-from core.renders import PollPolicy, RenderTracker
+from core.renders import RenderTracker
 from core.service import ConversationService
 from core.uploads import Uploads
 from core.wire import RenderState

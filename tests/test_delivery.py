@@ -17,7 +17,7 @@ import pytest
 from bots.telegram_bot import TelegramBot
 from core.app import open_core
 from core.config import Settings
-from core.renders import PollPolicy, ProgressEstimate
+from core.polling import PollPolicy, ProgressEstimate
 from core.service import ConversationService
 from core.types import IncomingMessage
 from simulator.server import Simulator

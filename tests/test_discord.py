@@ -26,7 +26,7 @@ from bots.discord_adapter.texts import progress_text, split_text
 from bots.discord_adapter.views import custom_id
 from core.app import open_core
 from core.config import Settings, SettingsError
-from core.renders import PollPolicy
+from core.polling import PollPolicy
 from core.service import ConversationService
 from core.types import Action, IncomingMessage, Intent, Replier, Video
 from simulator import media

@@ -27,7 +27,7 @@ from core.app import build_service
 from core.client import NemoClient
 from core.config import Settings
 from core.i18n import t
-from core.renders import PollPolicy
+from core.polling import PollPolicy
 from core.service import ConversationService
 from core.types import IncomingMessage
 from simulator.server import Simulator

@@ -287,7 +287,7 @@ async def test_bad_input_end_to_end_through_telegram(tmp_path: Path, png: bytes)
     from bots.telegram_bot import TelegramBot
     from core.app import open_core
     from core.config import Settings
-    from core.renders import PollPolicy
+    from core.polling import PollPolicy
     from simulator.server import Simulator
     from tests.conftest import fast_sim_config
     from tests.fakes.telegram_server import FakeTelegram

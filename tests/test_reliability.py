@@ -27,7 +27,7 @@ from core.app import open_core
 from core.client import NemoClient
 from core.config import Settings
 from core.errors import ServerError, StreamTimeoutError, TransportError
-from core.renders import PollPolicy
+from core.polling import PollPolicy
 from simulator.server import Simulator
 from tests.conftest import fast_sim_config
 from tests.fakes.collecting import CollectingAdapter, CollectingReplier

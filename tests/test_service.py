@@ -12,7 +12,7 @@ import httpx
 from core.app import build_service, open_core
 from core.client import NemoClient
 from core.config import Settings
-from core.renders import PollPolicy
+from core.polling import PollPolicy
 from core.service import ConversationService
 from core.transport import NemoTransport
 from core.types import Attachment, IncomingMessage, Intent, Video

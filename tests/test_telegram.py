@@ -29,7 +29,7 @@ from bots.telegram.replier import PacerPool
 from bots.telegram_bot import TelegramBot, TokenRedactor, telegram_limits
 from core.app import open_core
 from core.config import Settings
-from core.renders import PollPolicy
+from core.polling import PollPolicy
 from core.service import ConversationService
 from core.types import DEFAULT_ACTIONS, IncomingMessage, Intent, Replier, Video
 from simulator.server import Simulator
