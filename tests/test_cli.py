@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import json
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from simulator import media
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.procs import BotProcess, bot_env, wait_until
 from tests.fakes.simproc import ROOT, free_port, sim_process
@@ -358,6 +360,8 @@ def test_the_demo_saves_the_video_whose_link_dies_with_it(tmp_path: Path) -> Non
     [saved] = list(videos.iterdir())
     assert f"💾 Saved to {saved}" in result.stdout
     assert saved.read_bytes()[4:8] == b"ftyp"
+    probed = asyncio.run(media.probe(saved))  # the draft's length, at 1080p
+    assert (probed.width, probed.height, probed.duration) == (1920, 1080, 3.0)
     with pytest.raises(httpx.ConnectError):  # the simulator went with the demo
         httpx.get(link.group(0), timeout=5)
     assert list(tmp_path.glob("nemo-demo-*")) == []  # and so did its database
