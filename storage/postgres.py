@@ -60,9 +60,16 @@ def safe_url(url: str) -> str:
     """``url`` without its password, for messages."""
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a number: say nothing of it
+        port = ""
     user = f"{parts.username}@" if parts.username else ""
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def load_migrations() -> list[Migration]:
@@ -146,8 +153,8 @@ class PostgresStore(PostgresCoordination):
             pool = await asyncpg.create_pool(
                 self._url, min_size=self._sizes[0], max_size=self._sizes[1], reset=_keep_session
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"cannot open {safe_url(self._url)}: {exc}") from None
+        except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"cannot open {safe_url(self._url)}: {_one_line(exc)}") from None
         try:
             await self._migrate(pool)
             self._pool = pool
@@ -212,7 +219,12 @@ class PostgresStore(PostgresCoordination):
                     if migration is None or migration.version <= current:
                         continue
                     log.info("applying storage migration postgres/%s", migration.name)
-                    await conn.execute(migration.sql)
+                    try:
+                        await conn.execute(migration.sql)
+                    except asyncpg.PostgresError as exc:  # e.g. no right to create tables
+                        raise StoreError(
+                            f"storage migration postgres/{migration.name} failed: {_one_line(exc)}"
+                        ) from exc
                     await conn.execute(
                         "INSERT INTO schema_version (version, name, applied_at) "
                         "VALUES ($1, $2, $3)",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import sqlite3
 import stat
@@ -219,8 +220,9 @@ async def test_postgres_migrations_record_versions_and_each_is_atomic(
         pass
     broken = Migration(3, "0003_c.sql", "CREATE TABLE c (w INT); INSERT INTO nowhere VALUES (1);")
     monkeypatch.setattr(postgres_mod, "load_migrations", lambda: [*first, broken])
-    with pytest.raises(asyncpg.UndefinedTableError, match="nowhere"):
+    with pytest.raises(StoreError, match=r"0003_c\.sql failed: .*nowhere") as info:
         await PostgresStore(fresh).open()
+    assert isinstance(info.value.__cause__, asyncpg.UndefinedTableError)
     assert await raw_rows(fresh, "SELECT max(version) FROM schema_version") == [(2,)]
     assert await raw_rows(fresh, "SELECT to_regclass('c') IS NULL") == [(True,)]
 
@@ -249,6 +251,9 @@ async def test_unreachable_postgres_is_one_clear_line_without_the_password() -> 
     text = str(info.value)
     assert "\n" not in text and "hunter2" not in text
     assert f"postgresql://bot@127.0.0.1:{port}/bot" in text
+
+    with pytest.raises(StoreError, match=re.escape("cannot open postgresql://bot@db.internal/bot")):
+        await PostgresStore("postgresql://bot:hunter2@db.internal:notaport/bot").open()
 
 
 # -- file, pragmas -----------------------------------------------------------------------
