@@ -17,8 +17,11 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
+from bots.discord_adapter import DiscordBot
 from bots.discord_adapter.views import custom_id
+from core.config import Settings
 from core.types import Action
 from simulator.server import Simulator
 from tests.fakes.discord_server import FakeDiscord, Recorded, shard_of
@@ -232,3 +235,46 @@ async def _two_shard_processes(sim: Simulator, tmp_path: Path, *, database: obje
         assert TOKEN not in proc.stderr + proc.stdout
     # The same user's account serves both processes: one backend token, not one each.
     assert sim.stats["tokens_minted"] == 2  # alice and bob
+
+
+async def test_each_shard_resumes_through_the_configured_gateway(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        fake.add_guild(shard=(1, 2))
+        # READY names a resume node the bot cannot reach: it must resume through the proxy.
+        fake.resume_gateway_url = "ws://127.0.0.1:9/unreachable"
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            DISCORD_BOT_TOKEN=SecretStr(TOKEN),
+            DISCORD_API_BASE=fake.api_base,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            DISCORD_SHARD_COUNT=2,
+            NEMO_BOT_DB=tmp_path / "bot.db",
+        )
+        bot = _NoIdentifyPause(settings, _Silent(), guild_ready_timeout=0.05)
+        runner = asyncio.create_task(bot.start(TOKEN))
+        try:
+            async with asyncio.timeout(30):
+                await bot.adapter.ready.wait()
+            assert sorted(bot.shards) == [0, 1]
+            await fake.request_reconnect()
+            await wait_until(lambda: len(fake.resumes) >= 2, within=30, what="two resumes")
+            await fake.wait_connected(2, within=30)
+        finally:
+            await bot.close()
+            await asyncio.wait_for(runner, 10)
+    assert sorted(r["token"] == TOKEN for r in fake.resumes) == [True, True]
+    assert sorted(tuple(i["shard"]) for i in fake.identifies) == [(0, 2), (0, 2), (1, 2), (1, 2)]
+
+
+class _NoIdentifyPause(DiscordBot):
+    """The bot without discord.py's 5 s pause between two IDENTIFYs (the fake has no limit)."""
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        return None
+
+
+class _Silent:
+    """A core that never gets a request in this test."""
+
+    async def handle(self, msg: object, replier: object) -> None:
+        raise AssertionError("no request expected")

@@ -139,6 +139,9 @@ class FakeDiscord:
         self.requests: list[Recorded] = []
         self.commands: list[dict[str, Any]] = []
         self.identifies: list[dict[str, Any]] = []
+        self.resumes: list[dict[str, Any]] = []
+        # Where READY tells clients to resume (Discord names one of its own nodes).
+        self.resume_gateway_url: str | None = None
         self.deliveries: list[tuple[str, int]] = []  # (event, shard id) per event sent
         self.messages: dict[str, dict[str, Any]] = {}
         self.guild_premium_tier = 0
@@ -646,6 +649,7 @@ class FakeDiscord:
                     self._sockets.append(conn)
                     self._changed.notify_all()
             elif op == 6:  # RESUME: not supported, ask for a fresh IDENTIFY
+                self.resumes.append(payload["d"])
                 await ws.send_str(json.dumps({"op": 9, "d": False}))
         self._sockets = [c for c in self._sockets if c.ws is not ws]
         return ws
@@ -656,7 +660,7 @@ class FakeDiscord:
             "user": self.bot_user,
             "guilds": [{"id": g.id, "unavailable": True} for g in guilds],
             "session_id": f"session-{self.snowflake()}",
-            "resume_gateway_url": self.gateway_url,
+            "resume_gateway_url": self.resume_gateway_url or self.gateway_url,
             "application": {"id": self.app_id, "flags": 0},
             "private_channels": [],
             "relationships": [],
@@ -695,6 +699,12 @@ class FakeDiscord:
         for conn in targets:
             self.deliveries.append((event, conn.shard_id))
             await self._send(conn.ws, conn.seq, event, data)
+
+    async def request_reconnect(self) -> None:
+        """Ask every connected client to reconnect and resume (op 7), as Discord does."""
+        for conn in list(self._sockets):
+            if not conn.ws.closed:
+                await conn.ws.send_str(json.dumps({"op": 7, "d": None}))
 
     async def disconnect_all(self) -> None:
         """Close every gateway connection."""
