@@ -276,5 +276,8 @@ class _NoIdentifyPause(DiscordBot):
 class _Silent:
     """A core that never gets a request in this test."""
 
+    def register_adapter(self, adapter: object) -> None:
+        """The bot registers itself; nothing is delivered in this test."""
+
     async def handle(self, msg: object, replier: object) -> None:
         raise AssertionError("no request expected")
