@@ -1,5 +1,8 @@
 """The NemoVideo timeline (draft): tolerant parsing, a one-line summary, and diffs. Pure.
 
+The summary and the diff lines are in the user's language (``lang``, English by
+default), with their words from the catalogue (:mod:`core.i18n`).
+
 The draft inside the session state uses short keys: ``t`` tracks, ``tt`` track type
 (0 video, 1 audio, 7 text), ``sg`` segments, ``d`` duration in ms, ``m`` metadata
 (``title``, ``width``, ``height``; text segments carry their text, audio a volume).
@@ -38,6 +41,13 @@ _LABEL_KEYS = ("title", "name", "label", "prompt", "description", "desc", "capti
 _SOURCE_KEYS = ("filename", "file_name", "url", "src", "source", "path", "cdn_url")
 _TEXT_KEYS = ("text", "content", "txt")
 _VOICE_WORDS = ("voice", "narrat", "tts", "speech", "dub")
+
+
+def _t(key: str, lang: str | None, **values: object) -> str:
+    # Imported here: core.i18n needs core.files, which needs core.wire, which needs this module.
+    from core.i18n import t
+
+    return t(key, lang, **values)
 
 
 def _first(mapping: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -81,9 +91,9 @@ class Segment:
         """Where the segment ends on the timeline."""
         return self.start_ms + self.duration_ms
 
-    def describe(self) -> str:
+    def describe(self, lang: str | None = None) -> str:
         """``city timelapse (0-10s)``, ``Lo-fi (0-10s, 35%)``, ``"Urban Dreams" (0-3s)``."""
-        name = f'"{self.text}"' if self.text else self.label or "untitled"
+        name = f'"{self.text}"' if self.text else self.label or _t("untitled", lang)
         extra = f", {round(self.volume * 100)}%" if self.volume is not None else ""
         return f"{name} ({_seconds(self.start_ms)}-{_seconds(self.end_ms)}s{extra})"
 
@@ -99,19 +109,24 @@ class Track:
 
     @property
     def title(self) -> str:
-        """The track's display name: Video, BGM, Voiceover, Title, or Track."""
+        """The track's display name: Video, BGM, Voiceover, Title, or Track (in English)."""
+        return self.title_in(None)
+
+    def title_in(self, lang: str | None) -> str:
+        """The track's display name in ``lang``."""
         if self.kind == "video":
-            return "Video"
+            return _t("track_video", lang)
         if self.kind == "audio":
             hints = " ".join(filter(None, [self.name, *(s.label for s in self.segments)])).lower()
-            return "Voiceover" if any(word in hints for word in _VOICE_WORDS) else "BGM"
+            voice = any(word in hints for word in _VOICE_WORDS)
+            return _t("track_voiceover" if voice else "track_bgm", lang)
         if self.kind == "text":
-            return "Title"
-        return self.name or "Track"
+            return _t("track_title", lang)
+        return self.name or _t("track_other", lang)
 
-    def describe(self) -> str:
+    def describe(self, lang: str | None = None) -> str:
         """The segments, comma-separated (``(empty)`` if none)."""
-        return ", ".join(s.describe() for s in self.segments) or "(empty)"
+        return ", ".join(s.describe(lang) for s in self.segments) or _t("track_empty", lang)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,14 +191,16 @@ class Draft:
             return self.declared_duration_ms
         return max(ends, default=0)
 
-    def summary(self) -> str:
+    def summary(self, lang: str | None = None) -> str:
         """One line: ``Timeline (3 tracks): 1. Video: city timelapse (0-10s) 2. BGM: ...``."""
         shown = [track for track in self.tracks if track.segments]
         if not shown:
-            return "The timeline is empty."
-        noun = "track" if len(shown) == 1 else "tracks"
-        items = " ".join(f"{i}. {t.title}: {t.describe()}" for i, t in enumerate(shown, 1))
-        return f"Timeline ({len(shown)} {noun}): {items}"
+            return _t("timeline_empty", lang)
+        items = " ".join(
+            f"{i}. {t.title_in(lang)}: {t.describe(lang)}" for i, t in enumerate(shown, 1)
+        )
+        key = "timeline_one" if len(shown) == 1 else "timeline_many"
+        return _t(key, lang, count=len(shown), items=items)
 
 
 def _parse_track(obj: Any) -> Track | None:
@@ -268,27 +285,40 @@ def _match_tracks(
     return pairs, added, removed
 
 
-def diff_drafts(old: Draft | None, new: Draft) -> list[str]:
-    """What changed between two timelines, as short human lines (empty if nothing).
+def diff_drafts(old: Draft | None, new: Draft, lang: str | None = None) -> list[str]:
+    """What changed between two timelines, as short human lines in ``lang`` (empty if nothing).
 
     e.g. ``Added audio track: Lo-fi (0-10s, 35%)``, ``Removed text track: ...``,
     ``Changed video track: a (0-5s) → a (0-8s)``.
     """
+
+    def say(key: str, **values: object) -> str:
+        return _t(key, lang, **values)
+
     before = [t for t in (old.tracks if old else []) if t.segments]
     after = [t for t in new.tracks if t.segments]
     lines: list[str] = []
     pairs, added, removed = _match_tracks(before, after)
     for track in added:
-        lines.append(f"Added {track.kind} track: {track.describe()}")
+        lines.append(say("diff_added", track=say(f"kind_{track.kind}"), what=track.describe(lang)))
     for track in removed:
-        lines.append(f"Removed {track.kind} track: {track.describe()}")
+        lines.append(
+            say("diff_removed", track=say(f"kind_{track.kind}"), what=track.describe(lang))
+        )
     for was, now in pairs:
         if was.describe() != now.describe():
-            lines.append(f"Changed {now.kind} track: {was.describe()} → {now.describe()}")
+            lines.append(
+                say(
+                    "diff_changed",
+                    track=say(f"kind_{now.kind}"),
+                    was=was.describe(lang),
+                    now=now.describe(lang),
+                )
+            )
     if old is not None:
         if old.title != new.title and new.title:
-            lines.append(f"Changed title: {old.title or '(none)'} → {new.title}")
+            lines.append(say("diff_title", was=old.title or say("none"), now=new.title))
         if (old.width, old.height) != (new.width, new.height) and new.width and new.height:
-            was_size = f"{old.width}x{old.height}" if old.width and old.height else "(unset)"
-            lines.append(f"Changed canvas: {was_size} → {new.width}x{new.height}")
+            was_size = f"{old.width}x{old.height}" if old.width and old.height else say("unset")
+            lines.append(say("diff_canvas", was=was_size, now=f"{new.width}x{new.height}"))
     return lines

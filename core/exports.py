@@ -61,7 +61,7 @@ class Exports:
             thread_id=ref.thread_id,
             reply_to=ref.reply_to,
             status=RenderState.SUBMITTING,
-            summary=state.draft.summary(),
+            summary=state.draft.summary(req.lang),
         )
         # Recorded before it is sent: a crash right after the backend accepts it must
         # not lose the export (the next start finds the record and follows it).

@@ -59,7 +59,7 @@ class Project:
         if not draft.is_exportable and not draft.tracks:
             await req.say("empty_timeline")
             return
-        await req.replier.send_text(draft.summary(), actions=DEFAULT_ACTIONS)
+        await req.replier.send_text(draft.summary(req.lang), actions=DEFAULT_ACTIONS)
 
     async def new(self, req: Request) -> None:
         """Start a fresh project in this chat."""

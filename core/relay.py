@@ -201,21 +201,21 @@ class ChatRelay:
                 await req.say("outcome_unknown")
             return
         actions = _actions(after)
-        changes = diff_drafts(before, after) if before is not None else []
+        changes = diff_drafts(before, after, req.lang) if before is not None else []
         if turn.error or turn.dropped:
             if stream is not None:
                 await stream.finish()
             trouble = self._trouble(req, before, after, changes, turn)
             if show_timeline and after.is_exportable:  # the text pointed "below"
                 await req.replier.send_text(trouble)
-                await req.replier.send_text(after.summary(), actions=actions)
+                await req.replier.send_text(after.summary(req.lang), actions=actions)
             else:
                 await req.replier.send_text(trouble, actions=actions)
             return
         if stream is not None:
             await stream.finish(() if show_timeline else actions)
             if show_timeline:
-                await req.replier.send_text(after.summary(), actions=actions)
+                await req.replier.send_text(after.summary(req.lang), actions=actions)
             if turn.claimed and before is not None and _same(before, after):
                 await req.say("claimed_no_change")
             return
@@ -230,7 +230,7 @@ class ChatRelay:
         if changes:
             outcome = req.words("outcome_changed", changes="\n".join(changes))
         elif before is None:
-            outcome = req.words("timeline_now", summary=after.summary())
+            outcome = req.words("timeline_now", summary=after.summary(req.lang))
         elif not _same(before, after):
             outcome = req.words("changes_hidden")
         elif turn.dropped:
@@ -249,7 +249,7 @@ class ChatRelay:
             return req.words("changes", changes="\n".join(changes))
         if before is None:
             if after.is_exportable:
-                return req.words("timeline_now", summary=after.summary())
+                return req.words("timeline_now", summary=after.summary(req.lang))
         elif not _same(before, after):
             return req.words("changes_hidden")
         suggestion = req.words("suggest_edit" if after.is_exportable else "suggest_first")

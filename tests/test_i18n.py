@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from core.draft import Draft, diff_drafts
 from core.i18n import t
 from core.language import SUPPORTED, choose, detect, normalize, resolve
 from core.locales import SOURCE, locales, parse
@@ -264,3 +265,28 @@ def test_a_phrase_two_intents_claim_is_refused_when_the_table_is_built() -> None
         build([filler])
     with pytest.raises(ValueError, match="'teleport' is not a valid Intent"):
         build([parse("xx", tomllib.loads('[phrases]\nteleport = ["beam me up"]\n'))])
+
+
+DRAFT = {
+    "t": [
+        {"tt": 0, "sg": [{"s": 0, "d": 10000, "m": {"title": "city at night"}}]},
+        {"tt": 1, "sg": [{"s": 0, "d": 10000, "m": {"name": "Lo-fi", "volume": 35}}]},
+        {"tt": 7, "sg": [{"s": 0, "d": 3000, "m": {"text": "Urban Dreams"}}]},
+    ]
+}
+
+
+def test_the_timeline_summary_and_its_changes_speak_the_users_language() -> None:
+    draft = Draft.from_json(DRAFT)
+    assert draft.summary() == (
+        "Timeline (3 tracks): 1. Video: city at night (0-10s) 2. BGM: Lo-fi (0-10s, 35%) "
+        '3. Title: "Urban Dreams" (0-3s)'
+    )
+    assert draft.summary("ru").startswith("Таймлайн (дорожек: 3): 1. Видео: city at night")
+    assert "2. Música de fondo: Lo-fi" in draft.summary("es")
+    assert Draft.from_json({"t": []}).summary("pt") == "A linha do tempo está vazia."
+    added = diff_drafts(Draft.from_json({"t": []}), draft, "id")
+    assert added[0] == "Ditambahkan — trek video: city at night (0-10s)"
+    assert diff_drafts(Draft.from_json({"t": []}), draft)[1] == (
+        "Added audio track: Lo-fi (0-10s, 35%)"
+    )

@@ -123,10 +123,14 @@ async def test_telegram_speaks_the_users_language_code(
         await tg.wait_for(finished(tg, user), within=15)
         tg.private_text(user, "/credits", language_code=code)
         await tg.wait_for(lambda: len(tg.sent_to(user)) >= 3 and "💳" in tg.texts(user)[-1])
+        tg.private_text(user, "/status", language_code=code)
+        await tg.wait_for(finished(tg, user, 2), within=15)
     texts = tg.texts(user)
     assert fits(texts[0], "help", lang)
-    assert fits(texts[-1], "credits", lang)
-    [buttons] = [m.reply_markup for m in tg.sent_to(user) if m.reply_markup]
+    assert fits(texts[-2], "credits", lang)
+    assert fits(texts[-1], "timeline_one", lang) or fits(texts[-1], "timeline_many", lang)
+    assert t("track_video", lang) in texts[-1]  # the track names too
+    buttons = next(m.reply_markup for m in tg.sent_to(user) if m.reply_markup)
     labels = [b["text"] for b in buttons["inline_keyboard"][0]]
     assert labels == [t(f"telegram.button_{a}", lang) for a in ("export", "timeline", "credits")]
     assert session_languages(sim) == [lang]
