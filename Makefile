@@ -7,10 +7,13 @@ LOCK := requirements.lock
 
 .PHONY: install lock test check demo run bench sim clean
 
+# setuptools' note on every editable install ("be careful with folders named like your
+# package") says nothing about this project: that one note is silenced, nothing else.
 $(STAMP): pyproject.toml $(LOCK)
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
+		$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 # Re-resolve every dependency to the newest release pyproject.toml allows, from PyPI.
