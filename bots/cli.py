@@ -190,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         overrides: dict[str, object] = {}
         if args.command == "demo":
-            overrides = {"NEMO_TOKEN": None}
+            # Offline and local: the backend's token and the chat platforms' allowlists
+            # (ids of Telegram/Discord users) in a .env made for the real bots don't apply.
+            overrides = {"NEMO_TOKEN": None, "NEMO_ALLOWED_USERS": [], "NEMO_ALLOWED_CHATS": []}
         settings = load_settings(**overrides)
     except SettingsError as exc:
         for line in str(exc).splitlines():

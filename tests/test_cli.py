@@ -365,3 +365,21 @@ def test_the_demo_saves_the_video_whose_link_dies_with_it(tmp_path: Path) -> Non
     with pytest.raises(httpx.ConnectError):  # the simulator went with the demo
         httpx.get(link.group(0), timeout=5)
     assert list(tmp_path.glob("nemo-demo-*")) == []  # and so did its database
+
+
+def test_the_demo_runs_with_a_dotenv_made_for_the_real_bots(tmp_path: Path) -> None:
+    # Comma-separated allowlists (chat platform ids) and a real backend's settings.
+    (tmp_path / ".env").write_text(
+        "NEMO_ALLOWED_USERS=123,456\nNEMO_ALLOWED_CHATS=-100123\nNEMO_TOKEN=nmv_not_for_the_demo\n"
+    )
+    result = subprocess.run(
+        [*NEMO_BOT, "demo", "-m", "make a 3-second clip of a kite", "-m", "status"],
+        cwd=tmp_path,
+        env=bot_env(TMPDIR=tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Timeline (1 track)" in result.stdout
+    assert "private" not in result.stdout
