@@ -33,7 +33,7 @@ import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 __all__ = ["SOURCE", "Locale", "load", "locales"]
@@ -42,6 +42,7 @@ SOURCE = "en"
 """The source language: its file defines the keys; others fall back to it."""
 
 _NOT_MESSAGES = ("language", "phrases", "fillers")
+_FOLDER = Path(__file__).resolve().parent  # installed as package data beside this module
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +99,13 @@ def parse(code: str, data: Mapping[str, Any]) -> Locale:
 
 def load(code: str) -> Locale:
     """Read and parse ``<code>.toml`` from this package."""
-    text = resources.files(__package__).joinpath(f"{code}.toml").read_text("utf-8")
+    text = (_FOLDER / f"{code}.toml").read_text("utf-8")
     return parse(code, tomllib.loads(text))
 
 
 @functools.cache
 def locales() -> Mapping[str, Locale]:
     """Every language shipped, by code, the source language first (read once)."""
-    codes = sorted(
-        entry.name.removesuffix(".toml")
-        for entry in resources.files(__package__).iterdir()
-        if entry.name.endswith(".toml")
-    )
+    codes = sorted(path.stem for path in _FOLDER.glob("*.toml"))
     codes.sort(key=lambda c: c != SOURCE)
     return {code: load(code) for code in codes}
