@@ -14,6 +14,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from bots.status import EXIT_CODES_HELP, ExitCode
 from core.config import Settings, SettingsError, display_value, load_settings
 from core.logs import setup_logging
@@ -221,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a platform refused to start: one clear line, no traceback
         log.debug("start-up failed", exc_info=True)
-        reason = _diagnose(exc, args, settings) or f"{type(exc).__name__}: {exc}"
+        reason = _diagnose(exc, settings) or f"{type(exc).__name__}: {exc}"
         print(f"nemo-bot: {args.command} stopped: {scrubber.scrub(reason)}", file=sys.stderr)
         return ExitCode.FAILED
 
@@ -249,14 +251,14 @@ def _print_config(settings: Settings) -> int:
     return 0
 
 
-def _diagnose(exc: Exception, args: argparse.Namespace, settings: Settings) -> str | None:
+def _diagnose(exc: Exception, settings: Settings) -> str | None:
     """A start-up failure explained in one line, where asking the server tells more."""
     if type(exc).__module__.startswith("telegram") and settings.telegram_bot_token is not None:
         return _probe_bot_api(settings.telegram_api_base, settings.telegram_bot_token)
     return None
 
 
-def _probe_bot_api(base: str, token: Any) -> str | None:
+def _probe_bot_api(base: str, token: SecretStr) -> str | None:
     """Why ``base`` refused to start the bot: not a Bot API server, or the token rejected.
 
     PTB reports any 401/404 as "InvalidToken" and a non-JSON answer as a network

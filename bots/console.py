@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import logging
 import mimetypes
 import os
 import re
@@ -487,8 +488,6 @@ def run_terminal(chat: Callable[[], Coroutine[Any, Any, int]]) -> int:
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
             sys.stderr.flush()
-        import logging
-
         logging.shutdown()
         os._exit(int(code))
     return int(code)
