@@ -12,8 +12,9 @@ Detection is cheap and deterministic. A command phrase of only one language
 ("ayuda", "bantuan") names it. Letters' scripts settle Chinese and
 Russian (the first word of a letter's Unicode name: ``CJK``, ``CYRILLIC``). The
 Latin-script languages (English, Spanish, Portuguese, Indonesian) are told
-apart by common words each language's file lists, and letters only one of them
-uses (ñ, ã): a word listed by several languages counts for each a fraction.
+apart by common words each language's file lists, letters only one of them uses
+(ñ, ã), and word endings (Indonesian "-nya", "-kan"): a word listed by several
+languages counts for each a fraction, an ending half a word.
 Without clear evidence it abstains rather than guess. A statistical detector
 was measured for this and not taken: lingua-language-detector is a 96 MB wheel
 (its models for 75 languages ship whatever you restrict it to) and py3langid
@@ -112,10 +113,16 @@ def _dominant_script(sample: str) -> str | None:
 def _by_words(sample: str, candidates: tuple[str, ...]) -> str | None:
     weights = _word_weights()
     score: defaultdict[str, float] = defaultdict(float)
-    for word in _WORD.findall(sample):
-        for code, share in weights.get(word, {}).items():
-            score[code] += share
     every = locales()
+    for word in _WORD.findall(sample):
+        shares = weights.get(word)
+        if shares is not None:
+            for code, share in shares.items():
+                score[code] += share
+            continue
+        for code in candidates:  # an unlisted word with a telling ending counts half
+            if len(word) > 4 and word.endswith(every[code].suffixes):
+                score[code] += 0.5
     for code in candidates:
         if letters := every[code].letters:
             score[code] += sum(1 for char in sample if char in letters)

@@ -145,6 +145,7 @@ def test_t_speaks_each_language_and_falls_back_to_english() -> None:
         ("coloca um jazz no fundo", "pt"),
         ("buat klip 10 detik tentang kota futuristik di malam hari", "id"),
         ("tambahkan musik latar lo-fi", "id"),
+        ("sembunyikan tulisannya", "id"),  # by the endings of unlisted words alone
         ("ayuda", "es"),  # a command phrase of one language names it
         ("ajuda", "pt"),
         ("bantuan", "id"),

@@ -7,9 +7,9 @@ source every other file mirrors):
     ``name`` (the language's own name), ``codes`` (platform language codes that
     mean it, matched on the primary subtag: ``pt`` covers ``pt-BR``), ``script``
     (the first word of the Unicode names of its letters: ``LATIN``, ``CJK``,
-    ``CYRILLIC``), and, for languages sharing a script, ``words`` and
-    ``letters`` that are common in it, used to tell the language of a user's
-    text when the platform gives none (:mod:`core.language`).
+    ``CYRILLIC``), and, for languages sharing a script, ``words``, word
+    ``suffixes`` and ``letters`` that are common in it, used to tell the language
+    of a user's text when the platform gives none (:mod:`core.language`).
 ``[phrases]``
     intent name -> the phrases that are that command on their own (:mod:`core.router`).
 ``[fillers]``
@@ -54,6 +54,7 @@ class Locale:
     codes: tuple[str, ...]
     script: str
     words: frozenset[str]
+    suffixes: tuple[str, ...]
     letters: str
     phrases: Mapping[str, tuple[str, ...]]
     filler_words: tuple[str, ...]
@@ -89,6 +90,7 @@ def parse(code: str, data: Mapping[str, Any]) -> Locale:
         codes=tuple(c.lower() for c in meta.get("codes", [code])),
         script=str(meta.get("script", "LATIN")).upper(),
         words=frozenset(w.lower() for w in meta.get("words", [])),
+        suffixes=tuple(x.lower() for x in meta.get("suffixes", [])),
         letters=str(meta.get("letters", "")),
         phrases={k: tuple(v) for k, v in data.get("phrases", {}).items()},
         filler_words=tuple(fillers.get("words", [])),
