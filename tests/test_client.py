@@ -353,6 +353,7 @@ async def test_connect_errors_are_retried_then_translated(sleeps: Sleeps) -> Non
         with pytest.raises(TransportError) as info:
             await client.create_session("nmv_usr_secret")
         assert isinstance(info.value.__cause__, httpx.ConnectError)
+        assert info.value.maybe_sent is False  # nothing left the machine: safe to resend
         with pytest.raises(TransportError):
             await collect(client.chat("nmv_usr_secret", "1", "hi"))
     assert len(sleeps.delays) == 4  # two backoffs per call, three attempts each
@@ -371,6 +372,7 @@ async def test_dropped_stream_raises_transport_error(sim: Simulator, nemo: NemoC
                 seen.append(event)
     assert not isinstance(info.value, StreamTimeoutError)
     assert isinstance(info.value.__cause__, httpx.HTTPError)
+    assert info.value.maybe_sent is True  # the message was sent: its outcome is unknown
     assert len(calls(sim, "chat")) == 1  # never resent
     await sim.idle()
 
