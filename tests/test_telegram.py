@@ -226,6 +226,24 @@ async def test_private_prompt_streams_into_one_edited_message(
     assert msg.language == "en" and msg.message_id == "1"
 
 
+async def test_each_request_carries_its_update_id_for_ordering(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    async def quiet(msg: IncomingMessage, replier: Replier) -> None:
+        await replier.send_text("ok")
+
+    service = ScriptedService(quiet)
+    async with running(tg_settings(tg, tmp_path), service):
+        chat, user = tg.private_chat(40), tg.user(40)
+        pushed = [
+            tg.push({"message": tg.message(chat=chat, user=user, text=text)})
+            for text in ("first", "/status")
+        ]
+        await tg.wait_for(lambda: len(service.received) == 2)
+    by_text = {m.text or "/status": m.seq for m in service.received}
+    assert by_text == {"first": pushed[0]["update_id"], "/status": pushed[1]["update_id"]}
+
+
 async def test_commands_map_to_intents(tg: FakeTelegram, tmp_path: Path) -> None:
     async def quiet(msg: IncomingMessage, replier: Replier) -> None:
         await replier.send_text(f"ok {msg.intent}")

@@ -162,7 +162,7 @@ class UpdateHandlers:
         addressed, text = self._addressing(message)
         if not addressed:
             return
-        self._dispatch(self._incoming(message, text=text))
+        self._dispatch(self._incoming(message, text=text, seq=update.update_id))
 
     async def on_media(self, update: Update, context: Context) -> None:
         """A photo, clip, audio or document: checked before download; albums are batched."""
@@ -172,7 +172,7 @@ class UpdateHandlers:
         if message.media_group_id:
             self._albums.add(message)
             return
-        self._spawn(self._media_request([message]), message)
+        self._spawn(self._media_request([message], seq=update.update_id), message)
 
     async def on_other(self, update: Update, context: Context) -> None:
         """A sticker, location, contact, poll... in a private chat: say what we can use."""
@@ -181,7 +181,8 @@ class UpdateHandlers:
         if message is None or sender is None:
             return
         if not self._is_allowed(sender.user_id, str(message.chat.id)):
-            self._dispatch(self._incoming(message, text=""))  # the core's refusal
+            refusal = self._incoming(message, text="", seq=update.update_id)
+            self._dispatch(refusal)  # the core's refusal
             return
         replier = self._replier_from(message)
         self._spawn(replier.send_text(adapter_text("not_media", sender.language)), message)
@@ -222,6 +223,7 @@ class UpdateHandlers:
             intent=intent,
             message_id=str(message.message_id),
             user_display=query.from_user.full_name,
+            seq=update.update_id,
         )
         self._dispatch(msg)
 
@@ -250,7 +252,7 @@ class UpdateHandlers:
         if message is None or sender_of(message) is None:
             return
         text = " ".join(context.args or ())
-        self._dispatch(self._incoming(message, text=text, intent=intent))
+        self._dispatch(self._incoming(message, text=text, intent=intent, seq=update.update_id))
 
     def _addressing(self, message: Message) -> tuple[bool, str]:
         text = message.text or message.caption or ""
@@ -261,7 +263,7 @@ class UpdateHandlers:
     def _on_album(self, messages: Sequence[Message]) -> None:
         self._spawn(self._media_request(messages), messages[0])
 
-    async def _media_request(self, messages: Sequence[Message]) -> None:
+    async def _media_request(self, messages: Sequence[Message], seq: int | None = None) -> None:
         """Files (one message or an album) and their caption, as one request.
 
         Every file is checked before anything is downloaded; the refused ones are
@@ -279,7 +281,7 @@ class UpdateHandlers:
         assert sender is not None
         if not self._is_allowed(sender.user_id, str(first.chat.id)):
             # The core refuses (and downloads nothing): no file talk with strangers.
-            msg = self._incoming(first, text=text)
+            msg = self._incoming(first, text=text, seq=seq)
             await self._service.handle(msg, self._replier_for(msg))
             return
         language = sender.language
@@ -308,7 +310,7 @@ class UpdateHandlers:
             replier = self._replier_from(first)
             await replier.send_text("\n".join(dict.fromkeys(refusals)))
         if attachments:
-            msg = self._incoming(first, text=text, attachments=tuple(attachments))
+            msg = self._incoming(first, text=text, attachments=tuple(attachments), seq=seq)
             await self._service.handle(msg, self._replier_for(msg))
 
     def _incoming(
@@ -318,7 +320,11 @@ class UpdateHandlers:
         text: str,
         intent: Intent | None = None,
         attachments: tuple[Attachment, ...] = (),
+        seq: int | None = None,
     ) -> IncomingMessage:
+        """The core's view of ``message``; ``seq`` is its update's ``update_id``, if known
+        (an album arrives as several updates and goes without: the gate then orders it by
+        arrival)."""
         sender = sender_of(message)
         assert sender is not None
         thread = thread_of(message)
@@ -337,6 +343,7 @@ class UpdateHandlers:
                 intent=intent,
                 message_id=str(message.message_id),
                 user_display=sender.display,
+                seq=seq,
             )
         )
 
