@@ -1,8 +1,8 @@
 """``python -m bench [NAME ...]``: run the benchmarks, print one combined table.
 
-Names: core, concurrency, export, telegram, storage, language (default: all). Each runs in a
-fresh subprocess (so one benchmark's memory and threads do not leak into the next)
-and writes ``bench/results/<name>.json``. ``python -m bench --table`` only prints
+Names: core, concurrency, export, telegram, storage, language, discord (default: all).
+Each runs in a fresh subprocess (so one benchmark's memory and threads do not leak into
+the next) and writes ``bench/results/<name>.json``. ``python -m bench --table`` only prints
 the table of the results already on disk (Markdown, as pasted into README.md).
 """
 
@@ -22,6 +22,7 @@ MODULES = {
     "telegram": "bench.telegram",
     "storage": "bench.storage",
     "language": "bench.language",
+    "discord": "bench.discord_shards",
 }
 
 

@@ -216,6 +216,10 @@ class FakeDiscord:
         self.guilds.append(guild)
         return guild
 
+    def add_user(self, name: str) -> dict[str, Any]:
+        """A new (non-bot) user payload, e.g. the author of chatter."""
+        return self._user(name)
+
     def _guild(self, guild: FakeGuild | None) -> FakeGuild:
         return guild or self.guilds[0]
 
