@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     telegram_api_base: str = Field("https://api.telegram.org", alias="TELEGRAM_API_BASE")
     telegram_webhook_secret: SecretStr | None = Field(None, alias="TELEGRAM_WEBHOOK_SECRET")
     telegram_local_mode: bool = Field(False, alias="TELEGRAM_LOCAL_MODE")
+    #: Messages per second across all chats (Telegram documents 30); 0 = no overall cap.
+    telegram_overall_rate: int = Field(30, alias="TELEGRAM_OVERALL_RATE", ge=0, le=100_000)
 
     discord_bot_token: SecretStr | None = Field(None, alias="DISCORD_BOT_TOKEN")
     discord_api_base: str = Field("https://discord.com/api/v10", alias="DISCORD_API_BASE")

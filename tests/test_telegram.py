@@ -7,7 +7,6 @@ with each Replier call) and the real core + NemoVideo simulator end to end.
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import logging
 import re
@@ -25,7 +24,6 @@ import pytest
 from bots.telegram import audio
 from bots.telegram.bot import webhook_secret
 from bots.telegram.format import split_text, utf16_len
-from bots.telegram.replier import PacerPool
 from bots.telegram_bot import TelegramBot, TokenRedactor, telegram_limits
 from core.app import open_core
 from core.config import Settings
@@ -196,7 +194,7 @@ async def test_startup_sets_english_and_chinese_commands(tg: FakeTelegram, tmp_p
     )
 
 
-async def test_private_prompt_streams_into_one_edited_message(
+async def test_private_prompt_streams_as_a_draft_then_one_message(
     tg: FakeTelegram, tmp_path: Path
 ) -> None:
     service = ScriptedService()
@@ -206,12 +204,38 @@ async def test_private_prompt_streams_into_one_edited_message(
     [reply] = tg.sent_to(7)
     expected = "[7] make a <b>cat</b> video & more: " + " ".join(f"word{i}" for i in range(20))
     assert reply.text == expected  # HTML-escaped on the wire, shown literally
-    assert len(tg.calls_of("sendMessage")) == 1
+    assert len(tg.calls_of("sendMessage")) == 1 and not reply.edits
+    drafts = [text for chat, _, text in tg.drafts if chat == 7]
+    assert 1 <= len(drafts) < 21  # batched, not one draft per chunk
+    assert all(expected.startswith(d) for d in drafts)  # growing, in order
+    assert len({draft_id for _, draft_id, _ in tg.drafts}) == 1
+    assert all(a != b for a, b in itertools.pairwise(drafts))
+
+
+async def test_private_prompt_streams_into_one_edited_message_without_drafts(
+    tmp_path: Path,
+) -> None:
+    service = ScriptedService()
+    async with (
+        FakeTelegram(TOKEN, drafts=False) as tg,
+        running(tg_settings(tg, tmp_path), service),
+    ):
+        tg.private_text(7, "make a <b>cat</b> video & more")
+        await tg.wait_for(finished(tg, 7))
+        tg.private_text(8, "and a dog")  # drafts are not tried again after a 404
+        await tg.wait_for(finished(tg, 8))
+    assert len(tg.calls_of("sendMessageDraft", ok_only=False)) == 1
+    assert len(tg.sent_to(8)) == 1 and tg.sent_to(8)[0].edits
+    [reply] = tg.sent_to(7)
+    expected = "[7] make a <b>cat</b> video & more: " + " ".join(f"word{i}" for i in range(20))
+    assert reply.text == expected  # HTML-escaped on the wire, shown literally
+    assert [c.params["chat_id"] for c in tg.calls_of("sendMessage")] == [7, 8]
     assert 1 <= len(reply.edits) < 21  # batched, not one edit per chunk
     assert not [e for e in tg.errors if "not modified" in e[1]]
     shown = [
         (c.params["text"], c.params.get("reply_markup"))
         for c in tg.calls_of("sendMessage") + tg.calls_of("editMessageText")
+        if c.params["chat_id"] == 7
     ]
     assert all(a != b for a, b in itertools.pairwise(shown))
     edit_times = [c.at for c in tg.calls_of("editMessageText")]
@@ -221,7 +245,7 @@ async def test_private_prompt_streams_into_one_edited_message(
     assert all(gap >= 0.025 for gap in gaps) and sum(gaps) >= 0.045 * len(gaps)
     buttons = reply.reply_markup["inline_keyboard"][0]  # type: ignore[index]
     assert [b["callback_data"] for b in buttons] == ["a:export:7", "a:timeline:7", "a:credits:7"]
-    [msg] = service.received
+    msg = service.received[0]
     assert (msg.platform, msg.user_id, msg.chat_id, msg.is_group) == ("telegram", "7", "7", False)
     assert msg.language == "en" and msg.message_id == "1"
 
@@ -441,19 +465,20 @@ async def test_a_request_cut_short_by_stopping_is_told_so(tg: FakeTelegram, tmp_
     assert any("restarting" in t for t in tg.texts(32)), tg.texts(32)
 
 
-async def test_stop_cancels_background_edits(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_stop_cancels_queued_edits(tg: FakeTelegram, tmp_path: Path) -> None:
     async def progress(msg: IncomingMessage, replier: Replier) -> None:
         await replier.progress("Rendering… 10%", 10)
+        await asyncio.sleep(0.5)  # the first one is on screen by now
         await replier.progress("Rendering… 20%", 20)  # waits ~60 s for the chat's next slot
 
     async with running(
         tg_settings(tg, tmp_path), ScriptedService(progress), edit_interval=60
     ) as bot:
         tg.private_text(30, "export")
-        await tg.wait_for(lambda: tg.sent_to(30) and bot._live_tasks)
-        pending = list(bot._live_tasks)
-    assert pending and all(task.cancelled() for task in pending)
-    assert not bot._live_tasks
+        await tg.wait_for(lambda: tg.sent_to(30) and bot.outbox.pending)
+    assert bot.outbox.pending == 0 and bot.outbox.closed
+    assert tg.texts(30) == ["Rendering… 10%\n▰▱▱▱▱▱▱▱▱▱"]
+    assert not tg.calls_of("editMessageText")
 
 
 async def test_oversized_or_unsupported_files_refused_without_download(
@@ -977,17 +1002,3 @@ async def test_a_delivery_after_a_restart_speaks_the_users_language(
     [reply] = tg.sent_to(33)
     labels = [b["text"] for b in reply.reply_markup["inline_keyboard"][0]]  # type: ignore[index]
     assert labels == ["🎬 导出", "🧾 时间线", "💳 积分"]
-
-
-async def test_a_chat_never_gets_a_second_pacer_while_one_is_in_use() -> None:
-    pool = PacerPool(private_interval=0.05, group_interval=0.1)
-    held = pool.get(1)  # a replier streaming to chat 1 holds this, idle between edits
-    for chat_id in range(2, 5000):  # other chats fill the pool: idle pacers are forgotten
-        pool.get(chat_id)
-    assert len(pool._pacers) <= 4097
-    assert pool.get(1) is held  # the same pacer: chat 1 is not paced twice as fast
-    del held
-    gc.collect()
-    for chat_id in range(5000, 10000):
-        pool.get(chat_id)
-    assert 1 not in pool._pacers and 1 not in pool._in_use  # forgotten once unused

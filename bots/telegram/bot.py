@@ -26,11 +26,13 @@ from urllib.parse import urlsplit
 
 from telegram import BotCommand, Update
 from telegram.error import TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
+from telegram.ext import Application, ApplicationBuilder
 
+from bots.telegram.budget import OverallBudget, budget_for
 from bots.telegram.handlers import PLATFORM, UpdateHandlers
 from bots.telegram.logs import TokenRedactor, quiet_http_loggers
-from bots.telegram.replier import PacerPool, TelegramReplier
+from bots.telegram.replier import Drafts, TelegramReplier
+from bots.telegram.scheduler import ChatLimits, OutboundScheduler
 from bots.telegram.texts import COMMANDS
 from core.config import Settings
 from core.types import ConversationHandler, ConversationRef
@@ -98,18 +100,16 @@ def webhook_secret(settings: Settings) -> str:
     return hmac.new(token.get_secret_value().encode(), _WEBHOOK_LABEL, hashlib.sha256).hexdigest()
 
 
-#: Telegram allows ~30 messages a second overall, 1 a second per chat and 20 a minute per
-#: group; pacing exactly at the limit draws 429s from network jitter, so keep a margin
-#: (measured in bench/telegram.py: 0 answers of 429 for 200 chats streaming at once).
-_OVERALL_PER_SECOND = 25
-
-
 class TelegramBot:
     """The Telegram adapter (a :class:`core.types.ChatAdapter`) and its PTB application.
 
-    ``edit_interval``/``group_edit_interval`` keep edits to a chat apart (Telegram's
-    flood limits); ``album_delay`` is how long an album may take to arrive. Tests
-    shrink all three.
+    Every call that puts something in a chat goes through one
+    :class:`~bots.telegram.scheduler.OutboundScheduler` (``self.outbox``), whose
+    overall budget is ``TELEGRAM_OVERALL_RATE`` (or ``budget``, e.g. one shared by
+    several replicas). ``edit_interval`` keeps calls to one chat apart,
+    ``group_edit_interval`` intermediate updates in a group (Telegram's flood
+    limits); ``album_delay`` is how long an album may take to arrive; ``drafts``
+    streams private replies as native drafts. Tests shrink the intervals.
     """
 
     platform = PLATFORM
@@ -122,13 +122,13 @@ class TelegramBot:
         webhook_url: str | None = None,
         webhook_listen: str = "127.0.0.1",
         webhook_port: int = 8443,
-        edit_interval: float = 1.1,
-        group_edit_interval: float = 3.3,
+        edit_interval: float = 1.0,
+        group_edit_interval: float = 3.0,
         album_delay: float = 1.0,
         poll_timeout: float = 30.0,
-        max_retries: int = 5,
         shutdown_grace: float = 10.0,
-        rate_limiter: BaseRateLimiter[Any] | None = None,
+        drafts: bool = True,
+        budget: OverallBudget | None = None,
     ) -> None:
         if settings.telegram_bot_token is None:
             raise ValueError("TELEGRAM_BOT_TOKEN is not set")
@@ -144,7 +144,15 @@ class TelegramBot:
         self._token = settings.telegram_bot_token.get_secret_value()
         self._redactor = TokenRedactor(self._token)
         self._redactor.install()  # before build(): PTB logs its URLs while building
-        self._pacers = PacerPool(private_interval=edit_interval, group_interval=group_edit_interval)
+        limits = ChatLimits(
+            private_interval=edit_interval,
+            group_interval=edit_interval,
+            group_update_interval=group_edit_interval,
+        )
+        self.outbox = OutboundScheduler(
+            budget=budget or budget_for(settings.telegram_overall_rate), limits=limits
+        )
+        self._drafts = Drafts(enabled=drafts)
         self._handlers = UpdateHandlers(
             service,
             make_replier=self._replier,
@@ -154,17 +162,13 @@ class TelegramBot:
             is_allowed=settings.is_allowed,
         )
         self._started = False
-        self._live_tasks: set[asyncio.Task[None]] = set()  # background edits of repliers
+        self._live_tasks: set[asyncio.Future[Any]] = set()  # background edits of repliers
         base = settings.telegram_api_base
         builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
             ApplicationBuilder()
             .token(self._token)
             .base_url(f"{base}/bot")
             .base_file_url(f"{base}/file/bot")
-            .rate_limiter(
-                rate_limiter
-                or AIORateLimiter(overall_max_rate=_OVERALL_PER_SECOND, max_retries=max_retries)
-            )
             .get_updates_read_timeout(poll_timeout + 10)
             .local_mode(self.local_mode)
         )
@@ -178,6 +182,7 @@ class TelegramBot:
         quiet_http_loggers()
         self._redactor.install()  # again: handlers may have been added since __init__
         await self.app.initialize()
+        self.outbox.start()
         try:
             await self._set_commands()
             self.service.register_adapter(self)
@@ -198,6 +203,7 @@ class TelegramBot:
                 )
         except BaseException:
             with contextlib.suppress(Exception):
+                await self.outbox.aclose()
                 await self._shutdown_app()
             raise
         self._started = True
@@ -219,6 +225,7 @@ class TelegramBot:
             await self.app.stop()  # handles the updates already fetched; then no more come
         await self._handlers.drain(self.shutdown_grace)
         await self._cancel_live_tasks()
+        await self.outbox.aclose()
         await self._shutdown_app()
         log.info("telegram: stopped")
         self._redactor.uninstall()
@@ -285,12 +292,13 @@ class TelegramBot:
             self.app.bot,
             chat_id=chat_id,
             user_id=user_id,
-            pacer=self._pacers.get(chat_id),
+            outbox=self.outbox,
             upload_cap=self.upload_cap,
             thread_id=thread_id,
             reply_to=reply_to,
             language=language,
             tasks=self._live_tasks,
+            drafts=self._drafts,
         )
 
 

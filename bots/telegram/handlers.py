@@ -387,9 +387,10 @@ class UpdateHandlers:
         """Sends an adapter notice ("stopping", "error") to a chat, in the user's language."""
 
         async def notice(key: str) -> None:
-            await self._bot.send_message(
-                chat_id, adapter_text(key, language), message_thread_id=thread_id
+            replier = self._make_replier(
+                chat_id=chat_id, user_id="", thread_id=thread_id, reply_to=None, language=language
             )
+            await replier.send_text(adapter_text(key, language))
 
         return notice
 

@@ -1,10 +1,11 @@
-"""The Telegram side of :class:`core.types.Replier`: streamed edits, progress, videos.
+"""The Telegram side of :class:`core.types.Replier`: streamed replies, progress, videos.
 
-Telegram allows about one message or edit per second in a chat (fewer in
-groups), so every message-producing call to a chat waits its turn on that
-chat's :class:`ChatPacer`, and a growing reply is shown through a
-:class:`LiveMessage` that batches whatever arrived since its last edit into one
-edit and never sends an edit that changes nothing.
+Every call that puts something in a chat goes through the bot's one
+:class:`~bots.telegram.scheduler.OutboundScheduler`, which keeps Telegram's
+limits and spends the overall budget by priority. Nothing the core awaits here
+waits for Telegram while backend work could go on: chat actions and progress
+updates are queued and forgotten, streamed text is coalesced
+(:mod:`bots.telegram.live`); only whole messages and videos are awaited.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import TelegramError
 
 from bots.common import with_link, without_link
 from bots.telegram.format import (
@@ -30,10 +30,11 @@ from bots.telegram.format import (
     truncate,
     utf16_len,
 )
-from bots.telegram.texts import text as adapter_text
+from bots.telegram.live import LiveMessage, TelegramTextStream
+from bots.telegram.scheduler import Job, MaybeSent, OutboundScheduler, Priority
 from core.types import Action, Video
 
-__all__ = ["ChatPacer", "LiveMessage", "PacerPool", "TelegramReplier", "TelegramTextStream"]
+__all__ = ["Drafts", "TelegramReplier", "TelegramTextStream"]
 
 log = logging.getLogger(__name__)
 
@@ -44,206 +45,14 @@ _VIDEO_WRITE_TIMEOUT = 600.0
 _VIDEO_NAME = "nemo-video.mp4"
 
 
-class ChatPacer:
-    """Keeps message-producing calls to one chat at least ``interval`` seconds apart."""
+class Drafts:
+    """Whether streamed replies in private chats are shown as native drafts.
 
-    __slots__ = ("__weakref__", "_lock", "_next", "interval")
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        """Wait for this chat's next slot (FIFO) and take it."""
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            delay = self._next - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._next = loop.time() + self.interval
-
-    @property
-    def idle(self) -> bool:
-        """True when no slot is reserved in the future (safe to forget)."""
-        return not self._lock.locked() and self._next <= asyncio.get_running_loop().time()
-
-
-class PacerPool:
-    """One :class:`ChatPacer` per chat, shared by every replier talking to it.
-
-    Pacers are kept (so that the next request to a chat still keeps its distance)
-    until there are more than ``max_pacers``; then idle ones are forgotten. A pacer
-    a replier still holds is found again through a weak map, so that a chat never
-    gets two pacers at once (which would double its rate).
+    One per bot; switched off for good when the server says it has no such method.
     """
 
-    def __init__(
-        self, *, private_interval: float, group_interval: float, max_pacers: int = 4096
-    ) -> None:
-        self.private_interval = private_interval
-        self.group_interval = group_interval
-        self.max_pacers = max_pacers
-        self._pacers: dict[int, ChatPacer] = {}
-        self._in_use: weakref.WeakValueDictionary[int, ChatPacer] = weakref.WeakValueDictionary()
-
-    def get(self, chat_id: int) -> ChatPacer:
-        """The pacer of ``chat_id`` (negative ids are groups and channels)."""
-        pacer = self._pacers.get(chat_id)
-        if pacer is None:
-            pacer = self._in_use.get(chat_id)  # forgotten while a replier still held it
-        if pacer is None:
-            if len(self._pacers) >= self.max_pacers:
-                self._pacers = {k: v for k, v in self._pacers.items() if not v.idle}
-            interval = self.group_interval if chat_id < 0 else self.private_interval
-            pacer = self._in_use[chat_id] = ChatPacer(interval)
-        self._pacers[chat_id] = pacer
-        return pacer
-
-
-def _seconds(value: float | timedelta) -> float:
-    # PTB 22 gives int seconds, later versions a timedelta.
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _markup_key(markup: InlineKeyboardMarkup | None) -> str | None:
-    return markup.to_json() if markup is not None else None
-
-
-class LiveMessage:
-    """One bot message shown and then edited in place, throttled by the chat's pacer."""
-
-    def __init__(self, replier: TelegramReplier) -> None:
-        self._replier = replier
-        self.message_id: int | None = None
-        self._wanted: tuple[str, InlineKeyboardMarkup | None] | None = None
-        self._shown: tuple[str, str | None] | None = None
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def text(self) -> str:
-        """The content last asked for."""
-        return self._wanted[0] if self._wanted else ""
-
-    def show(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        """Ask for ``text`` to appear soon; content asked for later replaces it."""
-        self._wanted = (text, markup)
-        if self._task is None or self._task.done():
-            self._task = self._replier.track(asyncio.create_task(self._flush_in_background()))
-
-    async def settle(
-        self, text: str | None = None, markup: InlineKeyboardMarkup | None = None
-    ) -> None:
-        """Show the final content (still paced) and return once it is on screen."""
-        if text is not None:
-            self._wanted = (text, markup)
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await self._task
-        await self._flush()
-
-    def _key(self) -> tuple[str, str | None] | None:
-        if self._wanted is None:
-            return None
-        return self._wanted[0].strip(), _markup_key(self._wanted[1])
-
-    async def _flush_in_background(self) -> None:
-        try:
-            while (key := self._key()) is not None and key[0] and key != self._shown:
-                await self._flush()
-        except TelegramError as exc:
-            # settle() retries; a streamed intermediate edit is not worth a crash.
-            log.warning("telegram: edit failed (%s); will retry on the final update", exc)
-
-    async def _flush(self) -> None:
-        async with self._lock:
-            key = self._key()
-            if key is None or key == self._shown or not key[0]:
-                return
-            await self._replier.pacer.wait()
-            # More text may have arrived while we waited for the slot: show all of it.
-            key = self._key()
-            assert self._wanted is not None and key is not None
-            text, markup = self._wanted
-            if key == self._shown:
-                return
-            if self.message_id is None:
-                sent = await self._replier.send_html(escape(text), markup)
-                self.message_id = sent.message_id
-            else:
-                await self._edit(escape(text), markup)
-            self._shown = key
-
-    async def _edit(self, html_text: str, markup: InlineKeyboardMarkup | None) -> None:
-        assert self.message_id is not None
-        for _ in range(3):
-            try:
-                await self._replier.bot.edit_message_text(
-                    html_text,
-                    chat_id=self._replier.chat_id,
-                    message_id=self.message_id,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=markup,
-                )
-                return
-            except RetryAfter as exc:  # the rate limiter gave up retrying: keep trying
-                await asyncio.sleep(_seconds(exc.retry_after) + 0.1)
-            except BadRequest as exc:
-                reason = str(exc).lower()
-                if "not modified" in reason:
-                    return
-                if "not found" in reason or "can't be edited" in reason:
-                    # The user deleted it, or it is too old: continue in a new message.
-                    sent = await self._replier.send_html(html_text, markup)
-                    self.message_id = sent.message_id
-                    return
-                raise
-        raise TelegramError("edit kept hitting the flood limit")
-
-
-class TelegramTextStream:
-    """A streamed reply: one message edited as text grows, continued past 4096 chars."""
-
-    def __init__(self, replier: TelegramReplier) -> None:
-        self._replier = replier
-        self._buffer = ""
-        self._live: LiveMessage | None = None
-        self._last: LiveMessage | None = None
-
-    def _current(self) -> LiveMessage:
-        if self._live is None:
-            self._live = self._last = LiveMessage(self._replier)
-        return self._live
-
-    async def append(self, text: str) -> None:
-        """Add text; it shows up with the next throttled edit."""
-        if not text:
-            return
-        self._buffer += text
-        pieces = split_text(self._buffer)
-        for piece in pieces[:-1]:
-            if piece.strip():
-                await self._current().settle(piece)
-                self._live = None
-        self._buffer = pieces[-1]
-        if self._buffer.strip():
-            self._current().show(self._buffer)
-
-    async def finish(self, actions: Sequence[Action] = ()) -> None:
-        """Show whatever is left, with the action buttons under the last message."""
-        markup = self._replier.keyboard(actions)
-        if self._buffer.strip():
-            await self._current().settle(self._buffer, markup)
-        elif self._last is not None and self._last.message_id is not None:
-            if markup is not None:
-                await self._last.settle(self._last.text, markup)
-        elif markup is not None:
-            await self._replier.send_text(
-                adapter_text("done", self._replier.language), actions=actions
-            )
-        self._buffer = ""
-        self._live = None
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
 
 
 def _progress_text(text: str, percent: int | None) -> str:
@@ -258,7 +67,8 @@ def _progress_text(text: str, percent: int | None) -> str:
 class TelegramReplier:
     """Answers one Telegram conversation (a chat, maybe a forum topic) for one user.
 
-    ``tasks`` is the bot's set of background edits (see :meth:`track`).
+    ``outbox`` is the bot's scheduler; ``tasks`` the bot's set of background work
+    (see :meth:`track`); ``drafts`` whether private chats stream as drafts.
     """
 
     def __init__(
@@ -267,27 +77,29 @@ class TelegramReplier:
         *,
         chat_id: int,
         user_id: str,
-        pacer: ChatPacer,
+        outbox: OutboundScheduler,
         upload_cap: int,
         thread_id: int | None = None,
         reply_to: int | None = None,
         language: str | None = None,
-        tasks: set[asyncio.Task[None]] | None = None,
+        tasks: set[asyncio.Future[Any]] | None = None,
+        drafts: Drafts | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
         self.user_id = user_id
-        self.pacer = pacer
+        self.outbox = outbox
         self.upload_cap = upload_cap
         self.thread_id = thread_id
         self.reply_to = reply_to
         self.language = language
+        self.drafts = drafts or Drafts(enabled=False)
         self._progress: LiveMessage | None = None
         self._last_action: tuple[str, float] | None = None
         self._replied = False
         self._tasks = tasks
 
-    def track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+    def track(self, task: asyncio.Future[Any]) -> asyncio.Future[Any]:
         """Register a background task with the bot, which cancels what is left on stop()."""
         if self._tasks is not None:
             self._tasks.add(task)
@@ -295,9 +107,19 @@ class TelegramReplier:
         return task
 
     @property
+    def closed(self) -> bool:
+        """True once the bot stopped sending."""
+        return self.outbox.closed
+
+    @property
     def is_group(self) -> bool:
         """Negative chat ids are groups, supergroups and channels."""
         return self.chat_id < 0
+
+    @property
+    def drafts_usable(self) -> bool:
+        """Whether a streamed reply here may be shown as a native draft (private chats)."""
+        return self.drafts.enabled and not self.is_group
 
     def keyboard(self, actions: Sequence[Action]) -> InlineKeyboardMarkup | None:
         """The inline keyboard for ``actions``, owned by this replier's user."""
@@ -310,8 +132,21 @@ class TelegramReplier:
         self._replied = True
         return ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
 
+    def submit(
+        self,
+        call: Callable[[], Awaitable[Any]],
+        *,
+        priority: Priority,
+        creates: bool,
+        repeatable: bool = False,
+    ) -> Job:
+        """Queue one call to this chat on the bot's scheduler."""
+        return self.outbox.submit(
+            self.chat_id, call, priority=priority, creates=creates, repeatable=repeatable
+        )
+
     async def send_html(self, html_text: str, markup: InlineKeyboardMarkup | None) -> Message:
-        """Send one new message (already escaped) to this conversation; no pacing here."""
+        """Send one new message (already escaped) right now; the scheduler calls this."""
         return await self.bot.send_message(
             self.chat_id,
             html_text,
@@ -321,26 +156,43 @@ class TelegramReplier:
             reply_parameters=self._reply_parameters(),
         )
 
+    def submit_html(
+        self, html_text: str, markup: InlineKeyboardMarkup | None, *, priority: Priority
+    ) -> Job:
+        """Queue one new message (already escaped); await the job for the sent message."""
+        return self.submit(
+            lambda: self.send_html(html_text, markup), priority=priority, creates=True
+        )
+
     async def send_text(
         self, text: str, *, actions: Sequence[Action] = (), private: bool = False
     ) -> None:
         """Send a whole message, split at 4096 chars; buttons go under the last part.
 
         Telegram has no ephemeral messages and a bot may only DM users who started
-        it, so ``private`` answers stay in the conversation.
+        it, so ``private`` answers stay in the conversation. A part whose answer
+        could not be read may be in the chat already: it is not sent again.
         """
         pieces = [piece for piece in split_text(text) if piece.strip()]
         markup = self.keyboard(actions)
-        for index, piece in enumerate(pieces):
-            await self.pacer.wait()
-            await self.send_html(escape(piece), markup if index == len(pieces) - 1 else None)
+        jobs = [
+            self.submit_html(
+                escape(piece), markup if index == len(pieces) - 1 else None, priority=Priority.FINAL
+            )
+            for index, piece in enumerate(pieces)
+        ]
+        for job in jobs:
+            try:
+                await job
+            except MaybeSent:
+                log.warning("telegram: a message's answer was unreadable; not sending it again")
 
     def stream(self) -> TelegramTextStream:
         """Start a streamed reply."""
         return TelegramTextStream(self)
 
     async def progress(self, text: str, percent: int | None = None) -> None:
-        """Show or update this conversation's single progress message."""
+        """Show or update this conversation's single progress message (returns at once)."""
         if self._progress is None:
             self._progress = LiveMessage(self)
         self._progress.show(_progress_text(text, percent))
@@ -363,22 +215,15 @@ class TelegramReplier:
             if caption is None:
                 caption = truncate(without_link(body, video.url), CAPTION_LIMIT)
             await self.working(ChatAction.UPLOAD_VIDEO)
-            await self.pacer.wait()
+            upload = self.submit(
+                lambda: self._upload(data, caption), priority=Priority.FINAL, creates=True
+            )
             try:
-                await self.bot.send_video(
-                    self.chat_id,
-                    data,
-                    caption=escape(caption) if caption.strip() else None,
-                    parse_mode=ParseMode.HTML,
-                    filename=_VIDEO_NAME,
-                    supports_streaming=True,
-                    message_thread_id=self.thread_id,
-                    reply_parameters=self._reply_parameters(always=True),
-                    write_timeout=_VIDEO_WRITE_TIMEOUT,
-                    read_timeout=_VIDEO_WRITE_TIMEOUT,
-                )
-            except RetryAfter:
-                raise
+                await upload
+            except MaybeSent:
+                # It may be in the chat: a second copy (or the link after it) would be noise.
+                log.warning("telegram: the video upload's answer was unreadable; not resending")
+                return
             except TelegramError as exc:
                 # Too big for this server after all, or a time-out: the link still works.
                 log.warning("telegram: video upload failed (%s); sending the link", exc)
@@ -391,6 +236,20 @@ class TelegramReplier:
             await self.send_text(truncate(without_link(body, video.url), MESSAGE_LIMIT))
             text = video.url
         await self.send_text(text)
+
+    async def _upload(self, data: bytes, caption: str) -> Message:
+        return await self.bot.send_video(
+            self.chat_id,
+            data,
+            caption=escape(caption) if caption.strip() else None,
+            parse_mode=ParseMode.HTML,
+            filename=_VIDEO_NAME,
+            supports_streaming=True,
+            message_thread_id=self.thread_id,
+            reply_parameters=self._reply_parameters(always=True),
+            write_timeout=_VIDEO_WRITE_TIMEOUT,
+            read_timeout=_VIDEO_WRITE_TIMEOUT,
+        )
 
     async def _fetch(self, video: Video) -> bytes | None:
         """The MP4 bytes if they fit the upload cap; None (send the link) on any failure."""
@@ -408,14 +267,20 @@ class TelegramReplier:
         return data if data and len(data) <= self.upload_cap else None
 
     async def working(self, kind: str = "typing") -> None:
-        """Show "typing…" or "sending video…"; at most every few seconds, never raises."""
+        """Queue "typing…" or "sending video…" and return at once (never raises).
+
+        At most one every few seconds; the scheduler sends it only when nothing more
+        important is waiting, and drops it when it has gone stale.
+        """
         now = asyncio.get_running_loop().time()
         last = self._last_action
         if last and last[0] == kind and now - last[1] < _CHAT_ACTION_EVERY:
             return
         self._last_action = (kind, now)
         action = ChatAction.UPLOAD_VIDEO if kind == "upload_video" else ChatAction.TYPING
-        try:
-            await self.bot.send_chat_action(self.chat_id, action, message_thread_id=self.thread_id)
-        except TelegramError as exc:
-            log.debug("telegram: chat action failed (%s)", exc)
+        self.outbox.chat_action(
+            self.chat_id,
+            lambda: self.bot.send_chat_action(
+                self.chat_id, action, message_thread_id=self.thread_id
+            ),
+        )

@@ -2,11 +2,20 @@
 
 It implements what python-telegram-bot calls during a session: getMe,
 getUpdates (long poll, ``offset`` semantics), setMyCommands, deleteWebhook,
-setWebhook, sendMessage, editMessageText, sendChatAction, sendVideo (multipart),
-answerCallbackQuery, getFile and file downloads under ``/file/bot<token>/<path>``.
-Replies look like the real thing (``{"ok": true, "result": ...}``) and so do its
-errors (400 "message is not modified", 400 "message is too long", 429 with
-``retry_after``), because the adapter is judged by how it handles them.
+setWebhook, sendMessage, sendMessageDraft (private chats only; ``drafts=False``
+makes it an unknown method), editMessageText, editMessageReplyMarkup,
+sendChatAction, sendVideo (multipart), answerCallbackQuery, getFile and file
+downloads under ``/file/bot<token>/<path>``. Replies look like the real thing
+(``{"ok": true, "result": ...}``) and so do its errors (400 "message is not
+modified", 400 "message is too long", 429 with ``retry_after``), because the
+adapter is judged by how it handles them.
+
+Flood limits, as Telegram applies them to calls that put something in a chat
+(sendMessage, sendMessageDraft, editMessageText, sendVideo): ``flood_limit=True``
+enforces one call a second per chat (bursts of 3) and 20 a minute per group;
+``overall_rate=N`` at most N such calls in any one-second window across all chats.
+Beyond them the fake answers 429 with ``retry_after`` and counts the refusal in
+:attr:`FakeTelegram.hits` (by limit).
 
 Every call is recorded (:attr:`FakeTelegram.calls`) with its decoded parameters;
 helpers build and queue realistic updates (private text, group mention, reply,
@@ -24,10 +33,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import html
 import itertools
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -40,7 +51,7 @@ __all__ = ["Call", "FakeTelegram", "SentMessage"]
 
 JSON = dict[str, Any]
 _TAG = re.compile(r"<[^>]+>")
-_MESSAGE_METHODS = frozenset({"sendMessage", "editMessageText", "sendVideo"})
+_MESSAGE_METHODS = frozenset({"sendMessage", "editMessageText", "sendVideo", "sendMessageDraft"})
 
 
 @dataclass
@@ -132,6 +143,8 @@ class FakeTelegram:
         bot_id: int = 123,
         username: str = "nemo_test_bot",
         flood_limit: bool = False,
+        overall_rate: int | None = None,
+        drafts: bool = True,
         download_limit: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -149,6 +162,17 @@ class FakeTelegram:
             "supports_inline_queries": False,
         }
         self.flood_limit = flood_limit
+        self.overall_rate = overall_rate
+        self.drafts_supported = drafts
+        #: Drafts shown, in order: (chat_id, draft_id, text).
+        self.drafts: list[tuple[int, int, str]] = []
+        self.hits: collections.Counter[str] = collections.Counter()
+        #: When each accepted message-producing call arrived (monotonic seconds).
+        self.accepted: list[float] = []
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._group_sent: dict[int, collections.deque[float]] = {}
+        self._all_sent: collections.deque[float] = collections.deque()
+        self._garbled: dict[str, int] = {}
         self.download_limit = download_limit
         self.calls: list[Call] = []
         self.downloads: list[str] = []
@@ -165,7 +189,6 @@ class FakeTelegram:
         self._chats: dict[int, JSON] = {}
         self._new_update = asyncio.Event()
         self._failures: dict[str, list[tuple[Any, ...]]] = {}
-        self._last_send: dict[int, float] = {}
         self._runner: web.AppRunner | None = None
         self._closing = False
         self.base_url = ""
@@ -210,6 +233,14 @@ class FakeTelegram:
     def clear_failures(self) -> None:
         """Forget the failures :meth:`fail` queued that have not been used yet."""
         self._failures.clear()
+
+    def garble(self, method: str, times: int = 1) -> None:
+        """Carry out the next ``times`` calls of ``method`` but answer something unreadable.
+
+        Like a proxy or an emulator whose replies the library cannot parse: the
+        message reaches the chat, the bot cannot know it.
+        """
+        self._garbled[method] = self._garbled.get(method, 0) + times
 
     def calls_of(self, method: str, *, ok_only: bool = True) -> list[Call]:
         """Recorded calls of ``method`` (by default only the ones that succeeded)."""
@@ -480,21 +511,64 @@ class FakeTelegram:
         if self._failures.get(method):
             status, description, *retry = self._failures[method].pop(0)
             return self._error(call, status, description, retry_after=retry[0] if retry else None)
-        if self.flood_limit and method in _MESSAGE_METHODS:
+        if method in _MESSAGE_METHODS:
             chat_id = int(params.get("chat_id", 0))
-            last = self._last_send.get(chat_id)
-            if last is not None and call.at - last < 1.0:
+            hit = self._limit(chat_id, call.at)
+            if hit is not None:
+                reason, wait = hit
                 self.flood_hits += 1
-                return self._error(call, 429, "Too Many Requests: retry after 1", retry_after=1)
-            self._last_send[chat_id] = call.at
+                self.hits[reason] += 1
+                seconds = max(1, math.ceil(wait))
+                return self._error(
+                    call, 429, f"Too Many Requests: retry after {seconds}", retry_after=seconds
+                )
         handler = getattr(self, f"_m_{method}", None)
+        if method == "sendMessageDraft" and not self.drafts_supported:
+            handler = None
         if handler is None:
             return self._error(call, 404, "Not Found: method not found")
         try:
             result = await handler(params, files)
         except _ApiError as exc:
             return self._error(call, exc.status, exc.description)
+        if method in _MESSAGE_METHODS:
+            self._count(int(params.get("chat_id", 0)), call.at)
+        if self._garbled.get(method):
+            self._garbled[method] -= 1
+            return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
         return web.json_response({"ok": True, "result": result})
+
+    def _limit(self, chat_id: int, now: float) -> tuple[str, float] | None:
+        """Which flood limit a call to ``chat_id`` now would break, and for how long."""
+        if self.flood_limit:
+            tokens, at = self._buckets.get(chat_id, (3.0, now))
+            tokens = min(3.0, tokens + (now - at))
+            self._buckets[chat_id] = (tokens, now)
+            if tokens < 1.0:
+                return "per chat (1/s)", 1.0 - tokens
+            if chat_id < 0:
+                group = self._group_sent.setdefault(chat_id, collections.deque())
+                while group and now - group[0] >= 60.0:
+                    group.popleft()
+                if len(group) >= 20:
+                    return "per group (20/min)", 60.0 - (now - group[0])
+        if self.overall_rate:
+            while self._all_sent and now - self._all_sent[0] >= 1.0:
+                self._all_sent.popleft()
+            if len(self._all_sent) >= self.overall_rate:
+                return f"overall ({self.overall_rate}/s)", 1.0 - (now - self._all_sent[0])
+        return None
+
+    def _count(self, chat_id: int, now: float) -> None:
+        """Charge one accepted call to the limits."""
+        self.accepted.append(now)
+        if self.flood_limit:
+            tokens, at = self._buckets.get(chat_id, (3.0, now))
+            self._buckets[chat_id] = (min(3.0, tokens + (now - at)) - 1.0, now)
+            if chat_id < 0:
+                self._group_sent.setdefault(chat_id, collections.deque()).append(now)
+        if self.overall_rate:
+            self._all_sent.append(now)
 
     def _error(
         self, call: Call, status: int, description: str, *, retry_after: int | None = None
@@ -539,6 +613,27 @@ class FakeTelegram:
 
     async def _m_sendChatAction(self, params: JSON, files: dict[str, bytes]) -> bool:
         return True
+
+    async def _m_sendMessageDraft(self, params: JSON, files: dict[str, bytes]) -> bool:
+        chat_id = int(params["chat_id"])
+        chat = self._chats.get(chat_id)
+        if chat_id < 0 or (chat is not None and chat.get("type") != "private"):
+            raise _ApiError(400, "Bad Request: drafts can be sent to private chats only")
+        if not int(params.get("draft_id") or 0):
+            raise _ApiError(400, "Bad Request: draft_id must be non-zero")
+        text = _parsed(str(params.get("text") or ""), params.get("parse_mode"))
+        if _utf16_len(text) > 4096:
+            raise _ApiError(400, "Bad Request: message is too long")
+        self.drafts.append((chat_id, int(params["draft_id"]), text))
+        return True
+
+    async def _m_editMessageReplyMarkup(self, params: JSON, files: dict[str, bytes]) -> JSON:
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        sent = self.messages.get(key)
+        if sent is None:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        sent.reply_markup = params.get("reply_markup") or None
+        return sent.as_json(self.bot_user, self._chats.get(key[0]) or {"id": key[0]})
 
     async def _m_answerCallbackQuery(self, params: JSON, files: dict[str, bytes]) -> bool:
         return True
