@@ -16,6 +16,7 @@ import time
 from bench.common import RESULTS, ROOT, Row, format_table, machine
 
 MODULES = {
+    "crowd": "bench.crowd",
     "core": "bench.core_overhead",
     "concurrency": "bench.concurrency",
     "export": "bench.export_delay",

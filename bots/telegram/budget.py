@@ -59,7 +59,7 @@ class WindowBudget:
         rate: int,
         *,
         window: float = 1.0,
-        margin: float = 0.05,
+        margin: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if rate < 1:

@@ -93,10 +93,17 @@ def _seconds(value: float | timedelta) -> float:
 
 @dataclass(frozen=True, slots=True)
 class ChatLimits:
-    """Telegram's per-chat pacing (seconds between calls; per-minute cap of a group)."""
+    """Telegram's per-chat pacing: about one call a second with short bursts, and a
+    per-minute cap in groups.
+
+    A chat earns one call every ``private_interval`` (``group_interval``) seconds and
+    may save up ``burst`` of them. Intermediate updates leave one saved call alone,
+    so that the final answer can follow the last update at once.
+    """
 
     private_interval: float = 1.0
     group_interval: float = 1.0
+    burst: int = 3
     #: Intermediate updates in a group go slower, so that its 20-a-minute budget is
     #: left for final answers.
     group_update_interval: float = 3.0
@@ -128,6 +135,7 @@ class _Chat:
     jobs: list[Job] = field(default_factory=list)
     busy: bool = False
     last: float = -math.inf
+    tokens: float = math.inf  # saved calls at ``last`` (capped by the burst)
     paused_until: float = 0.0
     recent: collections.deque[float] = field(default_factory=collections.deque)
     version: int = 0
@@ -196,6 +204,11 @@ class OutboundScheduler:
         """Start sending (idempotent)."""
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.create_task(self._run(), name="telegram-outbox")
+            self._loop_task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("telegram: the outbound scheduler stopped", exc_info=task.exception())
 
     async def aclose(self) -> None:
         """Stop sending; calls in flight are cancelled and queued jobs fail as cancelled."""
@@ -270,13 +283,30 @@ class OutboundScheduler:
 
     # -- the loop ----------------------------------------------------------------------
 
+    def _interval(self, chat: _Chat) -> float:
+        limits = self.limits
+        return limits.group_interval if chat.is_group else limits.private_interval
+
+    def _saved(self, chat: _Chat, now: float) -> float:
+        """The calls ``chat`` has saved up at ``now``."""
+        interval, burst = self._interval(chat), self.limits.burst
+        if interval <= 0:
+            return burst
+        return min(burst, chat.tokens + (now - chat.last) / interval)
+
     def _ready_at(self, chat: _Chat, priority: int) -> float:
         limits = self.limits
-        if not chat.is_group:
-            return max(chat.paused_until, chat.last + limits.private_interval)
         update = priority >= Priority.UPDATE
-        interval = limits.group_update_interval if update else limits.group_interval
-        at = max(chat.paused_until, chat.last + interval)
+        need = 2.0 if update and limits.burst >= 2 else 1.0
+        interval = self._interval(chat)
+        tokens = min(limits.burst, chat.tokens)
+        at = chat.paused_until
+        if interval > 0 and tokens < need:
+            at = max(at, chat.last + (need - tokens) * interval)
+        if not chat.is_group:
+            return at
+        if update:
+            at = max(at, chat.last + limits.group_update_interval)
         cap = limits.group_per_minute - (limits.group_reserve if update else 0)
         recent = chat.recent
         if cap > 0 and len(recent) >= cap:
@@ -311,13 +341,16 @@ class OutboundScheduler:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self.closed:
             self._promote(loop.time())
             if self._peek() is None and self._fresh_action(loop.time()) is None:
                 self._wake.clear()
                 timeout = self._timed[0][0] - loop.time() if self._timed else None
+                # (Not wait_for: on Python 3.11 it can swallow a cancellation that
+                # arrives as the event is set, and aclose() would wait forever.)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 continue
             await self._slots.acquire()
             delay = await self.budget.reserve()
@@ -373,6 +406,7 @@ class OutboundScheduler:
         chat.jobs.remove(job)
         chat.busy = True
         chat.version += 1
+        chat.tokens = self._saved(chat, now) - 1
         chat.last = now
         if chat.is_group:
             chat.recent.append(now)

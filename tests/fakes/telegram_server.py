@@ -503,8 +503,9 @@ class FakeTelegram:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        arrived = time.monotonic()  # Telegram counts a call when it arrives
         params, files = await self._params(request)
-        call = Call(method, params, time.monotonic(), files=files)
+        call = Call(method, params, arrived, files=files)
         self.calls.append(call)
         if request.match_info["token"] != self.token:
             return self._error(call, 401, "Unauthorized")
