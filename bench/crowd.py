@@ -199,7 +199,8 @@ async def bot_process(
 
 async def crowd(tree: Path, k: int, *, capped: bool, sim: str, workdir: Path) -> dict[str, Any]:
     """K private chats prompt at once; the figures of one run."""
-    async with TimingTelegram(TOKEN, flood_limit=True, overall_rate=30 if capped else None) as tg:
+    tg = TimingTelegram(TOKEN, flood_limit=True, overall_rate=30 if capped else None)
+    async with tg:
         rate = {} if capped else {"TELEGRAM_OVERALL_RATE": "0"}
         async with httpx.AsyncClient() as http:
             await http.delete(f"{sim}/_bench/streams")
@@ -244,7 +245,8 @@ async def crowd(tree: Path, k: int, *, capped: bool, sim: str, workdir: Path) ->
 
 async def throughput(tree: Path | None, kind: str, *, sim: str, workdir: Path) -> dict[str, float]:
     """Messages/s and CPU ms per message with ``IN_FLIGHT`` requests outstanding."""
-    async with TimingTelegram(TOKEN) as tg:
+    tg = TimingTelegram(TOKEN)
+    async with tg:
         env = {"TELEGRAM_OVERALL_RATE": "0"}
         async with bot_process(tree, tg, sim, workdir, **env) as proc:
             final = tree is not None and kind == "prompt"  # the bare bot sends no buttons

@@ -42,7 +42,17 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from telegram.error import NetworkError, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Conflict,
+    EndPointNotFound,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 
 from bots.telegram.budget import NoBudget, OverallBudget
 
@@ -78,12 +88,12 @@ def was_not_sent(exc: BaseException) -> bool:
 
 
 def _answered(exc: BaseException) -> bool:
-    """Whether the server's refusal was read (a Bot API error with a description)."""
-    return (
-        isinstance(exc, TelegramError)
-        and not isinstance(exc, NetworkError | MaybeSent)
-        and (str(exc) != "Invalid server response")
-    )
+    """Whether the server's refusal was read (a Bot API error with a description).
+
+    (PTB derives BadRequest from NetworkError, so the refusals are named one by one.)
+    """
+    refusals = (BadRequest, Forbidden, InvalidToken, Conflict, ChatMigrated, EndPointNotFound)
+    return isinstance(exc, refusals)
 
 
 def _seconds(value: float | timedelta) -> float:
@@ -366,6 +376,7 @@ class OutboundScheduler:
                 self._launch(self._act(action))
             else:
                 self._slots.release()  # the slot is spent, but nothing was left to send
+                self.budget.answered()
             if now - self._swept > 60:
                 self._sweep(now)
 
@@ -400,6 +411,7 @@ class OutboundScheduler:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._calls.discard(task)
         self._slots.release()
+        self.budget.answered()
         self._wake.set()
 
     def _dispatch(self, chat: _Chat, job: Job, now: float) -> None:
