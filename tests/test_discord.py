@@ -900,3 +900,27 @@ async def test_a_delivery_after_a_restart_speaks_the_users_language(
         (post,) = await fake.wait_for(lambda r: r.method == "POST" and "/channels/" in r.path)
     [[button]] = [row["components"] for row in post.payload["components"]]
     assert button["label"] == "导出"
+
+
+async def test_appending_text_never_waits_for_discord(fake: FakeDiscord, tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        await replier.working()
+        stream = replier.stream()
+        before = len(fake.requests)
+        for i in range(60):
+            await stream.append(f"Sentence number {i:02d} about the city at night. ")
+        seen.extend((before, len(fake.requests)))  # no Discord call was awaited meanwhile
+        await stream.finish((Action.EXPORT,))
+
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service, edit_interval=0.2):
+        payload = await fake.slash("video", {"prompt": "talk"})
+        await asyncio.wait_for(service.done.wait(), 20)
+    assert seen[0] == seen[1]
+    full = "".join(f"Sentence number {i:02d} about the city at night. " for i in range(60))
+    shown = [m["content"] for m in fake.messages.values()]
+    assert " ".join(shown).split() == full.split()  # all of it, in order, once
+    answers = [r for r in fake.requests if answered_with_buttons(payload)(r)]
+    assert answers and "Sentence number 59" in content_of(answers[-1])  # buttons under the end

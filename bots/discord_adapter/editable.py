@@ -46,15 +46,14 @@ class EditableMessage:
         return self.expires_at is None or time.monotonic() < self.expires_at
 
     async def update(self, content: str) -> None:
-        """Show ``content`` soon: now if the last edit is old enough, else in one later edit."""
+        """Show ``content`` soon, in one background edit once the last one is old enough."""
         self.wanted = content[:MESSAGE_LIMIT]
         if self.wanted == self.shown or (self._task is not None and not self._task.done()):
             return
-        delay = self._last_edit + self.interval - time.monotonic()
-        if delay <= 0:
-            await self._flush()
-        else:
-            self._task = asyncio.create_task(self._flush_later(delay))
+        # Always in the background: the caller (a backend stream, a render poll) never
+        # waits for Discord; text arriving meanwhile joins this same edit.
+        delay = max(0.0, self._last_edit + self.interval - time.monotonic())
+        self._task = asyncio.create_task(self._flush_later(delay))
 
     async def final(self, content: str | None = None, **extra: Any) -> bool:
         """The last edit: waits out the throttle, then shows ``content`` and ``extra`` fields.

@@ -90,6 +90,7 @@ class DiscordReplier:
         self._progress: EditableMessage | None = None
         self._claim = asyncio.Lock()
         self._last_typing = 0.0
+        self._typing: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -351,13 +352,21 @@ class DiscordReplier:
         await self.post(content, embed=embed, delivery=True)
 
     async def working(self, kind: str = "typing") -> None:
-        """Show a typing indicator in the channel (an interaction shows its own activity)."""
+        """Show a typing indicator in the channel (an interaction shows its own activity).
+
+        Returns at once: the indicator is sent in the background, so that no backend
+        work waits for Discord (or its rate limits) because of it.
+        """
         if self.interaction_alive():
             return
         now = time.monotonic()
         if now - self._last_typing < TYPING_EVERY:
             return
         self._last_typing = now
+        if self._typing is None or self._typing.done():
+            self._typing = asyncio.create_task(self._type())
+
+    async def _type(self) -> None:
         try:
             await self._ready()
             await self._channel().typing()
@@ -407,21 +416,38 @@ class DiscordTextStream:
     def __init__(self, replier: DiscordReplier) -> None:
         self._replier = replier
         self._text = ""  # the current message's text: shown, or to be shown
+        self._queued = ""  # appended, not yet handed to the current message
         self._message: EditableMessage | None = None
         self._lock = asyncio.Lock()
+        self._pump: asyncio.Task[None] | None = None
 
     async def append(self, text: str) -> None:
-        """Add text; shown right away the first time, then at most once per interval."""
-        async with self._lock:
-            self._text += text
-            while len(self._text) > MESSAGE_LIMIT:
-                head, self._text = split_once(self._text)
-                await self._show(head, final=True)
-                self._message = None
-            self._text = await self._show(self._text, final=False)
+        """Add text and return at once: a background task shows it (the first time right
+        away, then at most once per interval), so the backend stream never waits for
+        Discord; text arriving while a call is under way joins the next one."""
+        self._queued += text
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._queued:
+                text, self._queued = self._queued, ""
+                async with self._lock:
+                    self._text += text
+                    while len(self._text) > MESSAGE_LIMIT:
+                        head, self._text = split_once(self._text)
+                        await self._show(head, final=True)
+                        self._message = None
+                    self._text = await self._show(self._text, final=False)
+        except discord.HTTPException as exc:  # finish() shows whatever is missing
+            log.warning("discord: a streamed update failed (%s %s)", exc.status, exc.code)
 
     async def finish(self, actions: Sequence[Action] = ()) -> None:
         """Show the rest, with the action buttons under it."""
+        if self._pump is not None:
+            await self._pump
+        await self._drain()
         async with self._lock:
             view = actions_view(actions, self._replier.user_id, self._replier.language)
             await self._show(self._text, final=True, view=view)
