@@ -14,7 +14,7 @@ from core.client import NemoClient, new_render_id
 from core.errors import ApiError, TransportError
 from core.project import Project
 from core.renders import RenderTracker
-from core.replies import quietly
+from core.replies import nudge, quietly
 from core.request import Request
 from core.wire import RenderState
 from storage.base import RenderRecord, Store
@@ -93,5 +93,5 @@ class Exports:
         render.status = RenderState.PENDING
         await self._store.update_render(render.render_id, status=RenderState.PENDING)
         await quietly(req.progress(0))
-        await quietly(req.replier.working("upload_video"))
+        nudge(req.replier.working("upload_video"))
         self._renders.follow(render, req.replier, req.lang)

@@ -36,7 +36,7 @@ from core.events import HeartbeatEvent, StreamErrorEvent, TextEvent, ToolCallEve
 from core.gui import SentenceBuffer
 from core.metrics import Metrics
 from core.project import Project
-from core.replies import plain_reason, quietly
+from core.replies import nudge, plain_reason
 from core.request import Request
 from core.types import DEFAULT_ACTIONS, Action, TextStream
 
@@ -92,7 +92,7 @@ class ChatRelay:
         stream = req.replier.stream()
         buffer = SentenceBuffer()
         turn = _Turn()
-        await quietly(req.replier.working("typing"))
+        nudge(req.replier.working("typing"))
         self._metrics.active_streams.inc()
         try:
             await self._relay(req, text, stream, buffer, turn)
@@ -146,7 +146,7 @@ class ChatRelay:
                     turn.error = event.message
                     self._metrics.error("stream_error")
                 elif isinstance(event, (ToolCallEvent, ToolResultEvent)):
-                    await quietly(req.replier.working("typing"))
+                    nudge(req.replier.working("typing"))
 
     async def after_turn(self, req: Request, *, note: str) -> None:
         """Say ``note`` (what a turn without words did) with the actions that make sense now."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
+from typing import Any
 
 from core.errors import redact
 
-__all__ = ["plain_reason", "quietly"]
+__all__ = ["nudge", "plain_reason", "quietly"]
 
 log = logging.getLogger("nemo.replies")
 
@@ -26,3 +28,14 @@ async def quietly(awaitable: Awaitable[None]) -> None:
         await awaitable
     except Exception:
         log.debug("a best-effort reply failed", exc_info=True)
+
+
+_nudges: set[asyncio.Task[None]] = set()
+
+
+def nudge(nicety: Coroutine[Any, Any, None]) -> None:
+    """Start a nicety (a chat action) without waiting for it: backend work never waits on
+    a chat platform. Failures are swallowed as in :func:`quietly`."""
+    task = asyncio.ensure_future(quietly(nicety))
+    _nudges.add(task)  # a strong reference until it is done
+    task.add_done_callback(_nudges.discard)

@@ -23,7 +23,7 @@ from core.files import (
     safe_filename,
 )
 from core.relay import ChatRelay
-from core.replies import quietly
+from core.replies import nudge
 from core.request import Request
 from core.types import Attachment
 from core.wire import UploadResult
@@ -50,7 +50,7 @@ class Uploads:
         if not msg.attachments:
             await req.say("upload_none")
             return
-        await quietly(req.replier.working("upload_video"))
+        nudge(req.replier.working("upload_video"))
         added: list[str] = []
         for att in msg.attachments:
             refusal, described = await self._upload_one(req, att)

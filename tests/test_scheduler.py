@@ -21,7 +21,11 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 
 from bots.telegram.budget import NoBudget, WindowBudget, budget_for
 from bots.telegram.scheduler import ChatLimits, MaybeSent, OutboundScheduler, Priority
+from core.app import open_core
+from core.config import Settings
 from core.types import DEFAULT_ACTIONS, IncomingMessage, Replier
+from simulator.server import Simulator
+from tests.fakes.collecting import CollectingReplier
 from tests.fakes.telegram_server import FakeTelegram
 from tests.test_telegram import TOKEN, ScriptedService, finished, running, tg_settings
 
@@ -370,3 +374,32 @@ async def test_group_replies_edit_and_private_ones_draft_under_an_overall_cap(
     # Drafts in private chats only (a chat whose answer was complete before its turn came
     # got the final message straight away).
     assert tg.drafts and {chat for chat, _, _ in tg.drafts} <= set(range(1, 41))
+
+
+# -- the core never waits on a chat platform -------------------------------------------------
+
+
+class StuckActionReplier(CollectingReplier):
+    """A replier whose chat action never comes back (a platform pacing it for ever)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = asyncio.Event()
+
+    async def working(self, kind: str = "typing") -> None:
+        await self.released.wait()
+
+
+async def test_the_backend_stream_opens_while_the_typing_action_still_waits(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, NEMO_API_BASE=sim.base_url, NEMO_BOT_DB=tmp_path / "db.sqlite"
+    )
+    replier = StuckActionReplier()
+    async with open_core(settings) as service:
+        msg = IncomingMessage(platform="test", user_id="1", chat_id="1", text="a clip of a fox")
+        await asyncio.wait_for(service.handle(msg, replier), 30)
+    assert sim.stats["chat"] == 1
+    assert any(s.kind == "stream" for s in replier.said)  # the reply streamed in full
+    replier.released.set()
