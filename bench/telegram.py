@@ -8,7 +8,7 @@ from as many private chats and times them until every echo has been sent:
 * subject: :class:`bots.telegram.TelegramBot` with an echo service (``handle`` sends
   the text back through the adapter's replier: routing, HTML escaping, splitting,
   per-chat pacing, a task per update). Its flood throttles are switched off here
-  (pacing interval 0, no :class:`AIORateLimiter` budget) so the figure is the
+  (pacing interval 0, ``TELEGRAM_OVERALL_RATE=0``) so the figure is the
   adapter's own cost, not Telegram's 30 messages/s;
 * baseline: a bare PTB ``Application`` whose handler does
   ``update.message.reply_text(text)``, with ``concurrent_updates(True)`` so it does
@@ -34,11 +34,12 @@ from typing import Any
 
 from aiohttp import web
 from telegram import Update
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, filters
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, filters
 from telegram.ext import MessageHandler as PTBMessageHandler
 
 from bench.common import Result, fast_sim, median, ratios, run_main, simulator_process
 from bots.telegram import TelegramBot
+from bots.telegram.budget import WindowBudget
 from core.app import open_core
 from core.config import Settings
 from core.types import IncomingMessage, Replier
@@ -189,13 +190,12 @@ async def _timed(tg: CountingTelegram, offset: int) -> float:
 
 async def _adapter_round(tg: CountingTelegram, tmp: Path, offset: int) -> float:
     bot = TelegramBot(
-        _settings(tg, tmp),
+        _settings(tg, tmp, TELEGRAM_OVERALL_RATE=0),
         EchoService(),
         edit_interval=0.0,
         group_edit_interval=0.0,
         poll_timeout=1,
         shutdown_grace=2,
-        rate_limiter=AIORateLimiter(overall_max_rate=0, group_max_rate=0),
     )
     await bot.start()
     try:
@@ -254,16 +254,16 @@ async def throughput(result: Result) -> None:
 AT_THE_LIMIT: dict[str, Any] = {
     "edit_interval": 1.0,
     "group_edit_interval": 3.0,
-    "overall_max_rate": 30,
+    "overall_margin": 0.0,
 }
 
 
 async def flood(result: Result, label: str, *, judged: bool = True, **options: Any) -> None:
-    """Run the 200 chats once; ``options`` change the bot's pacing (``overall_max_rate``
-    builds its AIORateLimiter; everything else goes to TelegramBot)."""
-    overall = options.pop("overall_max_rate", None)
-    if overall is not None:
-        options["rate_limiter"] = AIORateLimiter(overall_max_rate=overall, max_retries=5)
+    """Run the 200 chats once; ``options`` change the bot's pacing (``overall_margin``
+    builds its overall budget; everything else goes to TelegramBot)."""
+    margin = options.pop("overall_margin", None)
+    if margin is not None:
+        options["budget"] = WindowBudget(30, margin=margin)
     private = CHATS - GROUPS
     prompt = "make a 10-second clip of a lighthouse at dusk"
     sim = fast_sim(chunk_delay=0.3, heartbeat_interval=0.5, slow_step_seconds=2.0)

@@ -514,7 +514,7 @@ class FakeTelegram:
             return self._error(call, status, description, retry_after=retry[0] if retry else None)
         if method in _MESSAGE_METHODS:
             chat_id = int(params.get("chat_id", 0))
-            hit = self._limit(chat_id, call.at)
+            hit = self._flood_limit(chat_id, call.at)
             if hit is not None:
                 reason, wait = hit
                 self.flood_hits += 1
@@ -539,7 +539,7 @@ class FakeTelegram:
             return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
         return web.json_response({"ok": True, "result": result})
 
-    def _limit(self, chat_id: int, now: float) -> tuple[str, float] | None:
+    def _flood_limit(self, chat_id: int, now: float) -> tuple[str, float] | None:
         """Which flood limit a call to ``chat_id`` now would break, and for how long."""
         if self.flood_limit:
             tokens, at = self._buckets.get(chat_id, (3.0, now))
