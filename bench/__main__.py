@@ -16,11 +16,11 @@ import time
 from bench.common import RESULTS, ROOT, Row, format_table, machine
 
 MODULES = {
-    "crowd": "bench.crowd",
     "core": "bench.core_overhead",
     "concurrency": "bench.concurrency",
     "export": "bench.export_delay",
     "telegram": "bench.telegram",
+    "crowd": "bench.crowd",
     "storage": "bench.storage",
     "language": "bench.language",
     "discord": "bench.discord_shards",

@@ -403,3 +403,18 @@ async def test_the_backend_stream_opens_while_the_typing_action_still_waits(
     assert sim.stats["chat"] == 1
     assert any(s.kind == "stream" for s in replier.said)  # the reply streamed in full
     replier.released.set()
+
+
+async def test_an_error_status_with_a_readable_answer_is_a_refusal_not_a_maybe(
+    gate: tuple[OutboundScheduler, GateBudget],
+) -> None:
+    outbox, budget = gate
+
+    async def server_error() -> None:
+        raise NetworkError("Internal Server Error")  # what PTB raises for a 500 with a body
+
+    job = outbox.submit(1, server_error, priority=Priority.FINAL, creates=True)
+    budget.open()
+    with pytest.raises(NetworkError) as caught:
+        await job
+    assert not isinstance(caught.value, MaybeSent)  # the caller may send it again

@@ -88,12 +88,16 @@ def was_not_sent(exc: BaseException) -> bool:
 
 
 def _answered(exc: BaseException) -> bool:
-    """Whether the server's refusal was read (a Bot API error with a description).
+    """Whether the server's answer was read: a refusal, or an error status with its text.
 
-    (PTB derives BadRequest from NetworkError, so the refusals are named one by one.)
+    (PTB derives BadRequest from NetworkError, so the refusals are named one by one; a
+    bare NetworkError without a cause is an error status whose body PTB could read. A
+    time-out, a broken connection or an unparsable body leave the outcome unknown.)
     """
     refusals = (BadRequest, Forbidden, InvalidToken, Conflict, ChatMigrated, EndPointNotFound)
-    return isinstance(exc, refusals)
+    if isinstance(exc, refusals):
+        return True
+    return type(exc) is NetworkError and exc.__cause__ is None
 
 
 def _seconds(value: float | timedelta) -> float:
