@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from bots.common import ACTION_INTENTS
 from bots.status import ExitCode
-from core.i18n import key_of
+from core.i18n import command_word, key_of
+from core.language import resolve as resolve_language
 from core.router import route
 from core.types import (
     Action,
@@ -42,7 +44,6 @@ from core.types import (
 __all__ = ["ConsoleAdapter", "ConsoleReplier", "run_console", "run_terminal"]
 
 PLATFORM = "console"
-_ACTION_WORDS = {Action.EXPORT: "export", Action.TIMELINE: "status", Action.CREDITS: "credits"}
 #: The largest video the terminal saves (the backend's 1080p renders are far smaller).
 _SAVE_LIMIT = 4 * 1024**3
 
@@ -104,11 +105,12 @@ class _ConsoleStream:
         if self._started:
             self._replier.write("\n")
             if actions:
-                self._replier.write(_actions_line(actions) + "\n")
+                self._replier.write(_actions_line(actions, self._replier.language) + "\n")
 
 
-def _actions_line(actions: Sequence[Action]) -> str:
-    return "   → " + " · ".join(_ACTION_WORDS[a] for a in actions)
+def _actions_line(actions: Sequence[Action], language: str | None) -> str:
+    """What the buttons would do, as words to type in the user's language."""
+    return "   → " + " · ".join(command_word(ACTION_INTENTS[a][0], language) for a in actions)
 
 
 def _video_name(url: str) -> str:
@@ -129,8 +131,15 @@ class ConsoleReplier:
         self._column_zero = True
         #: The first failure shown (None while everything went fine).
         self.failure: ExitCode | None = None
+        #: The language the user last wrote in (see :meth:`heard`).
+        self.language: str | None = None
         #: Where finished videos were saved, in order.
         self.saved: list[Path] = []
+
+    def heard(self, msg: IncomingMessage) -> IncomingMessage:
+        """Note the language of what the user typed (the core answers in it too); ``msg``."""
+        self.language = msg.language or self.language
+        return msg
 
     @property
     def _tty(self) -> bool:
@@ -172,7 +181,7 @@ class ConsoleReplier:
         self._end_progress()
         self.write(f"🤖 {text}\n")
         if actions:
-            self.write(_actions_line(actions) + "\n")
+            self.write(_actions_line(actions, self.language) + "\n")
 
     def stream(self) -> TextStream:
         """Start a streamed reply."""
@@ -300,13 +309,16 @@ def parse_attach(argument: str) -> tuple[Path | None, str]:
 
 
 def _message(text: str, attachments: Sequence[Path] = ()) -> IncomingMessage:
-    return IncomingMessage(
-        platform=PLATFORM,
-        user_id=getpass.getuser() or "local",
-        chat_id="terminal",
-        text=text,
-        attachments=tuple(_attachment(p) for p in attachments),
-        language=None,
+    # The terminal gives no language: the words typed tell (core.language).
+    return resolve_language(
+        IncomingMessage(
+            platform=PLATFORM,
+            user_id=getpass.getuser() or "local",
+            chat_id="terminal",
+            text=text,
+            attachments=tuple(_attachment(p) for p in attachments),
+            language=None,
+        )
     )
 
 
@@ -408,10 +420,10 @@ async def _one_shot(
             print(f"nemo-bot: {problem}", file=sys.stderr)
             return ExitCode.USAGE
     if paths:
-        await service.handle(_message("", paths), replier)
+        await service.handle(replier.heard(_message("", paths)), replier)
     for text in messages:
         replier.write(f"🧑 {text}\n")
-        await service.handle(_message(text), replier)
+        await service.handle(replier.heard(_message(text)), replier)
     await service.wait_idle()
     if replier.failure is not None:
         code = replier.failure
@@ -442,9 +454,9 @@ async def _interactive(service: ConversationHost, replier: ConsoleReplier) -> No
                     problem = f"{problem} (put quotes around a path with spaces)"
                 replier.write(f"🤖 {problem}\n")
                 continue
-            await service.handle(_message(instruction, [path]), replier)
+            await service.handle(replier.heard(_message(instruction, [path])), replier)
         else:
-            await service.handle(_message(line), replier)
+            await service.handle(replier.heard(_message(line)), replier)
             if route(line) is Intent.HELP:
                 replier.write(f"   {TERMINAL_HELP}\n")
         # One terminal: let an export's progress bar finish before the next prompt.

@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from core.files import accepted_formats
 from core.language import DEFAULT, normalize
 from core.locales import locales
+from core.types import Intent
 
-__all__ = ["FORMATS", "key_of", "t"]
+__all__ = ["FORMATS", "command_word", "key_of", "t"]
 
 #: The upload formats for the help texts, from the one upload policy (:mod:`core.files`).
 FORMATS = accepted_formats(upper=True)
@@ -32,6 +33,13 @@ def t(key: str, lang: str | None = None, **values: object) -> str:
         template = every[DEFAULT].messages[key]
     values.setdefault("formats", FORMATS)
     return template.format(**values)
+
+
+def command_word(intent: Intent, lang: str | None = None) -> str:
+    """The first phrase for ``intent`` in ``lang`` (a word to suggest typing; English if none)."""
+    every = locales()
+    phrases = every[normalize(lang) or DEFAULT].phrases.get(intent.value)
+    return (phrases or every[DEFAULT].phrases[intent.value])[0]
 
 
 @functools.cache

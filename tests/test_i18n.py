@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.draft import Draft, diff_drafts
-from core.i18n import t
+from core.i18n import command_word, t
 from core.language import SUPPORTED, choose, detect, normalize, resolve
 from core.locales import SOURCE, locales, parse
 from core.router import build, phrase_languages, route
@@ -291,3 +291,13 @@ def test_the_timeline_summary_and_its_changes_speak_the_users_language() -> None
     assert diff_drafts(Draft.from_json({"t": []}), draft)[1] == (
         "Added audio track: Lo-fi (0-10s, 35%)"
     )
+
+
+def test_command_word_is_a_phrase_of_the_language_that_routes_back() -> None:
+    for code in SUPPORTED:
+        for intent in (Intent.EXPORT, Intent.STATUS, Intent.CREDITS):
+            word = command_word(intent, code)
+            assert route(word) is intent
+            assert word in locales()[code].phrases[intent.value]
+    assert command_word(Intent.EXPORT, "ru") == "экспорт"
+    assert command_word(Intent.EXPORT, "de") == "export"  # a language we lack: English

@@ -106,6 +106,17 @@ async def test_the_terminal_follows_the_user_into_another_language(
     ]
 
 
+async def test_the_terminals_action_hints_are_words_of_the_users_language(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    env = bot_env(NEMO_API_BASE=sim.base_url, NEMO_BOT_DB=tmp_path / "bot.db")
+    args = ("chat", "-m", "生成一段10秒的夜晚未来城市视频", "-m", "haz un video de un gato")
+    async with BotProcess(*args, env=env, cwd=tmp_path) as chat:
+        assert await chat.wait(within=60) == 0, chat.stderr
+    hints = [line.strip() for line in chat.stdout.splitlines() if line.strip().startswith("→")]
+    assert hints == ["→ 积分", "→ créditos"]  # what the Credits button would do, to type
+
+
 # ------------------------------------------------------------------------ Telegram
 
 
