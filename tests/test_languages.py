@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bots.status import ExitCode
+from bots.telegram.texts import text as adapter_text
 from core.i18n import t
 from core.locales import locales
 from simulator.server import Simulator
@@ -161,6 +162,24 @@ async def test_telegram_without_a_language_code_goes_by_the_text(
     assert tg.texts(user)[0] == t("empty_timeline", "ru")
     assert tg.texts(user)[1].startswith(t("help", "es").splitlines()[0])
     assert session_languages(sim) == ["ru"]
+
+
+async def test_telegram_refuses_a_file_in_the_language_of_its_caption(
+    sim: Simulator, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    user = 72
+    sender = tg.user(user)
+    del sender["language_code"]
+    document = {"file_id": "Fx", "file_unique_id": "ux", "file_name": "tool.exe", "file_size": 100}
+    async with telegram_core(sim, tg, tmp_path):
+        tg.push_message(
+            chat=tg.private_chat(user),
+            user=sender,
+            caption="úsalo como intro del video",
+            document=document,
+        )
+        await tg.wait_for(lambda: tg.sent_to(user))
+    assert tg.texts(user)[0] == adapter_text("unsupported", "es", name="tool.exe")
 
 
 async def test_telegram_registers_the_command_menu_in_every_language(

@@ -42,6 +42,7 @@ from bots.telegram.inbound import (
 from bots.telegram.replier import TelegramReplier
 from bots.telegram.texts import text as adapter_text
 from bots.tracker import Notice, RequestTracker
+from core.language import choose
 from core.language import resolve as resolve_language
 from core.types import Attachment, ConversationHandler, IncomingMessage, Intent
 
@@ -284,7 +285,7 @@ class UpdateHandlers:
             msg = self._incoming(first, text=text, seq=seq)
             await self._service.handle(msg, self._replier_for(msg))
             return
-        language = sender.language
+        language = choose(sender.language, text) or sender.language  # the caption's, if none
         accepted: list[FileInfo] = []
         refusals: list[str] = []
         for message in messages:
