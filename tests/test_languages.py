@@ -159,8 +159,11 @@ async def test_telegram_without_a_language_code_goes_by_the_text(
         await tg.wait_for(lambda: tg.sent_to(user))
         tg.push_message(chat=tg.private_chat(user), user=sender, text="ayuda")
         await tg.wait_for(lambda: len(tg.sent_to(user)) >= 2)
+        tg.push_message(chat=tg.private_chat(user), user=sender, text="/помощь")
+        await tg.wait_for(lambda: len(tg.sent_to(user)) >= 3)
     assert tg.texts(user)[0] == t("empty_timeline", "ru")
     assert tg.texts(user)[1].startswith(t("help", "es").splitlines()[0])
+    assert tg.texts(user)[2].startswith(t("help", "ru").splitlines()[0])  # a slash, in Cyrillic
     assert session_languages(sim) == ["ru"]
 
 
