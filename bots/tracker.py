@@ -19,6 +19,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from core import inbox
+
 __all__ = ["Notice", "RequestTracker"]
 
 #: Sends the adapter's notice ``key`` ("stopping" or "error") to the request's user.
@@ -61,6 +63,7 @@ class RequestTracker:
             self._keep(asyncio.create_task(self._refuse(work, notice)))
             return
         task = asyncio.create_task(self._watched(work, notice, "background task"))
+        inbox.track(task)  # a stored update counts as handled once its request ends
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -9,6 +9,7 @@ the core builds another core object, so replacing one (a store-backed
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -46,11 +47,14 @@ def build_service(
     gate: SessionGate | None = None,
     metrics: Metrics | None = None,
     clock: Callable[[], float] = time.monotonic,
+    shared: bool = False,
 ) -> ConversationService:
     """A conversation service over ``store`` and ``client``.
 
     ``max_queued`` is how many requests may wait per session with the default
     in-process gate; pass ``gate`` to share turns between processes instead.
+    ``shared``: other replicas use the same store (renders are claimed while
+    followed and taken over when their replica dies).
     """
     metrics = metrics or Metrics()
     operator = settings.nemo_token.get_secret_value() if settings.nemo_token else None
@@ -67,6 +71,7 @@ def build_service(
         owners=RenderOwners(accounts, store),
         policy=poll_policy,
         on_delivered=delivered,
+        shared=shared,
     )
     metrics.renders_in_flight.set_function(lambda: renders.in_flight)
     calls = BackendCalls(accounts=accounts, client=client)
@@ -107,9 +112,18 @@ async def open_core(
         make_store(settings.db_target, secret_key=_secret(settings)) as store,
         NemoClient.from_settings(settings) as client,
     ):
-        gate = StoreSessionGate(store) if isinstance(store, PostgresStore) else None
+        shared = isinstance(store, PostgresStore)
+        lease = settings.replica_lease
+        gate = StoreSessionGate(store, ttl=lease) if shared else None
+        if shared:  # a dead replica's render is taken over after NEMO_REPLICA_LEASE
+            poll_policy = dataclasses.replace(poll_policy or PollPolicy(), delivery_lease=lease)
         service = build_service(
-            settings=settings, store=store, client=client, poll_policy=poll_policy, gate=gate
+            settings=settings,
+            store=store,
+            client=client,
+            poll_policy=poll_policy,
+            gate=gate,
+            shared=shared,
         )
         try:
             yield service

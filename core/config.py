@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     health_port: int | None = Field(None, alias="NEMO_HEALTH_PORT", ge=0, le=65535)
     health_host: str = Field("127.0.0.1", alias="NEMO_HEALTH_HOST")
     replica_name: str = Field(default_factory=socket.gethostname, alias="NEMO_REPLICA_NAME")
+    #: Seconds a dead replica's claims (stored updates, session turns, renders) hold
+    #: before a live replica takes them over; claims are renewed every third of it.
+    replica_lease: float = Field(30.0, alias="NEMO_REPLICA_LEASE", ge=1.0, le=3600.0)
 
     @field_validator("allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod

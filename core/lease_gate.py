@@ -49,9 +49,13 @@ class StoreSessionGate:
         ttl: float = 30.0,
         poll: float = 1.0,
         max_waiting: int = 3,
+        settle: float = 0.25,
     ) -> None:
         """``ttl``: how long a dead replica's lease blocks its session; ``poll``: the
-        longest a waiter sleeps before looking again without a notification."""
+        longest a waiter sleeps before looking again without a notification;
+        ``settle``: how long a request numbered by its platform that found the session
+        free waits for an earlier-numbered one that arrived at another replica at the
+        same moment (the earlier one then goes first)."""
         if ttl <= 0 or poll <= 0:
             raise ValueError("ttl and poll must be positive")
         self._store = store
@@ -59,6 +63,7 @@ class StoreSessionGate:
         self._ttl = ttl
         self._poll = min(poll, ttl / 3)  # a waiter refreshes its place well within ttl
         self._max_waiting = max_waiting
+        self._settle = settle
         self._members: dict[SessionKey, int] = {}
 
     @property
@@ -86,7 +91,7 @@ class StoreSessionGate:
         name = str(key)
         lease: Lease | None = None
         try:
-            lease = await self._acquire(name, owner, seq, on_wait)
+            lease = await self._acquire(name, owner, seq, on_wait, numbered=order is not None)
             renewer = asyncio.create_task(self._renew(lease))
             try:
                 yield
@@ -105,10 +110,16 @@ class StoreSessionGate:
             else:
                 self._members.pop(key, None)
 
-    async def _acquire(self, name: str, owner: str, seq: int, on_wait: OnWait | None) -> Lease:
+    async def _acquire(
+        self, name: str, owner: str, seq: int, on_wait: OnWait | None, *, numbered: bool = False
+    ) -> Lease:
         told = False
+        settled = not numbered or self._settle <= 0
         while True:
             lease = await self._store.try_acquire_lease(name, owner=owner, seq=seq, ttl=self._ttl)
+            if lease is not None and not settled:
+                settled = True
+                lease = await self._yield_to_earlier(lease, seq)
             if lease is not None:
                 return lease
             if not told:
@@ -117,6 +128,20 @@ class StoreSessionGate:
                     await on_wait()  # may take a while: look again before sleeping
                     continue
             await self._store.wait_for_lease(name, self._poll)
+
+    async def _yield_to_earlier(self, lease: Lease, seq: int) -> Lease | None:
+        """Hand the lease on if an earlier-numbered request queued meanwhile.
+
+        Two messages of one chat can reach two replicas at once; the later one may
+        register first and find the session free. Waiting ``settle`` s for the other
+        to show up keeps the platform's order (the check runs once per request).
+        """
+        await asyncio.sleep(self._settle)
+        first = await self._store.first_waiter(lease.key)
+        if first is None or first > seq:
+            return lease
+        await self._store.release_lease(lease)  # wakes the earlier one; we queue again
+        return None
 
     async def _renew(self, lease: Lease) -> None:
         """Keep the lease alive while the request runs."""

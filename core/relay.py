@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core import inbox
 from core.calls import BackendCalls
 from core.config import Settings
 from core.draft import Draft, diff_drafts
@@ -89,10 +90,19 @@ class ChatRelay:
             await req.say("message_too_long", length=len(text), limit=MAX_PROMPT_CHARS)
             return
         before = await self._baseline(req)
+        ticket = inbox.current()
+        if ticket is not None and ticket.resumed:
+            # A replica that died mid-stream had sent this prompt: the backend may still
+            # be working on it, so never send it again; say what the state shows.
+            log.info("a request cut mid-stream by a lost replica: reporting its outcome")
+            await self._conclude(req, None, before, _Turn(dropped=True), False)
+            return
         stream = req.replier.stream()
         buffer = SentenceBuffer()
         turn = _Turn()
         nudge(req.replier.working("typing"))
+        if ticket is not None:
+            await ticket.mark_sent()
         self._metrics.active_streams.inc()
         try:
             await self._relay(req, text, stream, buffer, turn)

@@ -82,8 +82,13 @@ class RenderTracker:
         policy: PollPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_delivered: Callable[[RenderRecord, float], None] | None = None,
+        shared: bool = False,
     ) -> None:
+        """``shared``: several replicas use this database, so a render is followed by the
+        replica holding its claim (renewed every third of ``policy.delivery_lease``) and
+        :meth:`adopt` takes over the renders of replicas that stopped renewing."""
         self._store = store
+        self.shared = shared
         self._client = client
         self._owners = owners
         self._policy = policy or PollPolicy()
@@ -123,7 +128,12 @@ class RenderTracker:
             del self._by_session[render.session_id]
 
     async def resume(self, adapters: Mapping[str, ChatAdapter]) -> int:
-        """Follow every undelivered render whose platform runs in this process."""
+        """Follow every undelivered render whose platform runs in this process.
+
+        With ``shared`` only the renders nobody follows (:meth:`adopt`).
+        """
+        if self.shared:
+            return await self.adopt(adapters)
         resumed = 0
         for render in await self._store.undelivered_renders():
             adapter = adapters.get(render.platform)
@@ -135,6 +145,40 @@ class RenderTracker:
         if resumed:
             log.info("resumed %d undelivered render(s)", resumed)
         return resumed
+
+    async def adopt(self, adapters: Mapping[str, ChatAdapter]) -> int:
+        """Claim and follow the undelivered renders no live replica holds; how many.
+
+        A render is free when nobody claimed it or its claim is older than
+        ``policy.delivery_lease`` (the replica that followed it died). Concurrent
+        replicas claim disjoint renders (``FOR UPDATE SKIP LOCKED``).
+        """
+        claimed = await self._store.claim_renders(
+            owner=self._owner, lease=self._policy.delivery_lease
+        )
+        adopted = 0
+        for render in claimed:
+            adapter = adapters.get(render.platform)
+            if adapter is None:  # another process runs that platform
+                await self._release(render.render_id)
+                continue
+            if render.render_id in self._tasks:
+                continue
+            lang = await self._owners.language(render)
+            self.follow(render, adapter.replier_for(ref_of(render, lang)), lang)
+            adopted += 1
+        if adopted:
+            log.info("took over %d render(s) nobody was following", adopted)
+        return adopted
+
+    async def keep_adopting(self, adapters: Mapping[str, ChatAdapter], every: float) -> None:
+        """Call :meth:`adopt` every ``every`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.adopt(adapters)
+            except Exception:  # the database blinked: the next round tries again
+                log.warning("could not look for orphaned renders; retrying", exc_info=True)
 
     async def wait_idle(self) -> None:
         """Wait until every followed render is delivered or failed."""
@@ -150,7 +194,16 @@ class RenderTracker:
 
     async def _follow(self, render: RenderRecord, replier: Replier, lang: str | None) -> None:
         try:
-            await self._poll_until_done(render, replier, lang)
+            if not self.shared:
+                await self._poll_until_done(render, replier, lang)
+                return
+            # Replicas share the database: follow only while holding the render's
+            # claim, renewed, so that another replica adopts it if this one dies.
+            if not await self._claim(render.render_id):
+                log.info("render %s is followed by another replica", render.render_id)
+                return
+            async with self._holding_claim(render.render_id):
+                await self._poll_until_done(render, replier, lang)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -342,7 +395,8 @@ class RenderTracker:
         async def renew() -> None:
             while True:
                 await asyncio.sleep(self._policy.delivery_lease / 3)
-                await self._claim(render_id)
+                with contextlib.suppress(Exception):  # a blip: the next beat renews it
+                    await self._claim(render_id)
 
         renewer = asyncio.create_task(renew())
         try:

@@ -20,6 +20,8 @@ The collaborators are built in one place, :func:`core.app.build_service`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -81,6 +83,7 @@ class ConversationService:
         self.renders = renders
         self.metrics = metrics
         self._adapters: dict[str, ChatAdapter] = {}
+        self._adopter: asyncio.Task[None] | None = None
         self._handlers: dict[Intent, IntentHandler] = {
             Intent.CHAT: relay.chat_intent,
             Intent.UPLOAD: uploads.upload,
@@ -96,13 +99,27 @@ class ConversationService:
         """Where the service keeps its state (the health check pings it)."""
         return self._store
 
+    @property
+    def shared(self) -> bool:
+        """Whether other replicas share the store (turns, renders and budgets go through it)."""
+        return self.renders.shared
+
     def register_adapter(self, adapter: ChatAdapter) -> None:
         """Let the service deliver finished renders to ``adapter``'s platform."""
         self._adapters[adapter.platform] = adapter
 
-    async def start(self) -> int:
-        """Resume renders that were not delivered before the last stop; returns how many."""
-        return await self.renders.resume(self._adapters)
+    async def start(self, *, adopt_every: float = 5.0) -> int:
+        """Resume renders that were not delivered before the last stop; returns how many.
+
+        When replicas share the store, keep taking over (every ``adopt_every`` s) the
+        renders of replicas that died, until :meth:`aclose`.
+        """
+        resumed = await self.renders.resume(self._adapters)
+        if self.renders.shared and self._adopter is None:
+            self._adopter = asyncio.create_task(
+                self.renders.keep_adopting(self._adapters, adopt_every)
+            )
+        return resumed
 
     async def wait_idle(self) -> None:
         """Wait for every render in flight to be delivered (the one-shot CLI uses this)."""
@@ -110,6 +127,11 @@ class ConversationService:
 
     async def aclose(self) -> None:
         """Stop background work; undelivered renders resume at the next start."""
+        if self._adopter is not None:
+            self._adopter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._adopter
+            self._adopter = None
         await self.renders.aclose()
 
     # ------------------------------------------------------------------ the door

@@ -231,6 +231,9 @@ class Store(Protocol):
     async def get_lease(self, key: str) -> Lease | None:
         """The current holder of ``key`` (an expired one included), or None if free."""
 
+    async def first_waiter(self, key: str) -> int | None:
+        """The lowest ``seq`` of the live waiters of ``key`` (None when nobody waits)."""
+
     async def wait_for_lease(self, key: str, seconds: float) -> bool:
         """Sleep until a lease of ``key`` is released or abandoned, or ``seconds`` pass.
 

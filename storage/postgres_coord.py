@@ -168,6 +168,15 @@ class PostgresCoordination:
             expires_at=row["expires_at"],
         )
 
+    async def first_waiter(self, key: str) -> int | None:
+        """The lowest seq among the live waiters of ``key``, or None."""
+        row = await self._fetchrow(
+            "SELECT min(seq) AS seq FROM session_waiters WHERE key = $1 AND expires_at > $2",
+            key,
+            self._clock(),
+        )
+        return None if row is None or row["seq"] is None else int(row["seq"])
+
     async def wait_for_lease(self, key: str, seconds: float) -> bool:
         """Sleep until a release of ``key`` on any replica (NOTIFY), or ``seconds`` pass."""
         await self._listen()

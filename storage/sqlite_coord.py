@@ -137,6 +137,14 @@ class SQLiteCoordination:
             return None
         return Lease(key=row[0], owner=row[1], token=int(row[2]), expires_at=float(row[3]))
 
+    async def first_waiter(self, key: str) -> int | None:
+        """The lowest seq among the live waiters of ``key``, or None."""
+        row = await self._fetchone(
+            "SELECT min(seq) FROM session_waiters WHERE key = ? AND expires_at > ?",
+            (key, self._clock()),
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
     async def wait_for_lease(self, key: str, seconds: float) -> bool:
         """Sleep until a release in this process, or ``seconds`` pass."""
         return await self._wakeups.wait(key, seconds)

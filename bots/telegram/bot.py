@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,8 +35,11 @@ from bots.telegram.logs import TokenRedactor, quiet_http_loggers
 from bots.telegram.replier import Drafts, TelegramReplier
 from bots.telegram.scheduler import ChatLimits, OutboundScheduler
 from bots.telegram.texts import COMMANDS
+from bots.telegram.webhook import StoredWebhook
 from core.config import Settings
+from core.rate_budget import StoreBudget
 from core.types import ConversationHandler, ConversationRef
+from storage.base import Store
 
 __all__ = [
     "TelegramBot",
@@ -144,6 +148,14 @@ class TelegramBot:
         self._token = settings.telegram_bot_token.get_secret_value()
         self._redactor = TokenRedactor(self._token)
         self._redactor.install()  # before build(): PTB logs its URLs while building
+        # A service with a store (the real one) gets the stored-update webhook and, when
+        # replicas share the store, an overall budget shared through it.
+        store: Store | None = getattr(service, "store", None)
+        shared = bool(getattr(service, "shared", False))
+        if budget is None and shared and store is not None and settings.telegram_overall_rate:
+            budget = StoreBudget(
+                store, scope="telegram:overall", rate=settings.telegram_overall_rate
+            )
         limits = ChatLimits(
             private_interval=edit_interval,
             group_interval=edit_interval,
@@ -172,8 +184,22 @@ class TelegramBot:
             .get_updates_read_timeout(poll_timeout + 10)
             .local_mode(self.local_mode)
         )
+        self.webhook: StoredWebhook | None = None
+        if webhook_url and store is not None:
+            builder.updater(None)
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self._handlers.install(self.app)
+        if webhook_url and store is not None:
+            self.webhook = StoredWebhook(
+                self.app,
+                store,
+                replica=f"{settings.replica_name}/{uuid.uuid4().hex[:8]}",
+                listen=webhook_listen,
+                port=webhook_port,
+                path=urlsplit(webhook_url).path,
+                secret=webhook_secret(settings),
+                lease=settings.replica_lease,
+            )
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -187,8 +213,10 @@ class TelegramBot:
             await self._set_commands()
             self.service.register_adapter(self)
             await self.app.start()
-            assert self.app.updater is not None
-            if self.webhook_url:
+            if self.webhook is not None:
+                await self._start_stored_webhook(self.webhook)
+            elif self.webhook_url:
+                assert self.app.updater is not None
                 await self.app.updater.start_webhook(
                     listen=self.webhook_listen,
                     port=self.webhook_port,
@@ -198,6 +226,7 @@ class TelegramBot:
                     allowed_updates=_ALLOWED_UPDATES,
                 )
             else:
+                assert self.app.updater is not None
                 await self.app.updater.start_polling(
                     timeout=int(self.poll_timeout), allowed_updates=_ALLOWED_UPDATES
                 )
@@ -218,17 +247,30 @@ class TelegramBot:
         if not self._started:
             return
         self._started = False
-        assert self.app.updater is not None
-        if self.app.updater.running:
+        if self.webhook is not None:
+            await self.webhook.stop_receiving()
+        if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()  # handles the updates already fetched; then no more come
         await self._handlers.drain(self.shutdown_grace)
+        if self.webhook is not None:
+            await self.webhook.finish(self.shutdown_grace)
         await self._cancel_live_tasks()
         await self.outbox.aclose()
         await self._shutdown_app()
         log.info("telegram: stopped")
         self._redactor.uninstall()
+
+    async def _start_stored_webhook(self, webhook: StoredWebhook) -> None:
+        """Tell Telegram where to post, then listen (updates are stored, then answered)."""
+        assert self.webhook_url is not None
+        await self.app.bot.set_webhook(
+            url=self.webhook_url,
+            secret_token=self._webhook_secret(),
+            allowed_updates=_ALLOWED_UPDATES,
+        )
+        await webhook.start()
 
     async def _cancel_live_tasks(self) -> None:
         """Background edits still waiting for their slot are pointless once we stop."""

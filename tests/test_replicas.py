@@ -1,0 +1,239 @@
+"""Three ``nemo-bot telegram`` webhook replicas on one PostgreSQL database.
+
+Real processes (``python -m bots.cli telegram --webhook-url ...``), a real
+PostgreSQL server, the NemoVideo simulator and the fake Bot API, all on
+127.0.0.1. The test plays Telegram: it posts each update to one replica's
+webhook (round-robin), re-posts some to another replica, and kills replicas with
+SIGKILL. What it checks is what Telegram users would see: every update answered
+exactly once, one chat's messages in update order, and nothing lost or repeated
+when a replica dies mid-stream or mid-render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from simulator.server import Simulator
+from tests.conftest import fast_sim_config
+from tests.fakes.procs import BotProcess, bot_env, wait_until
+from tests.fakes.telegram_server import FakeTelegram
+
+SECRET = "replica-test-secret"
+HEADER = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Replica:
+    """One ``nemo-bot telegram`` webhook process."""
+
+    def __init__(self, name: str, proc: BotProcess, port: int) -> None:
+        self.name = name
+        self.proc = proc
+        self.url = f"http://127.0.0.1:{port}/tg"
+
+
+async def _start_replicas(
+    n: int, *, tg: FakeTelegram, sim: Simulator, db: str, cwd: Path, lease: float
+) -> list[Replica]:
+    replicas = []
+    for i in range(n):
+        port = _free_port()
+        name = f"r{i}"
+        env = bot_env(
+            TELEGRAM_BOT_TOKEN=tg.token,
+            TELEGRAM_API_BASE=tg.base_url,
+            TELEGRAM_WEBHOOK_SECRET=SECRET,
+            NEMO_API_BASE=sim.base_url,
+            NEMO_BOT_DB=db,
+            NEMO_REPLICA_NAME=name,
+            NEMO_REPLICA_LEASE=lease,
+            NEMO_LOG_LEVEL="INFO",
+        )
+        args = ("telegram", "--webhook-url", f"http://127.0.0.1:{port}/tg")
+        args += ("--webhook-port", str(port), "--webhook-listen", "127.0.0.1")
+        proc = await BotProcess(*args, env=env, cwd=cwd).start()
+        replicas.append(Replica(name, proc, port))
+    async with aiohttp.ClientSession() as http:
+        for replica in replicas:
+            await _wait_listening(http, replica)
+    return replicas
+
+
+async def _wait_listening(http: aiohttp.ClientSession, replica: Replica) -> None:
+    """A POST without the secret is refused (403) once the webhook listens."""
+    for _ in range(600):
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.post(replica.url, json={"update_id": 0}) as resp:
+                if resp.status == 403:
+                    return
+        if replica.proc.proc is not None and replica.proc.proc.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"replica {replica.name} did not start:\n{replica.proc.stderr}")
+
+
+@contextlib.asynccontextmanager
+async def _replicas(n: int, **kwargs: Any) -> AsyncIterator[list[Replica]]:
+    replicas = await _start_replicas(n, **kwargs)
+    try:
+        yield replicas
+    finally:
+        for replica in replicas:
+            if replica.proc.proc is not None and replica.proc.proc.returncode is None:
+                replica.proc.signal(signal.SIGTERM)
+        for replica in replicas:
+            await replica.proc.wait(30)
+        for replica in replicas:
+            assert "Traceback" not in replica.proc.stderr, replica.proc.stderr
+
+
+async def _post(http: aiohttp.ClientSession, replica: Replica, update: dict[str, Any]) -> int:
+    async with http.post(replica.url, json=update, headers=HEADER) as resp:
+        return resp.status
+
+
+def _update(tg: FakeTelegram, user_id: int, text: str) -> dict[str, Any]:
+    """A private text message as Telegram would post it (a fresh ``update_id``)."""
+    msg = tg.message(chat=tg.private_chat(user_id), user=tg.user(user_id), text=text)
+    return tg.push({"message": msg})
+
+
+def _prompts(sim: Simulator) -> list[str]:
+    """The prompts the backend received, in order."""
+    out = []
+    for record in sim.backend.requests:
+        if record.endpoint == "chat" and isinstance(record.json, dict):
+            parts = (record.json.get("new_message") or {}).get("parts") or []
+            out.append("".join(str(p.get("text", "")) for p in parts))
+    return out
+
+
+def _answered(tg: FakeTelegram, chat_id: int, key: Callable[[str], bool]) -> int:
+    return sum(1 for text in tg.texts(chat_id) if key(text))
+
+
+async def _until_handled(conn: asyncpg.Connection, *, within: float) -> None:
+    """Wait until every stored update is marked done."""
+    for _ in range(int(within / 0.2)):
+        if not await conn.fetchval("SELECT count(*) FROM inbound_updates WHERE done_at IS NULL"):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"stored updates still not handled after {within} s")
+
+
+CUT = "make a video of a lighthouse in a storm"
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake
+
+
+async def test_replicas_answer_every_update_once_and_a_chat_in_update_order(
+    tg: FakeTelegram, sim: Simulator, pg_url: str, tmp_path: Path
+) -> None:
+    async with (
+        _replicas(3, tg=tg, sim=sim, db=pg_url, cwd=tmp_path, lease=30.0) as replicas,
+        aiohttp.ClientSession() as http,
+    ):
+        assert tg.webhook is not None and tg.webhook["secret_token"] == SECRET
+        users = list(range(501, 513))
+        updates = [_update(tg, user, "/help") for user in users]
+        posts = [_post(http, replicas[i % 3], u) for i, u in enumerate(updates)]
+        # Telegram re-sends an update it thinks was not answered, maybe to another replica.
+        posts += [_post(http, replicas[(i + 1) % 3], updates[i]) for i in range(0, 12, 3)]
+        assert set(await asyncio.gather(*posts)) == {200}
+        for update in updates[:4]:  # and again, later, once it was handled
+            assert await _post(http, replicas[2], update) == 200
+        await wait_until(
+            lambda: all(tg.texts(user) for user in users), within=60, what="every /help answered"
+        )
+        # Two messages of one user reach two replicas at the same moment.
+        first = _update(tg, 600, "make a video of a red fox in the snow")
+        second = _update(tg, 600, "add lo-fi music")
+        assert await asyncio.gather(
+            _post(http, replicas[1], first), _post(http, replicas[2], second)
+        ) == [200, 200]
+        await wait_until(
+            lambda: (
+                _prompts(sim).count("add lo-fi music") == 1
+                and not any(t.startswith("⏳") for t in tg.texts(600)[-1:])
+            ),
+            within=60,
+            what="both prompts handled",
+        )
+        await asyncio.sleep(1.0)  # anything doubled would show up by now
+        for user in users:
+            assert len(tg.texts(user)) == 1, (user, tg.texts(user))
+        prompts = _prompts(sim)
+        assert prompts.index("make a video of a red fox in the snow") < prompts.index(
+            "add lo-fi music"
+        )
+        assert prompts.count("make a video of a red fox in the snow") == 1
+        assert sim.stats["concurrent_chats"] == 0
+
+
+async def test_a_replica_killed_mid_stream_and_mid_render_loses_nothing(
+    tg: FakeTelegram, pg_url: str, tmp_path: Path
+) -> None:
+    config = fast_sim_config(slow_step_seconds=6.0, render_seconds=6.0)
+    async with (
+        Simulator(config) as sim,
+        _replicas(3, tg=tg, sim=sim, db=pg_url, cwd=tmp_path, lease=3.0) as replicas,
+        aiohttp.ClientSession() as http,
+    ):
+        victim = replicas[0]
+        conn = await asyncpg.connect(pg_url)
+        try:
+            # A user with a project exports through the victim; the render runs 6 s.
+            first = _update(tg, 701, "add a title that says hello")
+            assert await _post(http, victim, first) == 200
+            await _until_handled(conn, within=60)
+            assert await _post(http, victim, _update(tg, 701, "/export")) == 200
+            await wait_until(lambda: sim.stats["renders"] == 1, within=30, what="the render")
+            # Another user's prompt reaches the backend through the victim (a 6 s
+            # generation), and their next message is queued behind it: stored, answered,
+            # not yet run.
+            assert await _post(http, victim, _update(tg, 702, CUT)) == 200
+            await wait_until(lambda: CUT in _prompts(sim), within=30, what="the cut prompt sent")
+            assert await _post(http, victim, _update(tg, 702, "add rain sounds")) == 200
+            await wait_until(
+                lambda: any("⏳" in t for t in tg.texts(702)), within=30, what="the queued notice"
+            )
+            victim.proc.signal(signal.SIGKILL)
+            assert await victim.proc.wait() == -signal.SIGKILL
+            assert len(tg.calls_of("sendVideo")) == 0  # killed mid-render
+            stages = await conn.fetch(
+                "SELECT stage FROM inbound_updates WHERE done_at IS NULL ORDER BY update_id"
+            )
+            assert [r["stage"] for r in stages] == ["sent", None]  # mid-stream, and queued
+            # The others take over: the render is delivered, the cut request is told what
+            # happened (and not sent again), the queued one runs.
+            await _until_handled(conn, within=90)
+            await wait_until(
+                lambda: len(tg.calls_of("sendVideo")) >= 1, within=90, what="the video"
+            )
+        finally:
+            await conn.close()
+        await asyncio.sleep(2.0)  # a second delivery or a resent prompt would show by now
+        assert len(tg.calls_of("sendVideo")) == 1
+        assert sim.stats["renders"] == 1
+        assert _prompts(sim).count(CUT) == 1
+        assert _prompts(sim).count("add rain sounds") == 1
+        assert any("dropped before it finished" in t for t in tg.texts(702)), tg.texts(702)
