@@ -54,6 +54,7 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "NEMO_LIMIT_QUEUE": ("2", "2"),
     "NEMO_ADMIN_USERS": ("123,456", "123,456"),
     "NEMO_REPLICA_NAME": ("bot-a", "bot-a"),
+    "NEMO_REPLICA_LEASE": ("12.5", "12.5"),
 }
 #: Settings that only make sense with another one set too.
 COMPANIONS: dict[str, dict[str, str]] = {
