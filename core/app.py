@@ -21,6 +21,7 @@ from core.config import Settings
 from core.explain import Explainer
 from core.exports import Exports
 from core.gate import LocalSessionGate, SessionGate
+from core.history import History
 from core.lease_gate import StoreSessionGate
 from core.metrics import Metrics
 from core.polling import PollPolicy
@@ -89,6 +90,7 @@ def build_service(
         exports=Exports(client=client, store=store, calls=calls, project=project, renders=renders),
         renders=renders,
         metrics=metrics,
+        history=History(store=store, client=client),
     )
 
 

@@ -19,6 +19,9 @@ A message that starts with a ``/command`` that is none of ours is
 :attr:`Intent.UNKNOWN` (the user is told the commands; the backend never sees
 it), except ``/attach`` (the terminal's word for sending a file), which is an
 upload with nothing attached when no file came with it.
+
+``open`` takes a project number ("open 2", "/open 2", "打开 2"): an open phrase
+followed by a number is :attr:`Intent.OPEN` too.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ _MAX_COMMAND_CHARS = 48
 # "/foo", "/foo@some_bot", "/foo rest of the text" (but not a path such as "/tmp/x.mp4").
 _SLASH = re.compile(r"^/([^\W\d]\w{0,31})(?:@\w+)?(?=\s|$)")
 _UPLOAD_WORDS = frozenset({"attach", "upload", "file", "files"})
+# "open 2", "/open 2", "打开2": an open phrase followed by a project number.
+_NUMBERED = re.compile(r"^(.*?)\s*\d{1,4}$")
 
 
 def _fold(text: str) -> str:
@@ -131,7 +136,11 @@ def route(text: str, *, has_attachments: bool = False) -> Intent:
         return Intent.CHAT
     intent = Intent.CHAT
     if len(stripped) <= _MAX_COMMAND_CHARS:
-        intent = _PHRASES.get(normalize(stripped), Intent.CHAT)
+        key = normalize(stripped)
+        intent = _PHRASES.get(key, Intent.CHAT)
+        numbered = _NUMBERED.match(key)
+        if intent is Intent.CHAT and numbered and _PHRASES.get(numbered[1]) is Intent.OPEN:
+            intent = Intent.OPEN
     command = slash_command(stripped)
     if intent is Intent.CHAT and command is not None:
         word = command[1:].lower()

@@ -5,7 +5,8 @@ message (:mod:`core.router`), waits for the session's turn (:mod:`core.gate`),
 finds the user's token and session (:mod:`core.accounts`) and hands the
 :class:`~core.request.Request` to the intent's handler: the chat relay
 (:mod:`core.relay`), uploads (:mod:`core.uploads`), exports (:mod:`core.exports`)
-or the project's timeline and credits (:mod:`core.project`). It never raises:
+the project's timeline and credits (:mod:`core.project`), or the user's history
+(:mod:`core.history`). It never raises:
 every failure becomes a friendly message (:mod:`core.explain`), and nothing the
 user sent is lost.
 
@@ -32,6 +33,7 @@ from core.errors import ApiError, TransportError
 from core.explain import Explainer
 from core.exports import Exports
 from core.gate import SessionBusy, SessionGate, SessionKey
+from core.history import History
 from core.language import resolve as resolve_language
 from core.logs import mask_id
 from core.metrics import Metrics
@@ -43,17 +45,20 @@ from core.request import Request
 from core.router import route, slash_command
 from core.types import ChatAdapter, IncomingMessage, Intent, Replier
 from core.uploads import Uploads
-from storage.base import Store
+from storage.base import Store, UserRecord
 
-__all__ = ["ConversationService", "IntentHandler"]
+__all__ = ["ConversationService", "IntentHandler", "UserHandler"]
 
 log = logging.getLogger("nemo.service")
 
 #: What runs one intent, once the request knows who asks.
 IntentHandler = Callable[[Request], Awaitable[None]]
 
+#: What runs an intent that needs only the user (no session of this chat).
+UserHandler = Callable[[Request, UserRecord], Awaitable[None]]
+
 #: Intents that change the session, so wait for its turn; the others only read.
-_EXCLUSIVE = frozenset({Intent.CHAT, Intent.UPLOAD, Intent.EXPORT, Intent.NEW})
+_EXCLUSIVE = frozenset({Intent.CHAT, Intent.UPLOAD, Intent.EXPORT, Intent.NEW, Intent.OPEN})
 
 
 class ConversationService:
@@ -73,6 +78,7 @@ class ConversationService:
         exports: Exports,
         renders: RenderTracker,
         metrics: Metrics,
+        history: History,
     ) -> None:
         self.settings = settings
         self._store = store
@@ -82,6 +88,7 @@ class ConversationService:
         self._project = project
         self.renders = renders
         self.metrics = metrics
+        self._history = history
         self._adapters: dict[str, ChatAdapter] = {}
         self._adopter: asyncio.Task[None] | None = None
         self._handlers: dict[Intent, IntentHandler] = {
@@ -90,6 +97,12 @@ class ConversationService:
             Intent.EXPORT: exports.export,
             Intent.STATUS: project.status,
             Intent.NEW: project.new,
+            Intent.RESEND: history.resend,
+        }
+        # Intents about the person's projects, not this chat's: no session needed.
+        self._user_handlers: dict[Intent, UserHandler] = {
+            Intent.PROJECTS: history.projects,
+            Intent.OPEN: history.open,
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -185,6 +198,9 @@ class ConversationService:
         try:
             user = await self.accounts.user(msg.platform, msg.user_id, msg.language)
             req.lang = user.language
+            if intent in self._user_handlers:  # the store knows: no backend call
+                await self._user_handlers[intent](req, user)
+                return
             token = await self.accounts.token(user)
             if intent is Intent.CREDITS:  # credits follow the person: no project needed
                 await self._project.credits(req, user, token)
@@ -196,6 +212,8 @@ class ConversationService:
             )
             token, session = await self.accounts.with_token(user, token, session_of)
             req.ident = Identity(user, token, session)
+            if intent is Intent.CHAT:  # the first prompt names the project
+                await self._history.note_prompt(req)
             await self._handlers[intent](req)
         except ApiError as exc:
             self.metrics.error(exc.code)

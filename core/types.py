@@ -40,6 +40,9 @@ class Intent(enum.Enum):
     HELP = "help"
     START = "start"
     NEW = "new"
+    PROJECTS = "projects"  # the user's recent projects
+    OPEN = "open"  # switch back to project N of that list
+    RESEND = "resend"  # send the current project's last video again
     CHAT = "chat"
     UNKNOWN = "unknown"  # a /command that is none of ours: never sent to the backend
 

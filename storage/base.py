@@ -76,6 +76,23 @@ class RenderRecord:
     claimed_by: str | None = None
 
 
+@dataclass(slots=True)
+class ProjectRecord:
+    """One project a user has had: a backend session, kept after a new one replaces it."""
+
+    platform: str
+    user_id: str
+    session_id: str
+    chat_id: str
+    task_id: str | None = None
+    title: str | None = None
+    """The user's first prompt in the project (None until they wrote one)."""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    has_video: bool = False
+    """Whether a render of it completed with a file (read from renders, not stored)."""
+
+
 class StoreError(RuntimeError):
     """The store cannot be used as configured. ``str()`` is one line for the operator."""
 
@@ -159,10 +176,35 @@ class Store(Protocol):
         """The session of this user in this chat, or None."""
 
     async def save_session(self, session: SessionRecord) -> None:
-        """Insert or replace (by platform + user_id + chat_id); sets timestamps."""
+        """Insert or replace (by platform + user_id + chat_id); sets timestamps.
+
+        The session also becomes (or stays) one of the user's projects
+        (:meth:`list_projects`), marked as used now.
+        """
 
     async def save_draft(self, platform: str, user_id: str, chat_id: str, draft_json: str) -> None:
         """Remember the last draft seen for this session."""
+
+    # -- history -------------------------------------------------------------------
+
+    async def title_project(self, platform: str, user_id: str, session_id: str, title: str) -> bool:
+        """Name the project after ``title`` unless it has a name; marks it used now.
+
+        True when the title was set (the project had none).
+        """
+
+    async def list_projects(
+        self, platform: str, user_id: str, *, limit: int = 10
+    ) -> list[ProjectRecord]:
+        """The user's projects, most recently used first, with ``has_video`` filled in."""
+
+    async def get_project(
+        self, platform: str, user_id: str, session_id: str
+    ) -> ProjectRecord | None:
+        """One of the user's projects, or None."""
+
+    async def last_video(self, session_id: str) -> RenderRecord | None:
+        """The newest render of the session that completed with a file, or None."""
 
     async def add_render(self, render: RenderRecord) -> None:
         """Persist a new render job."""

@@ -36,6 +36,7 @@ from . import migrate
 from .base import IntegrityError, RenderRecord, SessionRecord, StoreError, UserRecord
 from .migrate import Migration
 from .postgres_coord import CHANNEL, PostgresCoordination
+from .postgres_history import PostgresHistory
 from .secrets import PREFIX, TokenCipher, check_readable
 from .wakeups import Wakeups
 
@@ -108,7 +109,16 @@ def _placeholders(n: int, start: int = 1) -> str:
     return ", ".join(f"${i}" for i in range(start, start + n))
 
 
-class PostgresStore(PostgresCoordination):
+# save_session's second step: the session is (still) one of the user's projects.
+_REMEMBER_PROJECT = (
+    "INSERT INTO projects (platform, user_id, session_id, chat_id, task_id, created_at, "
+    "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) "
+    "ON CONFLICT (platform, user_id, session_id) DO UPDATE SET "
+    "chat_id = EXCLUDED.chat_id, updated_at = EXCLUDED.updated_at"
+)
+
+
+class PostgresStore(PostgresHistory, PostgresCoordination):
     """A :class:`storage.base.Store` in a PostgreSQL database.
 
     ``url`` is ``postgresql://user:password@host:port/dbname`` (or ``postgres://``).
@@ -370,7 +380,7 @@ class PostgresStore(PostgresCoordination):
         values = {name: getattr(session, name) for name in _SESSION_COLUMNS}
         values["created_at"] = now
         values["updated_at"] = now
-        row = await self._fetchrow(
+        sql = (
             f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "
             f"VALUES ({_placeholders(len(_SESSION_COLUMNS))}) "
             "ON CONFLICT (platform, user_id, chat_id) DO UPDATE SET "
@@ -378,9 +388,22 @@ class PostgresStore(PostgresCoordination):
             "draft_json = EXCLUDED.draft_json, updated_at = EXCLUDED.updated_at, "
             "created_at = CASE WHEN sessions.session_id = EXCLUDED.session_id "
             "THEN sessions.created_at ELSE EXCLUDED.created_at END "
-            "RETURNING created_at",
-            *values.values(),
+            "RETURNING created_at"
         )
+        try:
+            async with self._require().acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(sql, *values.values())
+                await conn.execute(
+                    _REMEMBER_PROJECT,
+                    session.platform,
+                    session.user_id,
+                    session.session_id,
+                    session.chat_id,
+                    session.task_id,
+                    now,
+                )
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(str(exc)) from exc
         session.created_at = float(row[0]) if row is not None else now
         session.updated_at = now
 

@@ -41,6 +41,7 @@ from .base import IntegrityError, RenderRecord, SessionRecord, UserRecord
 from .migrate import Migration
 from .secrets import PREFIX, TokenCipher, check_readable
 from .sqlite_coord import SQLiteCoordination
+from .sqlite_history import SQLiteHistory
 from .wakeups import Wakeups
 
 __all__ = ["MEMORY", "Migration", "SQLiteStore", "load_migrations"]
@@ -121,7 +122,16 @@ def _prepare_file(path: Path) -> None:
     os.close(fd)
 
 
-class SQLiteStore(SQLiteCoordination):
+# save_session's second step: the session is (still) one of the user's projects.
+_REMEMBER_PROJECT = (
+    "INSERT INTO projects (platform, user_id, session_id, chat_id, task_id, created_at, "
+    "updated_at) VALUES (:platform, :user_id, :session_id, :chat_id, :task_id, :created_at, "
+    ":updated_at) ON CONFLICT (platform, user_id, session_id) DO UPDATE SET "
+    "chat_id = excluded.chat_id, updated_at = excluded.updated_at"
+)
+
+
+class SQLiteStore(SQLiteHistory, SQLiteCoordination):
     """A :class:`storage.base.Store` kept in one SQLite file (or ``":memory:"``).
 
     Use ``await store.open()`` / ``await store.close()``, or
@@ -387,7 +397,12 @@ class SQLiteStore(SQLiteCoordination):
             "THEN sessions.created_at ELSE excluded.created_at END "
             "RETURNING created_at"
         )
-        row = await self._fetchone(sql, values)
+        async with self._transaction() as conn:
+            try:
+                row = await (await conn.execute(sql, values)).fetchone()
+                await conn.execute(_REMEMBER_PROJECT, values)
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityError(str(exc)) from exc
         session.created_at = float(row[0]) if row is not None else now
         session.updated_at = now
 

@@ -173,7 +173,18 @@ async def test_command_sync_payload_has_a_description_in_every_language(
         pass
     (sync,) = fake.find("PUT", f"/applications/{fake.app_id}/commands")
     commands = {c["name"]: c for c in sync.json}
-    assert set(commands) == {"video", "upload", "export", "status", "credits", "new", "help"}
+    assert set(commands) == {
+        "video",
+        "upload",
+        "export",
+        "status",
+        "credits",
+        "new",
+        "help",
+        "projects",
+        "open",
+        "resend",
+    }
     for command in commands.values():
         assert command["description"]
         assert set(command["description_localizations"]) == {

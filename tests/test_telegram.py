@@ -187,7 +187,7 @@ async def test_startup_sets_english_and_chinese_commands(tg: FakeTelegram, tmp_p
         assert service.adapters["telegram"] is bot
         assert bot.app.bot.username == "nemo_test_bot"
     names = [c["command"] for c in tg.commands[None]]
-    assert names == ["start", "help", "new", "status", "credits", "export"]
+    assert names == ["start", "help", "new", "status", "credits", "export", "projects", "resend"]
     assert (
         "zh" in tg.commands
         and tg.commands["zh"][0]["description"] != tg.commands[None][0]["description"]

@@ -90,4 +90,24 @@ def build_commands() -> list[app_commands.Command[Any, ..., None]]:
             interaction, text="help", intent=Intent.HELP, ephemeral=True
         )
 
-    return [video, upload, export, status, credits, new, help_]
+    @app_commands.command(name="projects", description=_("projects"))
+    async def projects(interaction: discord.Interaction) -> None:
+        """List the user's recent projects, to them only."""
+        await _bot(interaction).run_command(
+            interaction, text="projects", intent=Intent.PROJECTS, ephemeral=True
+        )
+
+    @app_commands.command(name="open", description=_("open"))
+    @app_commands.describe(number=_("open_number"))
+    async def open_(
+        interaction: discord.Interaction, number: app_commands.Range[int, 1, 99]
+    ) -> None:
+        """Go back to project ``number`` of /projects."""
+        await _bot(interaction).run_command(interaction, text=f"open {number}", intent=Intent.OPEN)
+
+    @app_commands.command(name="resend", description=_("resend"))
+    async def resend(interaction: discord.Interaction) -> None:
+        """Send the current project's last video again."""
+        await _bot(interaction).run_command(interaction, text="resend", intent=Intent.RESEND)
+
+    return [video, upload, export, status, credits, new, help_, projects, open_, resend]

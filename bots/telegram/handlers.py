@@ -125,6 +125,9 @@ class UpdateHandlers:
         app.add_handler(CommandHandler("status", self.on_status, filters=_NEW_MESSAGES))
         app.add_handler(CommandHandler("credits", self.on_credits, filters=_NEW_MESSAGES))
         app.add_handler(CommandHandler("export", self.on_export, filters=_NEW_MESSAGES))
+        app.add_handler(CommandHandler("projects", self.on_projects, filters=_NEW_MESSAGES))
+        app.add_handler(CommandHandler("open", self.on_open, filters=_NEW_MESSAGES))
+        app.add_handler(CommandHandler("resend", self.on_resend, filters=_NEW_MESSAGES))
         app.add_handler(MessageHandler(_NEW_MESSAGES & _MEDIA, self.on_media))
         app.add_handler(MessageHandler(_NEW_MESSAGES & filters.TEXT, self.on_text))
         app.add_handler(MessageHandler(_NEW_MESSAGES & _OTHER_PRIVATE, self.on_other))
@@ -154,6 +157,18 @@ class UpdateHandlers:
     async def on_export(self, update: Update, context: Context) -> None:
         """/export: render and deliver the MP4."""
         await self._command(update, context, Intent.EXPORT)
+
+    async def on_projects(self, update: Update, context: Context) -> None:
+        """/projects: the user's recent projects."""
+        await self._command(update, context, Intent.PROJECTS)
+
+    async def on_open(self, update: Update, context: Context) -> None:
+        """/open N: go back to project N of the list."""
+        await self._command(update, context, Intent.OPEN)
+
+    async def on_resend(self, update: Update, context: Context) -> None:
+        """/resend: send the current project's last video again."""
+        await self._command(update, context, Intent.RESEND)
 
     async def on_text(self, update: Update, context: Context) -> None:
         """A text message: a request in private chats; in groups only when addressed to us."""

@@ -791,7 +791,8 @@ class FakeDiscord:
             payload.pop("channel_id", None)
             payload.pop("channel", None)
         opts: list[dict[str, Any]] = [
-            {"name": k, "type": 3, "value": v} for k, v in (options or {}).items()
+            {"name": k, "type": 4 if isinstance(v, int) else 3, "value": v}
+            for k, v in (options or {}).items()
         ]
         resolved: dict[str, Any] = {}
         for opt_name, att in (attachments or {}).items():
