@@ -200,6 +200,8 @@ async def test_telegram_registers_the_command_menu_in_every_language(
             "status",
             "credits",
             "export",
+            "projects",
+            "resend",
         ]
         assert [c["description"] for c in menu] == [
             t(f"telegram.commands.{c['command']}", lang) for c in menu
