@@ -87,7 +87,9 @@ class StoreSessionGate:
         self._members[key] = members + 1
         # Without a platform number, the arrival time orders the waiters (microseconds).
         seq = order if order is not None else time.time_ns() // 1000
-        owner = f"{self._replica}/{uuid.uuid4().hex[:12]}"
+        # The seq rides in the owner, so a waiter can tell a later message holding the
+        # lease only while it settles (see _yield_to_earlier).
+        owner = f"{self._replica}/{uuid.uuid4().hex[:12]}#{seq}"
         name = str(key)
         lease: Lease | None = None
         try:
@@ -115,6 +117,7 @@ class StoreSessionGate:
     ) -> Lease:
         told = False
         settled = not numbered or self._settle <= 0
+        settled_peer = settled
         while True:
             lease = await self._store.try_acquire_lease(name, owner=owner, seq=seq, ttl=self._ttl)
             if lease is not None and not settled:
@@ -122,12 +125,26 @@ class StoreSessionGate:
                 lease = await self._yield_to_earlier(lease, seq)
             if lease is not None:
                 return lease
+            if not settled_peer:
+                settled_peer = True
+                if await self._later_holds(name, seq):
+                    # A later message holds the lease only while it settles (see
+                    # _yield_to_earlier): it hands over soon; no need to tell the user.
+                    await self._store.wait_for_lease(name, self._settle * 2)
+                    continue
             if not told:
                 told = True
                 if on_wait is not None:
                     await on_wait()  # may take a while: look again before sleeping
                     continue
             await self._store.wait_for_lease(name, self._poll)
+
+    async def _later_holds(self, name: str, seq: int) -> bool:
+        holder = await self._store.get_lease(name)
+        if holder is None:
+            return False
+        _, _, held_seq = holder.owner.rpartition("#")
+        return held_seq.isdigit() and int(held_seq) > seq
 
     async def _yield_to_earlier(self, lease: Lease, seq: int) -> Lease | None:
         """Hand the lease on if an earlier-numbered request queued meanwhile.

@@ -94,6 +94,20 @@ async def test_waiters_are_served_in_sequence_order(store: AnyStore, clock: Fake
     assert served == [5, 6, 7]
 
 
+async def test_first_waiter_is_the_lowest_live_one(store: AnyStore, clock: FakeClock) -> None:
+    assert await store.first_waiter("k") is None
+    holder = await store.try_acquire_lease("k", owner="h", seq=9, ttl=30)
+    assert holder is not None
+    assert await store.first_waiter("k") is None  # the holder no longer waits
+    assert await store.try_acquire_lease("k", owner="x", seq=12, ttl=5) is None
+    assert await store.try_acquire_lease("k", owner="y", seq=10, ttl=30) is None
+    assert await store.first_waiter("k") == 10
+    await store.abandon_wait("k", owner="y", seq=10)
+    assert await store.first_waiter("k") == 12
+    clock.advance(6)  # x stopped refreshing its place
+    assert await store.first_waiter("k") is None
+
+
 async def test_a_dead_waiter_stops_blocking_and_abandon_leaves_the_queue(
     store: AnyStore,
     clock: FakeClock,

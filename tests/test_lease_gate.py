@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,6 +86,36 @@ async def test_two_replicas_run_a_sessions_requests_one_at_a_time_in_order(
         await asyncio.wait_for(asyncio.gather(holder, *tasks), 60)
         assert starts == sorted(arrival)
         assert await _waiters(target) == 0
+
+
+async def test_an_earlier_message_arriving_a_moment_later_still_goes_first(
+    target: Path | str,
+) -> None:
+    """Message 11 reaches replica b and finds the session free; message 10 reaches
+    replica a a moment later: 10 runs first, 11 is told it waits, then runs."""
+    async with make_store(target) as sa, make_store(target) as sb:
+        a = StoreSessionGate(sa, replica="a", poll=0.2, settle=0.5)
+        b = StoreSessionGate(sb, replica="b", poll=0.2, settle=0.5)
+        order: list[int] = []
+        told: list[int] = []
+
+        async def request(gate: StoreSessionGate, seq: int) -> None:
+            async def on_wait() -> None:
+                told.append(seq)
+
+            async with gate.hold(KEY, seq, on_wait=on_wait):
+                order.append(seq)
+                await asyncio.sleep(0.05)
+
+        later = asyncio.create_task(request(b, 11))
+        await _until(lambda: _waiters_or_lease(sb))
+        await asyncio.wait_for(asyncio.gather(later, request(a, 10)), 30)
+        assert order == [10, 11]
+        assert told == [11]
+
+
+async def _waiters_or_lease(store: Any) -> bool:
+    return await store.get_lease(str(KEY)) is not None
 
 
 async def test_other_sessions_do_not_wait(target: Path | str) -> None:

@@ -48,7 +48,14 @@ class Replica:
 
 
 async def _start_replicas(
-    n: int, *, tg: FakeTelegram, sim: Simulator, db: str, cwd: Path, lease: float
+    n: int,
+    *,
+    tg: FakeTelegram,
+    sim: Simulator,
+    db: str,
+    cwd: Path,
+    lease: float,
+    **extra: object,
 ) -> list[Replica]:
     replicas = []
     for i in range(n):
@@ -63,6 +70,7 @@ async def _start_replicas(
             NEMO_REPLICA_NAME=name,
             NEMO_REPLICA_LEASE=lease,
             NEMO_LOG_LEVEL="INFO",
+            **extra,
         )
         args = ("telegram", "--webhook-url", f"http://127.0.0.1:{port}/tg")
         args += ("--webhook-port", str(port), "--webhook-listen", "127.0.0.1")
@@ -237,3 +245,55 @@ async def test_a_replica_killed_mid_stream_and_mid_render_loses_nothing(
         assert _prompts(sim).count(CUT) == 1
         assert _prompts(sim).count("add rain sounds") == 1
         assert any("dropped before it finished" in t for t in tg.texts(702)), tg.texts(702)
+
+
+async def test_replicas_share_the_overall_budget(
+    pg_url: str, sim: Simulator, tmp_path: Path
+) -> None:
+    """Three replicas at TELEGRAM_OVERALL_RATE=4 never send more than 4 messages a second."""
+    rate = 4
+    async with (
+        FakeTelegram(overall_rate=rate) as tg,
+        _replicas(
+            3, tg=tg, sim=sim, db=pg_url, cwd=tmp_path, lease=30.0, TELEGRAM_OVERALL_RATE=rate
+        ) as replicas,
+        aiohttp.ClientSession() as http,
+    ):
+        users = list(range(801, 821))
+        updates = [_update(tg, user, "/help") for user in users]
+        posts = [_post(http, replicas[i % 3], u) for i, u in enumerate(updates)]
+        assert set(await asyncio.gather(*posts)) == {200}
+        await wait_until(
+            lambda: all(tg.texts(user) for user in users), within=90, what="every /help answered"
+        )
+        sent = sorted(c.at for c in tg.calls if c.method == "sendMessage" and c.status == 200)
+    assert len(sent) == len(users)
+    assert tg.hits == {} or sum(tg.hits.values()) == 0, tg.hits
+    for i in range(len(sent) - rate):  # no one-second window holds more than the budget
+        assert sent[i + rate] - sent[i] >= 1.0, sent[i : i + rate + 1]
+    # Spread over 20/4 = 5 s at least: the budget was not multiplied by the replicas.
+    assert sent[-1] - sent[0] >= (len(users) - rate) / rate
+
+
+async def test_one_webhook_process_on_sqlite_answers_a_redelivered_update_once(
+    tg: FakeTelegram, sim: Simulator, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "bot.db")
+    async with (
+        _replicas(1, tg=tg, sim=sim, db=db, cwd=tmp_path, lease=30.0) as [replica],
+        aiohttp.ClientSession() as http,
+    ):
+        update = _update(tg, 901, "/help")
+        assert await _post(http, replica, update) == 200
+        await wait_until(lambda: tg.texts(901), within=30, what="the answer")
+        assert await _post(http, replica, update) == 200  # Telegram re-delivers it
+        other = _update(tg, 902, "/help")
+        assert await _post(http, replica, other) == 200
+        await wait_until(lambda: tg.texts(902), within=30, what="the next update's answer")
+        await asyncio.sleep(0.5)
+        assert len(tg.texts(901)) == 1
+        bad = dict(update, update_id=update["update_id"] + 1000)
+        async with http.post(replica.url, json=bad) as resp:  # no secret header
+            assert resp.status == 403
+        async with http.post(replica.url, data=b"{not json", headers=HEADER) as resp:
+            assert resp.status == 400
