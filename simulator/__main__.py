@@ -21,6 +21,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--slow-step-seconds", type=float, default=SimConfig.slow_step_seconds)
     p.add_argument("--silent-edit-ratio", type=float, default=SimConfig.silent_edit_ratio)
     p.add_argument("--old-style-ratio", type=float, default=SimConfig.old_style_ratio)
+    p.add_argument(
+        "--gui-phrase-ratio",
+        type=float,
+        default=SimConfig.gui_phrase_ratio,
+        help="share of replies that talk about the web app's screen",
+    )
     p.add_argument("--initial-credits", type=int, default=SimConfig.initial_credits)
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument(
@@ -49,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         slow_step_seconds=a.slow_step_seconds,
         silent_edit_ratio=a.silent_edit_ratio,
         old_style_ratio=a.old_style_ratio,
+        gui_phrase_ratio=a.gui_phrase_ratio,
         initial_credits=a.initial_credits,
         fault_rate=a.fault_rate,
         fault_kinds=tuple(k for k in a.fault_kinds.split(",") if k),

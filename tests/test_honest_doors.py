@@ -31,8 +31,10 @@ DONE = re.compile(r"✅|\bDone\b|完成")
 
 @pytest.fixture(scope="module")
 def steady_sim() -> Iterator[str]:
-    """A simulator process whose replies are deterministic (no silent edits, ADK events only)."""
-    knobs = ("--silent-edit-ratio", "0", "--old-style-ratio", "0")
+    """A simulator process whose replies are deterministic (no silent edits, ADK events only,
+    no talk of the web app's screen: a cut reply pointing at "the timeline below" would
+    rightly bring the timeline after its verdict)."""
+    knobs = ("--silent-edit-ratio", "0", "--old-style-ratio", "0", "--gui-phrase-ratio", "0")
     with sim_process(*knobs, program=("simulator",)) as url:
         yield url
 

@@ -49,6 +49,12 @@ def _renders(db: Path) -> list[tuple[Any, ...]]:
     return db_rows(db, "SELECT render_id, chat_id, delivered_at FROM renders")
 
 
+def _accepted(db: Path) -> list[tuple[Any, ...]]:
+    """Render rows the backend has accepted. The row is written (``submitting``) before
+    the export is sent, so its mere presence does not mean the backend has it yet."""
+    return db_rows(db, "SELECT render_id FROM renders WHERE status != 'submitting'")
+
+
 # ------------------------------------------------------------- kill -9: terminal chat
 
 
@@ -60,7 +66,7 @@ async def test_kill_9_during_an_export_then_the_next_run_delivers_it_once(tmp_pa
             "chat", "-m", "make a video of a harbour at dawn", "-m", "export", env=env, cwd=tmp_path
         )
         async with first:
-            await wait_until(lambda: _renders(db), within=30, what="the render row")
+            await wait_until(lambda: _accepted(db), within=30, what="the accepted render")
             assert sim.stats["renders"] == 1
             first.signal(signal.SIGKILL)
             assert await first.wait() == -signal.SIGKILL
@@ -118,11 +124,11 @@ async def start_telegram(tg: FakeTelegram, env: dict[str, str], cwd: Path) -> Bo
 
 
 async def export_in_telegram(tg: FakeTelegram, db: Path, chat: int) -> dict[str, Any]:
-    """Make a clip in a private chat, export it, return once the render is stored."""
+    """Make a clip in a private chat, export it, return once the backend has the render."""
     tg.private_text(chat, "make a clip of waves on a beach")
     await tg.wait_for(lambda: any(m.reply_markup for m in tg.sent_to(chat)), within=20)
     export = tg.private_text(chat, "/export")
-    await wait_until(lambda: _renders(db), within=20, what="the render row")
+    await wait_until(lambda: _accepted(db), within=20, what="the accepted render")
     return export
 
 
@@ -193,7 +199,7 @@ async def test_discord_restart_delivers_a_pending_render_once_to_its_channel(
                 within=20,
             )
             await fake.slash("export")
-            await wait_until(lambda: _renders(db), within=20, what="the render row")
+            await wait_until(lambda: _accepted(db), within=20, what="the accepted render")
         assert not deliveries(fake)
 
         async with (
