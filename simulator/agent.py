@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 from collections import Counter
 from dataclasses import dataclass
 
@@ -83,15 +84,18 @@ async def run_turn(turn: Turn) -> None:
     beats = 0
 
     async def beat(seconds: float) -> None:
+        # One heartbeat now and one per interval until ``seconds`` have passed, on a fixed
+        # schedule: how many there are depends on the settings only, never on how late a
+        # busy machine wakes this task (a seed replays the same stream, heartbeats too).
         nonlocal beats
-        end = loop.time() + seconds
-        while True:
+        interval = cfg.heartbeat_interval
+        count = 1 + (math.ceil(seconds / interval - 1e-9) if interval > 0 else 0)
+        start = loop.time()
+        for i in range(count):
+            if i:
+                await asyncio.sleep(max(0.0, start + min(i * interval, seconds) - loop.time()))
             put(sse.heartbeat(beats, old))
             beats += 1
-            left = end - loop.time()
-            if left <= 0:
-                return
-            await asyncio.sleep(min(cfg.heartbeat_interval, left))
 
     turn.stats["chat_turns"] += 1
     try:
