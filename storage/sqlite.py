@@ -252,6 +252,18 @@ class SQLiteStore(SQLiteHistory, SQLiteCoordination):
             )
             try:
                 await conn.executescript(script)
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    await conn.rollback()
+                # Processes opening one new file together (shard processes on one host)
+                # read the old version, then queue for the write lock: a later one finds
+                # the migration done by an earlier one. Anything else is a real failure.
+                async with conn.execute("PRAGMA user_version") as cur:
+                    row = await cur.fetchone()
+                current = int(row[0]) if row is not None else 0
+                if migration.version > current:
+                    raise
+                log.info("storage migration %s was applied by another process", migration.name)
             except BaseException:
                 if conn.in_transaction:
                     await conn.rollback()

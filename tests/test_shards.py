@@ -171,7 +171,11 @@ async def _two_shard_processes(sim: Simulator, tmp_path: Path, *, database: obje
             BotProcess("discord", env=env_a, cwd=tmp_path) as proc_a,
             BotProcess("discord", env=env_b, cwd=dir_b) as proc_b,
         ):
-            await fake.wait_connected(2, within=60)
+            try:
+                await fake.wait_connected(2, within=60)
+            except TimeoutError:
+                logs = "\n".join(p.stderr[-2000:] for p in (proc_a, proc_b))
+                raise AssertionError(f"the shard processes did not connect:\n{logs}") from None
             for proc in (proc_a, proc_b):
                 await wait_until(
                     lambda p=proc: "all platforms up" in p.stderr, within=60, what="ready"
@@ -281,3 +285,29 @@ class _Silent:
 
     async def handle(self, msg: object, replier: object) -> None:
         raise AssertionError("no request expected")
+
+
+async def test_too_few_shards_stop_the_process_with_one_line_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    async with FakeDiscord() as fake:
+        fake.required_shards = 4  # as Discord closes a bot past 2,500 servers per shard
+        env = bot_env(
+            DISCORD_BOT_TOKEN=TOKEN,
+            DISCORD_API_BASE=fake.api_base,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            NEMO_BOT_DB=tmp_path / "bot.db",
+            DISCORD_SHARD_COUNT=2,
+            DISCORD_SHARD_IDS="1",
+            NEMO_LOG_LEVEL="ERROR",
+        )
+        async with BotProcess("discord", env=env, cwd=tmp_path) as bot:
+            code = await bot.wait(within=60)
+    assert code == 1
+    [line] = bot.stderr.splitlines()
+    assert line == (
+        "nemo-bot: discord stopped: SettingsError: DISCORD_SHARD_COUNT: Discord requires "
+        "more shards for this bot (above 2,500 servers a shard); raise it (running shards 1 "
+        "of 2; gateway close code 4011)"
+    )
+    assert TOKEN not in bot.stderr

@@ -241,6 +241,24 @@ async def test_replicas_starting_together_migrate_once(pg_url: str) -> None:
         await asyncio.gather(*(s.close() for s in stores))
 
 
+async def test_processes_opening_one_new_sqlite_file_together_migrate_once(
+    tmp_path: Path,
+) -> None:
+    # Shard processes on one host share the file: the first start of each races the others.
+    for attempt in range(5):
+        path = tmp_path / f"bot-{attempt}.db"
+        stores = [SQLiteStore(path) for _ in range(4)]
+        await asyncio.gather(*(s.open() for s in stores))
+        try:
+            await stores[0].save_user(user())
+            with raw(path) as conn:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                assert version == len(load_migrations())
+                assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 1
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
+
+
 async def test_unreachable_postgres_is_one_clear_line_without_the_password() -> None:
     with socket.socket() as s:  # bound, never listening: connections are refused
         s.bind(("127.0.0.1", 0))

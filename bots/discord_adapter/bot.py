@@ -58,6 +58,12 @@ TOKEN_LIFETIME = 14 * 60.0
 EDIT_INTERVAL = 1.5
 """Seconds between two edits of one message."""
 
+#: Gateway close codes that mean the shard settings are wrong, and what to do.
+_SHARD_CLOSES = {
+    4010: "Discord refused the shard it was sent (an invalid shard)",
+    4011: "Discord requires more shards for this bot (above 2,500 servers a shard); raise it",
+}
+
 SHUTDOWN_GRACE = 10.0
 """Seconds running requests get to finish when the bot closes; the rest are cancelled."""
 
@@ -461,4 +467,14 @@ async def run_discord(
             if not runner.done():
                 runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await runner  # surfaces a failed log-in or a fatal gateway close
+                try:
+                    await runner  # surfaces a failed log-in or a fatal gateway close
+                except discord.ConnectionClosed as exc:
+                    problem = _SHARD_CLOSES.get(exc.code)
+                    if problem is None:
+                        raise
+                    ids, count = settings.discord_shards
+                    raise SettingsError(
+                        f"DISCORD_SHARD_COUNT: {problem} (running shards "
+                        f"{','.join(map(str, ids))} of {count}; gateway close code {exc.code})"
+                    ) from None

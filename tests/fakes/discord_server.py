@@ -140,6 +140,7 @@ class FakeDiscord:
         self.commands: list[dict[str, Any]] = []
         self.identifies: list[dict[str, Any]] = []
         self.resumes: list[dict[str, Any]] = []
+        self.required_shards = 1  # fewer in an IDENTIFY: closed with 4011, as Discord does
         # Where READY tells clients to resume (Discord names one of its own nodes).
         self.resume_gateway_url: str | None = None
         self.deliveries: list[tuple[str, int]] = []  # (event, shard id) per event sent
@@ -645,6 +646,9 @@ class FakeDiscord:
                 if payload["d"].get("shard"):
                     conn.shard_id, conn.shard_count = map(int, payload["d"]["shard"])
                     conn.sharded = True
+                if conn.shard_count < self.required_shards:
+                    await ws.close(code=4011, message=b"Sharding required.")
+                    break
                 guilds = [g for g in self.guilds if conn.wants(g.id)]
                 await self._send(ws, seq, "READY", self._ready(conn, guilds))
                 for guild in guilds:
