@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from core.accounts import Accounts, RenderOwners
+from core.admin import Admin
 from core.calls import BackendCalls
 from core.client import NemoClient
 from core.config import Settings
@@ -91,6 +92,7 @@ def build_service(
         renders=renders,
         metrics=metrics,
         history=History(store=store, client=client),
+        admin=Admin(settings=settings, store=store, client=client),
     )
 
 

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     allowed_chat_ids: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="NEMO_ALLOWED_CHATS"
     )
+    #: Platform user ids that may use /stats and /broadcast (nobody else sees them).
+    admin_user_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="NEMO_ADMIN_USERS"
+    )
 
     log_level: str = Field("INFO", alias="NEMO_LOG_LEVEL")
     health_port: int | None = Field(None, alias="NEMO_HEALTH_PORT", ge=0, le=65535)
@@ -93,7 +97,7 @@ class Settings(BaseSettings):
     #: before a live replica takes them over; claims are renewed every third of it.
     replica_lease: float = Field(30.0, alias="NEMO_REPLICA_LEASE", ge=1.0, le=3600.0)
 
-    @field_validator("allowed_user_ids", "allowed_chat_ids", mode="before")
+    @field_validator("allowed_user_ids", "allowed_chat_ids", "admin_user_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split_ids(value)
@@ -192,6 +196,10 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         """The upload cap in bytes."""
         return self.max_upload_mb * 1024 * 1024
+
+    def is_admin(self, user_id: str) -> bool:
+        """Whether ``user_id`` is one of ``NEMO_ADMIN_USERS``."""
+        return user_id in self.admin_user_ids
 
     def is_allowed(self, user_id: str, chat_id: str) -> bool:
         """Whether the allowlist (if any) admits this user in this chat."""

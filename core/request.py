@@ -26,6 +26,10 @@ class Request:
     replier: Replier
     lang: str | None = None
     _ident: Identity | None = None
+    outcome: str = "ok"
+    """How the request ended, for /stats: ok, refused, busy, error or unexpected."""
+    error: str | None = None
+    """The backend's error code (or ``transport``) when it failed."""
 
     @classmethod
     def of(cls, msg: IncomingMessage, replier: Replier) -> Request:
@@ -43,6 +47,10 @@ class Request:
     def ident(self, ident: Identity) -> None:
         self._ident = ident
         self.lang = ident.user.language or self.lang
+
+    def fail(self, outcome: str, error: str | None = None) -> None:
+        """Record that the request did not get what it asked for (see :attr:`outcome`)."""
+        self.outcome, self.error = outcome, error
 
     def words(self, key: str, **values: object) -> str:
         """The text ``key`` in the user's language (see :mod:`core.i18n`)."""

@@ -20,6 +20,9 @@ A message that starts with a ``/command`` that is none of ours is
 it), except ``/attach`` (the terminal's word for sending a file), which is an
 upload with nothing attached when no file came with it.
 
+``/stats`` and ``/broadcast TEXT`` are the admins' commands (slash forms only; the
+service decides who may use them).
+
 ``open`` takes a project number ("open 2", "/open 2", "打开 2"): an open phrase
 followed by a number is :attr:`Intent.OPEN` too.
 """
@@ -43,6 +46,9 @@ _MAX_COMMAND_CHARS = 48
 # "/foo", "/foo@some_bot", "/foo rest of the text" (but not a path such as "/tmp/x.mp4").
 _SLASH = re.compile(r"^/([^\W\d]\w{0,31})(?:@\w+)?(?=\s|$)")
 _UPLOAD_WORDS = frozenset({"attach", "upload", "file", "files"})
+# The admins' commands: slash forms only, in no phrase table (nobody else learns them;
+# the service answers anyone else as for any unknown command).
+_ADMIN_COMMANDS = {"stats": Intent.STATS, "broadcast": Intent.BROADCAST}
 # "open 2", "/open 2", "打开2": an open phrase followed by a project number.
 _NUMBERED = re.compile(r"^(.*?)\s*\d{1,4}$")
 
@@ -142,6 +148,8 @@ def route(text: str, *, has_attachments: bool = False) -> Intent:
         if intent is Intent.CHAT and numbered and _PHRASES.get(numbered[1]) is Intent.OPEN:
             intent = Intent.OPEN
     command = slash_command(stripped)
+    if command is not None and command[1:].lower() in _ADMIN_COMMANDS:
+        return _ADMIN_COMMANDS[command[1:].lower()]
     if intent is Intent.CHAT and command is not None:
         word = command[1:].lower()
         if word in _UPLOAD_WORDS:

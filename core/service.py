@@ -28,6 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from core.accounts import Accounts, Identity
+from core.admin import Admin
 from core.config import Settings
 from core.errors import ApiError, TransportError
 from core.explain import Explainer
@@ -57,6 +58,9 @@ IntentHandler = Callable[[Request], Awaitable[None]]
 #: What runs an intent that needs only the user (no session of this chat).
 UserHandler = Callable[[Request, UserRecord], Awaitable[None]]
 
+#: The admins' commands (NEMO_ADMIN_USERS); anyone else is told they are unknown.
+_ADMIN = frozenset({Intent.STATS, Intent.BROADCAST})
+
 #: Intents that change the session, so wait for its turn; the others only read.
 _EXCLUSIVE = frozenset({Intent.CHAT, Intent.UPLOAD, Intent.EXPORT, Intent.NEW, Intent.OPEN})
 
@@ -79,6 +83,7 @@ class ConversationService:
         renders: RenderTracker,
         metrics: Metrics,
         history: History,
+        admin: Admin,
     ) -> None:
         self.settings = settings
         self._store = store
@@ -89,7 +94,9 @@ class ConversationService:
         self.renders = renders
         self.metrics = metrics
         self._history = history
+        self.admin = admin
         self._adapters: dict[str, ChatAdapter] = {}
+        admin.use(self._adapters)  # the same dict: adapters registered later count too
         self._adopter: asyncio.Task[None] | None = None
         self._handlers: dict[Intent, IntentHandler] = {
             Intent.CHAT: relay.chat_intent,
@@ -132,14 +139,17 @@ class ConversationService:
             self._adopter = asyncio.create_task(
                 self.renders.keep_adopting(self._adapters, adopt_every)
             )
+        await self.admin.resume()  # broadcasts a stop interrupted
         return resumed
 
     async def wait_idle(self) -> None:
         """Wait for every render in flight to be delivered (the one-shot CLI uses this)."""
         await self.renders.wait_idle()
+        await self.admin.wait_idle()
 
     async def aclose(self) -> None:
-        """Stop background work; undelivered renders resume at the next start."""
+        """Stop background work; undelivered renders and broadcasts resume at the next start."""
+        await self.admin.aclose()
         if self._adopter is not None:
             self._adopter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,7 +164,15 @@ class ConversationService:
         msg = resolve_language(msg)  # the platform's language, else the text's
         req = Request.of(msg, replier)
         try:
+            await self._handle(req)
+        finally:
+            await self.admin.after(req)  # for /stats; never raises
+
+    async def _handle(self, req: Request) -> None:
+        msg = req.msg
+        try:
             if not self.settings.is_allowed(msg.user_id, msg.chat_id):
+                req.fail("refused")
                 await req.say("not_allowed", private=True)
                 return
             intent = msg.intent or route(msg.text, has_attachments=bool(msg.attachments))
@@ -166,7 +184,19 @@ class ConversationService:
             )
             self.metrics.requests.labels(platform=msg.platform, intent=intent.value).inc()
             if intent in (Intent.HELP, Intent.START):
-                await req.say("welcome" if intent is Intent.START else "help")
+                text = req.words("welcome" if intent is Intent.START else "help")
+                if intent is Intent.HELP and self.admin.is_admin(msg):  # theirs alone
+                    text += "\n\n" + req.words("help_admin")
+                await req.replier.send_text(text)
+                return
+            if intent in _ADMIN:
+                if not self.admin.is_admin(msg):  # nobody else learns these exist
+                    command = slash_command(msg.text) or "/" + intent.value
+                    await req.say("unknown_command", command=command)
+                    return
+                user = await self.accounts.user(msg.platform, msg.user_id, msg.language)
+                req.lang = user.language
+                await (self.admin.stats if intent is Intent.STATS else self.admin.broadcast)(req)
                 return
             if intent is Intent.UNKNOWN:  # not ours: the backend would take it for a prompt
                 await req.say("unknown_command", command=slash_command(msg.text) or msg.text)
@@ -180,6 +210,7 @@ class ConversationService:
                 await self._guarded(req, intent)
         except Exception:
             log.exception("unexpected error while handling a %s message", msg.platform)
+            req.fail("unexpected")
             await quietly(req.say("unexpected"))
 
     async def _in_turn(self, req: Request, intent: Intent) -> None:
@@ -190,6 +221,7 @@ class ConversationService:
             async with self.gate.hold(key, msg.seq, on_wait=lambda: quietly(req.say("queued"))):
                 await self._guarded(req, intent)
         except SessionBusy:
+            req.fail("busy")
             await req.say("busy", private=True)
 
     async def _guarded(self, req: Request, intent: Intent) -> None:
@@ -217,8 +249,10 @@ class ConversationService:
             await self._handlers[intent](req)
         except ApiError as exc:
             self.metrics.error(exc.code)
+            req.fail("error", str(exc.code))
             text = await self._explainer.explain(req, intent, exc)
             await req.replier.send_text(text, private=True)
         except TransportError:
             self.metrics.error("transport")
+            req.fail("error", "transport")
             await req.say("network", private=True)

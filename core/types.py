@@ -43,6 +43,8 @@ class Intent(enum.Enum):
     PROJECTS = "projects"  # the user's recent projects
     OPEN = "open"  # switch back to project N of that list
     RESEND = "resend"  # send the current project's last video again
+    STATS = "stats"  # admins only: /stats
+    BROADCAST = "broadcast"  # admins only: /broadcast TEXT
     CHAT = "chat"
     UNKNOWN = "unknown"  # a /command that is none of ours: never sent to the backend
 

@@ -1,6 +1,7 @@
 """Persistence: the :class:`Store` protocol, its records, and the SQLite and PostgreSQL stores."""
 
 from .base import (
+    BroadcastRecord,
     CounterHit,
     InboundUpdate,
     IntegrityError,
@@ -17,6 +18,7 @@ from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "BroadcastRecord",
     "CounterHit",
     "InboundUpdate",
     "IntegrityError",

@@ -93,6 +93,23 @@ class ProjectRecord:
     """Whether a render of it completed with a file (read from renders, not stored)."""
 
 
+@dataclass(slots=True)
+class BroadcastRecord:
+    """A ``/broadcast``: its text, who asked (for the final count) and how far it got."""
+
+    broadcast_id: int
+    platform: str
+    text: str
+    admin_chat: str
+    admin_user: str
+    cursor: str | None = None
+    """The last user id reached, in user id order (None: nobody yet)."""
+    sent: int = 0
+    failed: int = 0
+    created_at: float = 0.0
+    finished_at: float | None = None
+
+
 class StoreError(RuntimeError):
     """The store cannot be used as configured. ``str()`` is one line for the operator."""
 
@@ -205,6 +222,47 @@ class Store(Protocol):
 
     async def last_video(self, session_id: str) -> RenderRecord | None:
         """The newest render of the session that completed with a file, or None."""
+
+    # -- admin: activity, daily counts, broadcasts ------------------------------------
+
+    async def note_contact(self, platform: str, user_id: str, dm_chat_id: str | None) -> None:
+        """Someone talked to the bot now (``dm_chat_id``: their private chat, if this was one)."""
+
+    async def count_contacts(self, *, since: float) -> int:
+        """How many people (any platform) talked to the bot since ``since``."""
+
+    async def add_daily(self, kind: str, key: str, amount: int = 1) -> None:
+        """Add ``amount`` to today's (UTC) count of (``kind``, ``key``)."""
+
+    async def read_daily(self, kind: str, *, since_day: str) -> dict[str, int]:
+        """The counts of ``kind`` by key, summed over the days from ``since_day`` (YYYY-MM-DD)."""
+
+    async def render_outcomes(self, *, since: float) -> dict[str, int]:
+        """Renders created since ``since``, counted by status."""
+
+    async def delivery_delays(self, *, since: float, limit: int = 10_000) -> list[float]:
+        """Seconds from completion to delivery of videos delivered since ``since`` (newest)."""
+
+    async def start_broadcast(
+        self, platform: str, text: str, *, admin_chat: str, admin_user: str
+    ) -> BroadcastRecord:
+        """Record a new broadcast (nobody reached yet)."""
+
+    async def broadcast_targets(
+        self, platform: str, *, after: str | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """(user id, chat to send to) of ``platform``'s contacts after ``after``, by user id."""
+
+    async def advance_broadcast(
+        self, broadcast_id: int, *, cursor: str, sent: int, failed: int
+    ) -> None:
+        """Move the broadcast's cursor to ``cursor`` and add to its counts."""
+
+    async def finish_broadcast(self, broadcast_id: int) -> BroadcastRecord | None:
+        """Mark the broadcast done; the final record (None if unknown)."""
+
+    async def unfinished_broadcasts(self) -> list[BroadcastRecord]:
+        """Broadcasts not finished (a restart goes on with them), oldest first."""
 
     async def add_render(self, render: RenderRecord) -> None:
         """Persist a new render job."""

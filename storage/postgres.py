@@ -35,6 +35,7 @@ import asyncpg
 from . import migrate
 from .base import IntegrityError, RenderRecord, SessionRecord, StoreError, UserRecord
 from .migrate import Migration
+from .postgres_admin import PostgresAdmin
 from .postgres_coord import CHANNEL, PostgresCoordination
 from .postgres_history import PostgresHistory
 from .secrets import PREFIX, TokenCipher, check_readable
@@ -118,7 +119,7 @@ _REMEMBER_PROJECT = (
 )
 
 
-class PostgresStore(PostgresHistory, PostgresCoordination):
+class PostgresStore(PostgresHistory, PostgresAdmin, PostgresCoordination):
     """A :class:`storage.base.Store` in a PostgreSQL database.
 
     ``url`` is ``postgresql://user:password@host:port/dbname`` (or ``postgres://``).

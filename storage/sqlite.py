@@ -40,6 +40,7 @@ from . import migrate
 from .base import IntegrityError, RenderRecord, SessionRecord, UserRecord
 from .migrate import Migration
 from .secrets import PREFIX, TokenCipher, check_readable
+from .sqlite_admin import SQLiteAdmin
 from .sqlite_coord import SQLiteCoordination
 from .sqlite_history import SQLiteHistory
 from .wakeups import Wakeups
@@ -131,7 +132,7 @@ _REMEMBER_PROJECT = (
 )
 
 
-class SQLiteStore(SQLiteHistory, SQLiteCoordination):
+class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
     """A :class:`storage.base.Store` kept in one SQLite file (or ``":memory:"``).
 
     Use ``await store.open()`` / ``await store.close()``, or

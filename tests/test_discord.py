@@ -184,6 +184,7 @@ async def test_command_sync_payload_has_a_description_in_every_language(
         "projects",
         "open",
         "resend",
+        "stats",
     }
     for command in commands.values():
         assert command["description"]

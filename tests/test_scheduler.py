@@ -418,3 +418,26 @@ async def test_an_error_status_with_a_readable_answer_is_a_refusal_not_a_maybe(
     with pytest.raises(NetworkError) as caught:
         await job
     assert not isinstance(caught.value, MaybeSent)  # the caller may send it again
+
+
+async def test_a_broadcast_goes_only_when_nothing_a_user_waits_for_is_ready(
+    gate: tuple[OutboundScheduler, GateBudget],
+) -> None:
+    outbox, budget = gate
+    sent: list[str] = []
+    bulk = [
+        outbox.submit(100 + i, recorder(sent, f"bulk{i}"), priority=Priority.BULK, creates=True)
+        for i in range(3)
+    ]
+    budget.open()
+    await bulk[0]  # alone, a broadcast goes out
+    outbox.chat_action(9, recorder(sent, "typing"))
+    users = [
+        outbox.submit(1, recorder(sent, "update"), priority=Priority.UPDATE, creates=False),
+        outbox.submit(2, recorder(sent, "final"), priority=Priority.FINAL, creates=True),
+    ]
+    for _ in range(5):
+        budget.open()
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*users, *bulk)
+    assert sent == ["bulk0", "final", "update", "typing", "bulk1", "bulk2"]

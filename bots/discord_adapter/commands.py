@@ -110,4 +110,12 @@ def build_commands() -> list[app_commands.Command[Any, ..., None]]:
         """Send the current project's last video again."""
         await _bot(interaction).run_command(interaction, text="resend", intent=Intent.RESEND)
 
-    return [video, upload, export, status, credits, new, help_, projects, open_, resend]
+    @app_commands.command(name="stats", description=_("stats"))
+    @app_commands.default_permissions(administrator=True)  # hidden from server members
+    async def stats(interaction: discord.Interaction) -> None:
+        """The operator's statistics (NEMO_ADMIN_USERS only), to the asker only."""
+        await _bot(interaction).run_command(
+            interaction, text="/stats", intent=Intent.STATS, ephemeral=True
+        )
+
+    return [video, upload, export, status, credits, new, help_, projects, open_, resend, stats]

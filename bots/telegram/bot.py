@@ -33,7 +33,7 @@ from bots.telegram.budget import OverallBudget, budget_for
 from bots.telegram.handlers import PLATFORM, UpdateHandlers
 from bots.telegram.logs import TokenRedactor, quiet_http_loggers
 from bots.telegram.replier import Drafts, TelegramReplier
-from bots.telegram.scheduler import ChatLimits, OutboundScheduler
+from bots.telegram.scheduler import ChatLimits, MaybeSent, OutboundScheduler
 from bots.telegram.texts import COMMANDS
 from bots.telegram.webhook import StoredWebhook
 from core.config import Settings
@@ -320,6 +320,25 @@ class TelegramBot:
             reply_to=int(ref.reply_to) if ref.reply_to and ref.reply_to.isdigit() else None,
             language=ref.language,
         )
+
+    async def send_bulk(self, chat_id: str, text: str) -> bool:
+        """A broadcast message to ``chat_id`` at the lowest priority (``core.admin.BulkSender``).
+
+        False when Telegram refused it (the user blocked the bot, the chat is gone);
+        a message whose answer could not be read may be in the chat, so it counts as
+        sent and is not sent again.
+        """
+        replier = self._replier(
+            chat_id=int(chat_id), user_id=chat_id, thread_id=None, reply_to=None, language=None
+        )
+        try:
+            await replier.send_bulk_text(text)
+        except MaybeSent:
+            return True
+        except TelegramError as exc:
+            log.info("telegram: a broadcast message was refused (%s)", type(exc).__name__)
+            return False
+        return True
 
     def _replier(
         self,

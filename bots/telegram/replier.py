@@ -164,6 +164,16 @@ class TelegramReplier:
             lambda: self.send_html(html_text, markup), priority=priority, creates=True
         )
 
+    async def send_bulk_text(self, text: str) -> None:
+        """Send a broadcast message after everything users wait for (``Priority.BULK``).
+
+        Raises the refusal (a user who blocked the bot: ``Forbidden``), or
+        :class:`MaybeSent` when the answer could not be read.
+        """
+        for piece in split_text(text):
+            if piece.strip():
+                await self.submit_html(escape(piece), None, priority=Priority.BULK)
+
     async def send_text(
         self, text: str, *, actions: Sequence[Action] = (), private: bool = False
     ) -> None:

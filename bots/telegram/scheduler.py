@@ -5,7 +5,9 @@ minute) and overall (``TELEGRAM_OVERALL_RATE``, 30 a second by default). With
 hundreds of people asking at once the overall budget is what they wait for, so
 it is spent by priority (:class:`Priority`): final answers and videos first,
 then a request's first visible message, then intermediate stream updates, then
-chat actions (which are dropped rather than queued when they go stale).
+chat actions (which are dropped rather than queued when they go stale), and last
+an operator's broadcast (``BULK``), which gets a slot only when nothing a user
+waits for is ready to go.
 
 The rules:
 
@@ -75,6 +77,7 @@ class Priority(enum.IntEnum):
     FIRST = 1  #: the first visible message of a request
     UPDATE = 2  #: intermediate edits and drafts of a growing reply
     ACTION = 3  #: "typing…" and the like
+    BULK = 4  #: an operator's broadcast: only when no user is waiting for anything
 
 
 class MaybeSent(TelegramError):
@@ -373,11 +376,14 @@ class OutboundScheduler:
             now = loop.time()
             self._promote(now)
             chat = self._peek()
-            if chat is not None:
+            action = None
+            if chat is None or self._ready[0][0] >= Priority.BULK:  # a user's action first
+                action = self._fresh_action(now, take=True)
+            if action is not None:
+                self._launch(self._act(action))
+            elif chat is not None:
                 heapq.heappop(self._ready)
                 self._dispatch(chat, chat.candidate()[2], now)
-            elif (action := self._fresh_action(now, take=True)) is not None:
-                self._launch(self._act(action))
             else:
                 self._slots.release()  # the slot is spent, but nothing was left to send
                 self.budget.answered()

@@ -164,6 +164,8 @@ class FakeTelegram:
         self.flood_limit = flood_limit
         self.overall_rate = overall_rate
         self.drafts_supported = drafts
+        #: Chats whose user blocked the bot: sending there is refused with 403.
+        self.blocked: set[int] = set()
         #: Drafts shown, in order: (chat_id, draft_id, text).
         self.drafts: list[tuple[int, int, str]] = []
         self.hits: collections.Counter[str] = collections.Counter()
@@ -641,6 +643,8 @@ class FakeTelegram:
 
     async def _m_sendMessage(self, params: JSON, files: dict[str, bytes]) -> JSON:
         chat_id = int(params["chat_id"])
+        if chat_id in self.blocked:
+            raise _ApiError(403, "Forbidden: bot was blocked by the user")
         text = _parsed(str(params.get("text", "")), params.get("parse_mode"))
         self._check_text(text, 4096, "message")
         return self._store(chat_id, params, SentMessage(chat_id, 0, text))

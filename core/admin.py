@@ -1,0 +1,250 @@
+"""The operator's tools: ``/stats`` and ``/broadcast``, for ``NEMO_ADMIN_USERS`` only.
+
+Nobody else learns they exist: they are in no help text or menu but the admins',
+and anyone else who types them hears the usual "not a command I know".
+
+What ``/stats`` reads is kept in the store, so it counts every replica and
+survives restarts: each request leaves its outcome in a daily count (and its
+error code when it failed) and marks its sender as seen (:meth:`Admin.after`);
+renders and their delivery times are read from the renders table.
+
+``/broadcast TEXT`` (Telegram only) goes to every Telegram user who has talked to
+the bot, through the adapter's :class:`BulkSender`, which sends at the lowest
+priority of its outbound scheduler: a user's answer always goes first. The
+broadcast walks the contacts in user-id order in small batches and stores its
+place and counts after each batch, so a restart goes on where it stopped (a
+batch cut short by the stop may reach up to :data:`BATCH` people twice). At the
+end the admin gets the count of messages sent and failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
+
+from core.client import NemoClient
+from core.config import Settings
+from core.errors import ApiError, TransportError
+from core.i18n import t
+from core.request import Request
+from core.types import ChatAdapter, ConversationRef, IncomingMessage
+from storage.base import BroadcastRecord, Store
+
+__all__ = ["BATCH", "Admin", "BulkSender", "percentile"]
+
+log = logging.getLogger("nemo.admin")
+
+#: People a broadcast sends to at once before it stores its place.
+BATCH = 10
+#: A person's "last seen" is written at most this often (seconds) per process.
+_SEEN_EVERY = 60.0
+_DAY = 86_400.0
+_BROADCAST = re.compile(r"^\s*/broadcast(?:@\w+)?\b", re.IGNORECASE)
+
+
+@runtime_checkable
+class BulkSender(Protocol):
+    """An adapter that can send low-priority bulk messages (Telegram's)."""
+
+    async def send_bulk(self, chat_id: str, text: str) -> bool:
+        """Send ``text`` to ``chat_id`` after every user-facing message; False if refused."""
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of ``values`` by nearest rank; None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def _counts(counts: Mapping[str, int], none: str) -> str:
+    if not counts:
+        return none
+    return " · ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+class Admin:
+    """Records activity for ``/stats``; answers ``/stats``; runs broadcasts."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        client: NemoClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._client = client
+        self._clock = clock
+        self._seen: dict[tuple[str, str], float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._adapters: Mapping[str, ChatAdapter] = {}
+
+    def is_admin(self, msg: IncomingMessage) -> bool:
+        """Whether the sender is one of ``NEMO_ADMIN_USERS``."""
+        return self._settings.is_admin(msg.user_id)
+
+    # -- activity --------------------------------------------------------------------
+
+    async def after(self, req: Request) -> None:
+        """Count the request's outcome (and error) for today; mark its sender seen. Quiet."""
+        msg = req.msg
+        try:
+            await self._store.add_daily("request", req.outcome)
+            if req.error:
+                await self._store.add_daily("error", req.error)
+            key, now = (msg.platform, msg.user_id), self._clock()
+            if now - self._seen.get(key, -_SEEN_EVERY) >= _SEEN_EVERY or not msg.is_group:
+                # A private chat is always written: it is where a broadcast goes.
+                self._seen[key] = now
+                dm = None if msg.is_group else msg.chat_id
+                await self._store.note_contact(msg.platform, msg.user_id, dm)
+        except Exception:  # statistics never cost a user their answer
+            log.warning("could not record a request for /stats", exc_info=True)
+
+    # -- /stats ----------------------------------------------------------------------
+
+    async def stats(self, req: Request) -> None:
+        """The numbers an operator asks for first."""
+        now = self._clock()
+        week = now - 7 * _DAY
+        first_day = time.strftime("%Y-%m-%d", time.gmtime(now - 6 * _DAY))
+        store, none = self._store, req.words("none")
+        delays = await store.delivery_delays(since=week)
+        p50, p95 = percentile(delays, 0.5), percentile(delays, 0.95)
+        lines = [
+            req.words(
+                "stats",
+                today=await store.count_contacts(since=now - now % _DAY),
+                week=await store.count_contacts(since=week),
+                requests=_counts(await store.read_daily("request", since_day=first_day), none),
+                renders=_counts(await store.render_outcomes(since=week), none),
+                p50=none if p50 is None else f"{p50:.1f} s",
+                p95=none if p95 is None else f"{p95:.1f} s",
+                errors=_counts(await store.read_daily("error", since_day=first_day), none),
+            )
+        ]
+        token = self._settings.nemo_token
+        if token is not None:
+            try:
+                c = await self._client.credits(token.get_secret_value())
+                lines.append(
+                    req.words(
+                        "stats_credits", available=c.available, frozen=c.frozen, total=c.total
+                    )
+                )
+            except (ApiError, TransportError) as exc:
+                log.warning("/stats: the operator token's credits could not be read (%s)", exc)
+                lines.append(req.words("stats_credits_unknown"))
+        await req.replier.send_text("\n".join(lines), private=True)
+
+    # -- /broadcast ------------------------------------------------------------------
+
+    def use(self, adapters: Mapping[str, ChatAdapter]) -> None:
+        """The adapters broadcasts send through (the service's, by platform)."""
+        self._adapters = adapters
+
+    async def broadcast(self, req: Request) -> None:
+        """Start sending the text after ``/broadcast`` to every Telegram user."""
+        msg = req.msg
+        text = _BROADCAST.sub("", msg.text, count=1).strip() if msg.intent is None else msg.text
+        text = text.strip()
+        sender = self._adapters.get("telegram")
+        if msg.platform != "telegram" or not isinstance(sender, BulkSender):
+            await req.say("broadcast_telegram_only", private=True)
+            return
+        if not text:
+            await req.say("broadcast_usage", private=True)
+            return
+        record = await self._store.start_broadcast(
+            "telegram", text, admin_chat=msg.chat_id, admin_user=msg.user_id
+        )
+        log.info("broadcast %d started", record.broadcast_id)
+        await req.say("broadcast_started", private=True)
+        self._spawn(record, sender)
+
+    async def resume(self) -> int:
+        """Go on with the broadcasts a stop interrupted; returns how many."""
+        sender = self._adapters.get("telegram")
+        if not isinstance(sender, BulkSender):
+            return 0
+        pending = await self._store.unfinished_broadcasts()
+        for record in pending:
+            log.info("broadcast %d resumes after user %s", record.broadcast_id, record.cursor)
+            self._spawn(record, sender)
+        return len(pending)
+
+    async def wait_idle(self) -> None:
+        """Wait for the broadcasts running now to finish."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Stop the broadcasts; their place is stored, the next start goes on."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _spawn(self, record: BroadcastRecord, sender: BulkSender) -> None:
+        task = asyncio.create_task(self._run(record, sender), name="broadcast")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, record: BroadcastRecord, sender: BulkSender) -> None:
+        cursor = record.cursor
+        try:
+            while True:
+                batch = await self._store.broadcast_targets(
+                    record.platform, after=cursor, limit=BATCH
+                )
+                if not batch:
+                    break
+                results = await asyncio.gather(
+                    *(self._send(sender, chat, record.text) for _, chat in batch)
+                )
+                cursor = batch[-1][0]
+                sent = sum(results)
+                await self._store.advance_broadcast(
+                    record.broadcast_id, cursor=cursor, sent=sent, failed=len(results) - sent
+                )
+            done = await self._store.finish_broadcast(record.broadcast_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("broadcast %d stopped; it goes on at the next start", record.broadcast_id)
+            return
+        if done is None:
+            return
+        log.info("broadcast %d done: %d sent, %d failed", done.broadcast_id, done.sent, done.failed)
+        adapter = self._adapters.get(done.platform)
+        if adapter is not None:
+            lang = await self._language(done)
+            ref = ConversationRef(done.platform, done.admin_chat, done.admin_user, language=lang)
+            with contextlib.suppress(Exception):
+                await adapter.replier_for(ref).send_text(
+                    t("broadcast_done", lang, sent=done.sent, failed=done.failed)
+                )
+
+    async def _send(self, sender: BulkSender, chat_id: str, text: str) -> bool:
+        try:
+            return await sender.send_bulk(chat_id, text)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("broadcast: a message could not be sent", exc_info=True)
+            return False
+
+    async def _language(self, record: BroadcastRecord) -> str | None:
+        user = await self._store.get_user(record.platform, record.admin_user)
+        return user.language if user else None

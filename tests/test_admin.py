@@ -1,0 +1,160 @@
+"""Admin tools end to end: /stats and /broadcast for NEMO_ADMIN_USERS, hidden from others.
+
+Telegram (PTB against the fake Bot API), Discord (discord.py against the fake) and
+the terminal (`nemo-bot chat -m` as a subprocess, the setting read from a .env file),
+each with the real core against the NemoVideo simulator.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from core.client import NemoClient
+from simulator.server import Simulator
+from storage import make_store
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.simproc import ROOT
+from tests.fakes.telegram_server import FakeTelegram
+from tests.test_discord import content_of, original_edits, running_bot
+from tests.test_discord import fake as fake  # the fixture
+from tests.test_discord import real_core as discord_core
+from tests.test_history import sim_url as sim_url  # the fixture
+from tests.test_telegram import real_core as telegram_core
+from tests.test_telegram import tg as tg  # the fixture
+
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
+ADMIN = 7
+
+
+def last(tg: FakeTelegram, chat: int) -> str:
+    texts = tg.texts(chat)
+    return texts[-1] if texts else ""
+
+
+async def test_telegram_stats_and_a_broadcast_for_the_admin_only(
+    sim: Simulator, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    async with NemoClient(base_url=sim.base_url) as client:
+        operator = (await client.anonymous_token(str(uuid.uuid4()))).token
+    extra = {"NEMO_ADMIN_USERS": f"{ADMIN},99", "NEMO_TOKEN": operator}
+    async with telegram_core(sim, tg, tmp_path, **extra) as (service, _):
+        for user in (1, 2, 3):
+            tg.private_text(user, "help")
+            await tg.wait_for(lambda user=user: tg.texts(user), within=15)  # type: ignore[misc]
+        tg.private_text(1, "/stats")
+        await tg.wait_for(lambda: "isn't a command I know" in last(tg, 1), within=15)
+        tg.private_text(2, "/broadcast you should not see this")
+        await tg.wait_for(lambda: "isn't a command I know" in last(tg, 2), within=15)
+
+        tg.private_text(ADMIN, "make a 10-second clip of a city at night")
+        await tg.wait_for(lambda: any(m.reply_markup for m in tg.sent_to(ADMIN)), within=15)
+        tg.private_text(ADMIN, "/export")
+        await tg.wait_for(lambda: tg.calls_of("sendVideo"), within=20)
+        tg.private_text(ADMIN, "help")
+        await tg.wait_for(lambda: "/broadcast" in last(tg, ADMIN), within=15)
+        tg.private_text(ADMIN, "/stats")
+        await tg.wait_for(lambda: "Stats" in last(tg, ADMIN), within=15)
+        stats = last(tg, ADMIN)
+
+        tg.blocked.add(3)  # this one blocked the bot since
+        tg.private_text(ADMIN, "/broadcast Big news: music videos are here!")
+        await tg.wait_for(lambda: "Broadcast done" in last(tg, ADMIN), within=30)
+        await service.wait_idle()
+
+    assert all("/stats" not in t and "/broadcast" not in t for t in tg.texts(1)[:1])  # help
+    assert "Users: 4 today · 4 in the last 7 days" in stats
+    assert "ok " in stats.split("Requests (7 days):")[1].splitlines()[0]
+    assert "completed 1" in stats.split("Renders (7 days):")[1].splitlines()[0]
+    assert "p50 " in stats and " s · p95 " in stats
+    assert "Operator token credits:" in stats and "available" in stats
+    assert "📣 Broadcast done: 3 sent, 1 failed." in tg.texts(ADMIN)
+    for user in (1, 2, ADMIN):
+        assert tg.texts(user).count("Big news: music videos are here!") == 1
+    assert "Big news" not in " ".join(tg.texts(3))
+
+
+async def test_a_broadcast_goes_on_after_a_restart_from_where_it_stopped(
+    sim: Simulator, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    # The state a stop left behind: user 10 was reached, 11 and 12 not yet.
+    async with make_store(tmp_path / "db.sqlite") as store:
+        for user in ("10", "11", "12"):
+            await store.note_contact("telegram", user, user)
+        record = await store.start_broadcast(
+            "telegram", "Maintenance tonight", admin_chat=str(ADMIN), admin_user=str(ADMIN)
+        )
+        await store.advance_broadcast(record.broadcast_id, cursor="10", sent=1, failed=0)
+
+    async with telegram_core(sim, tg, tmp_path, NEMO_ADMIN_USERS=str(ADMIN)):
+        await tg.wait_for(lambda: "Broadcast done" in last(tg, ADMIN), within=30)
+    assert last(tg, ADMIN) == "📣 Broadcast done: 3 sent, 0 failed."
+    assert tg.texts(10) == []  # not sent twice
+    assert tg.texts(11) == tg.texts(12) == ["Maintenance tonight"]
+    async with make_store(tmp_path / "db.sqlite") as store:
+        assert await store.unfinished_broadcasts() == []
+
+
+async def test_discord_stats_for_the_admin_and_unknown_for_others(
+    sim: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    admin_id = str(fake.alice["id"])
+    async with (
+        discord_core(sim, fake, tmp_path, NEMO_ADMIN_USERS=admin_id) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        other = await fake.slash("stats", user=fake.bob)
+        (refusal,) = await fake.wait_for(original_edits(other), within=20)
+        helped = await fake.slash("help", user=fake.bob)
+        (bob_help,) = await fake.wait_for(original_edits(helped), within=20)
+        admin_help = await fake.slash("help")
+        (alice_help,) = await fake.wait_for(original_edits(admin_help), within=20)
+        mine = await fake.slash("stats")
+        (answer,) = await fake.wait_for(original_edits(mine), within=20)
+    assert "Stats" in content_of(answer) and "Users: 2 today" in content_of(answer)
+    assert "Requests (7 days): ok 3" in content_of(answer)
+    assert "/stats" in content_of(alice_help)
+    assert fake.messages[fake._originals[mine["token"]]]["flags"] & 64  # to the admin only
+    assert "isn't a command I know" in content_of(refusal)
+    assert "/stats" not in content_of(bob_help)
+    stats = next(c for c in fake.commands if c["name"] == "stats")
+    assert str(stats["default_member_permissions"]) == "8"  # server admins only see it
+
+
+def chat(*messages: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`nemo-bot chat -m ...` in ``cwd`` (where its .env is)."""
+    args = [arg for m in messages for arg in ("-m", m)]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("NEMO_", "TELEGRAM_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bots.cli", "chat", *args],
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def test_the_terminal_admin_reads_stats_and_is_told_broadcasts_are_telegrams(
+    sim_url: str, tmp_path: Path
+) -> None:
+    env = {"NEMO_API_BASE": sim_url, "NEMO_BOT_DB": str(tmp_path / "bot.db")}
+    user = os.environ.get("USER") or __import__("getpass").getuser()
+    (tmp_path / ".env").write_text(f"NEMO_ADMIN_USERS=someone,{user}\n")
+    admin = chat("help", "/stats", "/broadcast hello", cwd=tmp_path, env=env)
+    assert admin.returncode == 0, admin.stderr
+    assert "/stats" in admin.stdout and "📊 Stats" in admin.stdout
+    assert "Users: 1 today" in admin.stdout
+    assert "Broadcasts go to Telegram users" in admin.stdout
+
+    (tmp_path / ".env").write_text("NEMO_ADMIN_USERS=someone\n")
+    other = chat("help", "/stats", cwd=tmp_path, env=env)
+    assert other.returncode == 2, other.stderr  # the exit status of an unknown command
+    assert "/stats isn't a command I know" in other.stdout
+    assert "Stats" not in other.stdout and "/broadcast" not in other.stdout
