@@ -78,7 +78,7 @@ _FAILURE_WORDS = {
     ExitCode.FAILED: "something went wrong",
     ExitCode.UNREACHABLE: "the video service could not be reached",
     ExitCode.ATTACHMENT_REFUSED: "an attachment was refused",
-    ExitCode.EXPORT_FAILED: "the export failed",
+    ExitCode.EXPORT_FAILED: "the export failed or could not start",
     ExitCode.REFUSED: "the video service refused a request",
 }
 

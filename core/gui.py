@@ -1,10 +1,11 @@
 """Translate the backend's GUI talk into what works in a chat, and tidy relayed text.
 
-The backend speaks as if its web editor were on screen, in English and in
-Chinese: "click the Export button", "open the timeline panel to see the change",
+The backend speaks as if its web editor were on screen, in the user's language:
+"click the Export button", "open the timeline panel to see the change",
 "preview in timeline to hear how it sounds", "drag the clip", "点击导出按钮",
 "在时间线中预览效果", "拖拽片段". Each phrase belongs to one of a few families,
-and each family has one chat equivalent:
+and each family has one chat equivalent (English and Chinese here; Spanish,
+Portuguese, Russian and Indonesian in :mod:`core.gui_langs`, in the same families):
 
 =============  ==========================================  ==========================
 family         the backend says (any wording of it)        the chat says
@@ -40,6 +41,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from core import gui_langs
 
 __all__ = ["GuiHints", "SentenceBuffer", "translate"]
 
@@ -265,6 +268,8 @@ _RULES: list[Rule] = [
         "发送“\\1”",
         None,
     ),
+    # Spanish, Portuguese, Russian, Indonesian: the same families (core/gui_langs.py)
+    *gui_langs.RULES,
 ]
 
 #: Two GUI phrases that became the same words in one sentence ("see the timeline below,
@@ -275,6 +280,14 @@ _REPEATED = re.compile(
     r"[，,]?(?:然后|并)?查看下方的时间线)+",
     _I,
 )
+#: The same in the other languages: "mira la línea de tiempo de abajo, luego mira ...".
+_REPEATED_LANGS = [
+    re.compile(
+        rf"({re.escape(see)})(?:\s*,?\s*(?:y|e|и|dan|luego|depois|затем|lalu)?\s*{re.escape(see)})+",
+        _I,
+    )
+    for see in gui_langs.SEE_BELOW
+]
 _TEMP_ISSUE = re.compile(
     r"\s*(?:I encountered a temporary issue[^.!?\n]*[.!?]?"
     r"|我遇到了(?:一个)?临时(?:性)?问题[^。！？\n]*[。！？]?)\s*$",
@@ -308,6 +321,8 @@ def translate(text: str, hints: GuiHints | None = None) -> str:
                 hints.offer_export = True
             elif hints is not None and hint == "timeline":
                 hints.show_timeline = True
+    for repeated in _REPEATED_LANGS:
+        text = repeated.sub(r"\1", text)
     return _REPEATED.sub(r"\1", text)
 
 

@@ -236,10 +236,14 @@ def test_exit_status_when_the_export_fails(sim_url: str, tmp_path: Path) -> None
     )  # fmt: skip
     assert result.returncode == 5, result.stdout + result.stderr
     assert "The export failed" in result.stdout
-    assert "the export failed (exit status 5)" in result.stderr
+    assert result.stderr.strip() == "nemo-bot: the export failed or could not start (exit status 5)"
     nothing = run_cli("chat", "-m", "new project", "-m", "export", env=env)
     assert nothing.returncode == 5, nothing.stdout + nothing.stderr
     assert "nothing to export" in nothing.stdout
+    # No export ran: the one line on stderr must not claim that one failed.
+    assert nothing.stderr.strip() == (
+        "nemo-bot: the export failed or could not start (exit status 5)"
+    )
 
 
 def test_exit_status_when_the_backend_refuses(sim_url: str, tmp_path: Path) -> None:

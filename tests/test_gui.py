@@ -214,3 +214,165 @@ def test_a_reply_cut_mid_sentence_says_so() -> None:
 def test_text_without_sentence_end_is_flushed() -> None:
     out, _ = stream_through(["no full stop here"])
     assert out == "no full stop here"
+
+
+#: GUI words of the four other languages, none of which may survive translation.
+GUI_OTHER = re.compile(
+    r"\b(haz clic|pulsa|botón|panel|arrastra|clique|botão|painel|arraste|нажмите|кнопк\w*|"
+    r"панел\w*|перетащ\w*|klik|tombol|seret)\b",
+    re.I,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "timeline", "export"),
+    [
+        # Spanish
+        (
+            "Haz clic en el botón Exportar para descargar tu video.",
+            "Di “exportar” para descargar tu video.",
+            False,
+            True,
+        ),
+        (
+            "Previsualízalo en la línea de tiempo para escuchar cómo suena, luego pulsa Exportar.",
+            "Mira la línea de tiempo de abajo, luego di “exportar”.",
+            True,
+            True,
+        ),
+        (
+            "Abre el panel de la línea de tiempo para ver el cambio.",
+            "Mira la línea de tiempo de abajo.",
+            True,
+            False,
+        ),
+        ("Usa el botón Exportar en la esquina superior derecha.", "Di “exportar”.", False, True),
+        (
+            "Arrastra tus archivos aquí para subirlos.",
+            "Envía el archivo aquí en el chat.",
+            False,
+            False,
+        ),
+        (
+            "Arrastra el título al segundo 5.",
+            "Dime en un mensaje qué mover y adónde.",
+            False,
+            False,
+        ),
+        (
+            "Puedes arrastrar el clip para cambiar el orden.",
+            "Puedes decirme en un mensaje qué mover y adónde.",
+            False,
+            False,
+        ),
+        (
+            "Haz clic en el botón “Añadir música” para seguir.",
+            "Di “Añadir música” para seguir.",
+            False,
+            False,
+        ),
+        (
+            "Arrastra los clips al principio.",
+            "Dime en un mensaje qué mover y adónde.",
+            False,
+            False,
+        ),
+        ("Importa tus fotos y las añado.", "Envía el archivo aquí en el chat.", False, False),
+        # Portuguese
+        (
+            "Clique no botão Exportar para baixar seu vídeo.",
+            "Diga “exportar” para baixar seu vídeo.",
+            False,
+            True,
+        ),
+        ("Clique no ícone de download no canto superior direito.", "Diga “exportar”.", False, True),
+        (
+            "Abra a linha do tempo para ver a mudança, depois clique em Exportar.",
+            "Veja a linha do tempo abaixo, depois diga “exportar”.",
+            True,
+            True,
+        ),
+        ("Arraste seus arquivos aqui.", "Envie o arquivo aqui no chat.", False, False),
+        (
+            "Você pode arrastar o clipe para mudar a ordem.",
+            "Você pode me dizer em uma mensagem o que mover e para onde.",
+            False,
+            False,
+        ),
+        # Russian
+        (
+            "Нажмите кнопку «Экспорт», чтобы скачать видео.",
+            "Напишите «экспорт», чтобы скачать видео.",
+            False,
+            True,
+        ),
+        ("Нажмите на кнопку Экспорт в правом верхнем углу.", "Напишите «экспорт».", False, True),
+        ("Откройте таймлайн, чтобы увидеть изменения.", "Посмотрите таймлайн ниже.", True, False),
+        ("Посмотрите результат в окне предпросмотра.", "Посмотрите таймлайн ниже.", True, False),
+        ("Перетащите файлы сюда, чтобы загрузить их.", "Пришлите файл сюда в чат.", False, False),
+        (
+            "Перетащите клип на 5 секунду.",
+            "Напишите мне в сообщении, что и куда переместить.",
+            False,
+            False,
+        ),
+        ("Нажмите «Добавить музыку».", "Напишите «Добавить музыку».", False, False),
+        # Indonesian
+        (
+            "Klik tombol Ekspor untuk mengunduh videomu.",
+            "Ketik “ekspor” untuk mengunduh videomu.",
+            False,
+            True,
+        ),
+        (
+            "Buka panel linimasa untuk melihat perubahannya.",
+            "Lihat linimasa di bawah.",
+            True,
+            False,
+        ),
+        (
+            "Pratinjau di linimasa untuk mendengarkan hasilnya, lalu klik Ekspor.",
+            "Lihat linimasa di bawah, lalu ketik “ekspor”.",
+            True,
+            True,
+        ),
+        ("Seret file kamu ke sini.", "Kirim filenya ke sini di chat.", False, False),
+        (
+            "Seret klip ke detik ke-5.",
+            "Beri tahu aku lewat pesan apa yang dipindah dan ke mana.",
+            False,
+            False,
+        ),
+        ("Klik tombol “Tambah musik”.", "Ketik “Tambah musik”.", False, False),
+    ],
+)
+def test_spanish_portuguese_russian_and_indonesian_gui_talk_is_translated(
+    text: str, expected: str, timeline: bool, export: bool
+) -> None:
+    hints = GuiHints()
+    out = translate(text, hints)
+    assert out == expected
+    assert not GUI_OTHER.search(out), out
+    assert (hints.show_timeline, hints.offer_export) == (timeline, export)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "He generado un video de 10 segundos de una ciudad de noche.",
+        "Exportar es fácil: la línea de tiempo tiene 2 pistas.",
+        "O download do vídeo é rápido e o botão da camisa é azul.",
+        "Я добавил фоновую музыку, громкость 35%. Он скачал видео вчера.",
+        "Aku sudah menambahkan musik latar. Saya mau klip ekspor yang bagus.",
+    ],
+)
+def test_other_languages_without_gui_talk_are_untouched(text: str) -> None:
+    hints = GuiHints()
+    assert translate(text, hints) == text
+    assert hints == GuiHints()
+
+
+def test_a_spanish_phrase_split_across_chunks_is_still_caught() -> None:
+    out, hints = stream_through(["Listo. Pulsa el bot", "ón Exportar cuando quieras.", " Más"])
+    assert out == "Listo. Di “exportar” cuando quieras. Más"
+    assert hints.offer_export
