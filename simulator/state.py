@@ -39,6 +39,40 @@ _SAYING = re.compile(r"\b(?:saying|says|reading|reads|with the words|that says)\
 _CHATTY = re.compile(
     r"^\s*(hi|hello|hey|thanks|thank you|what|how|why|who|can you|could you|help)\b", re.I
 )
+# The bot speaks six languages, so "make a clip of ..." comes in all of them (the real
+# agent understands any): a verb and a noun of each language, anywhere in the message.
+_GEN_OTHER = (
+    re.compile(r"(?:生成|制作|做|创建|拍)(?:一个|一段|一条|个|段|条)?.*?(?:视频|短片|片子|动画)"),
+    re.compile(
+        r"\b(?:genera|generar|haz|hazme|hacer|crea|créame|crear|produce|gere|gera|gerar|faça|"
+        r"faz|fazer|crie|cria|criar)\b.*?\b(?:video|vídeo|clip|clipe|película|filme|animación|"
+        r"animação)\b",
+        re.I,
+    ),
+    re.compile(
+        r"\b(?:сделай|сделайте|создай|создайте|сгенерируй|сгенерируйте|сними|снимите)\b.*?"
+        r"\b(?:видео|ролик\w*|клип\w*|фильм\w*|анимаци\w*)",
+        re.I,
+    ),
+    re.compile(
+        r"\b(?:buat|buatkan|bikin|bikinkan|hasilkan)\b.*?\b(?:video|klip|film|animasi)\b", re.I
+    ),
+)
+_DURATION_OTHER = re.compile(r"(\d{1,3})\s*-?\s*(?:秒|segundos?|секунд\w*|сек\b|detik\b)", re.I)
+#: The topic: after "de/sobre/о/про/tentang" not followed by a number ("de 10 segundos").
+_TOPIC_OTHER = re.compile(
+    r"\b(?:de|sobre|do|da|sobre|о|об|про|tentang)\s+(?!\d)(.+)$|"
+    r"(?:生成|制作|做|创建|拍)(?:一个|一段|一条|个|段|条)?(?:\d+秒的?)?(.+?)的?(?:视频|短片|片子|动画)",
+    re.I,
+)
+#: A duration inside the topic ("кота на 7 секунд"): it is the clip's length, not its subject.
+_DURATION_IN_TOPIC = re.compile(
+    r"(?:\s+(?:на|в|de|por|com|selama|dengan))?\s*\d{1,3}\s*-?\s*"
+    r"(?:秒|segundos?|секунд\w*|сек\b|detik\b)",
+    re.I,
+)
+_NOUN_OTHER = re.compile(r"\b(?:video|vídeo|clip|clipe|видео|ролик|klip|film)\b\s*(.*)$", re.I)
+_ARTICLE_OTHER = re.compile(r"^\s*(?:un|una|unos|unas|el|la|los|las|um|uma|o|a|os|as)\s+", re.I)
 _GENRES = ("jazz", "rock", "piano", "epic", "ambient", "upbeat", "cinematic", "chill", "techno")
 _DEFAULT_TITLE_TEXT = "Urban Dreams"
 
@@ -88,7 +122,13 @@ class Change:
 
 
 def _title_from(text: str) -> str:
-    body = text.strip().rstrip(".!?")
+    body = text.strip().rstrip(".!?。！？")
+    if not (_GEN_VERB.search(body) and _GEN_NOUN.search(body)):
+        m = _TOPIC_OTHER.search(body) or _NOUN_OTHER.search(body)
+        if m:
+            topic = _DURATION_IN_TOPIC.sub("", m[1] or m[2] or "")
+            topic = _ARTICLE_OTHER.sub("", topic.strip())
+            return (topic or "untitled clip")[:80]
     m = _TOPIC.search(body)
     topic = m[1] if m else _GEN_NOUN.split(body, maxsplit=1)[-1]
     topic = re.sub(r"^\s*(?:a|an|the|some)\s+", "", topic.strip(), flags=re.I)
@@ -103,6 +143,8 @@ def apply_message(draft: Draft, text: str, rng: random.Random) -> Change:
     """Interpret ``text`` as the agent would and change ``draft`` in place."""
     low = text.lower()
     if _GEN_VERB.search(text) and _GEN_NOUN.search(text):
+        return generate(draft, text, rng)
+    if any(pattern.search(text) for pattern in _GEN_OTHER):
         return generate(draft, text, rng)
     if _MUSIC.search(text):
         return _music(draft, text, rng)
@@ -127,7 +169,7 @@ def apply_message(draft: Draft, text: str, rng: random.Random) -> Change:
 
 def generate(draft: Draft, text: str, rng: random.Random) -> Change:
     """Replace the video track with one clip generated from ``text``."""
-    m = _DURATION.search(text)
+    m = _DURATION.search(text) or _DURATION_OTHER.search(text)
     seconds = max(1, min(int(m[1]), 300)) if m else 10
     title = _title_from(text)
     vertical = bool(re.search(r"\b(vertical|portrait|9:16|tiktok|reels?|shorts)\b", text, re.I))

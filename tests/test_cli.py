@@ -387,3 +387,22 @@ def test_the_demo_runs_with_a_dotenv_made_for_the_real_bots(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Timeline (1 track)" in result.stdout
     assert "private" not in result.stdout
+
+
+def test_the_demo_makes_a_video_from_a_prompt_in_any_of_the_bots_languages(
+    tmp_path: Path,
+) -> None:
+    # README: the bot answers in the language you write in, and `make demo` is the offline
+    # way to try it, so a prompt in Chinese or Russian has to make a clip there too.
+    result = run_cli(
+        "demo", "-m", "生成一段4秒的城市夜景视频", "-m", "状态",
+        "-m", "новый проект", "-m", "сделай видео про кота на 3 секунды", "-m", "статус",
+        "-m", "nuevo proyecto", "-m", "haz un video de 5 segundos de una ciudad de noche",
+        "-m", "estado",
+        env={"TMPDIR": str(tmp_path)}, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Tell me what to make" not in result.stdout
+    assert "城市夜景 (0-4s)" in result.stdout  # the Chinese timeline summary names the clip
+    assert "кота (0-3s)" in result.stdout
+    assert "ciudad de noche (0-5s)" in result.stdout
