@@ -450,7 +450,10 @@ async def _interactive(service: ConversationHost, replier: ConsoleReplier) -> No
             path, instruction = parse_attach(line.removeprefix("/attach"))
             problem = instruction if path is None else _file_problem(path)
             if problem or path is None:
-                if path is not None and not path.exists() and instruction:
+                # A path cut at a space reads as path + instruction: suggest quotes, unless
+                # the user already quoted it (then the file really is not there).
+                quoted = any(q in line for q in "\"'")
+                if path is not None and not path.exists() and instruction and not quoted:
                     problem = f"{problem} (put quotes around a path with spaces)"
                 replier.write(f"🤖 {problem}\n")
                 continue

@@ -148,6 +148,30 @@ def test_interactive_chat_reads_lines_until_end_of_input(sim_url: str, tmp_path:
     assert "Tell me what video to make" not in out  # the blank line was skipped
 
 
+def test_a_missing_attach_path_suggests_quotes_only_when_it_was_not_quoted(
+    sim_url: str, tmp_path: Path
+) -> None:
+    env = {"NEMO_API_BASE": sim_url, "NEMO_BOT_DB": str(tmp_path / "bot.db")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("NEMO_", "TELEGRAM_"))}
+    full_env.update(env)
+    missing = tmp_path / "my clips" / "intro.mp4"
+    result = subprocess.run(
+        [*NEMO_BOT, "chat"],
+        cwd=ROOT,
+        env=full_env,
+        input=f'/attach "{missing}" use it first\n/attach {missing} use it first\n',
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    quoted, unquoted = [ln for ln in result.stdout.splitlines() if "No such file" in ln]
+    assert quoted.endswith(f"No such file: {missing}")  # it was quoted: no advice to quote
+    assert unquoted.endswith(
+        f"No such file: {tmp_path / 'my'} (put quotes around a path with spaces)"
+    )
+
+
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0
