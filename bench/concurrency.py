@@ -168,10 +168,13 @@ class RelayReplier:
     async def send_text(self, text: str, *, actions: Sequence[Action] = (), private: bool = False):
         self.probe.texts.append(text)
 
-    def stream(self) -> RelayStream:
+    def stream(self, running: Any = ()) -> RelayStream:
         return RelayStream(self.probe)
 
     async def progress(self, text: str, percent: int | None = None) -> None:
+        pass
+
+    async def notice(self, text: str, *, actions: Any = ()) -> None:
         pass
 
     async def send_video(self, video: Any) -> None:

@@ -67,11 +67,14 @@ class NullReplier:
     async def send_text(self, text: str, *, actions: Sequence[Action] = (), private: bool = False):
         self.calls += 1
 
-    def stream(self) -> NullStream:
+    def stream(self, running: Any = ()) -> NullStream:
         self.calls += 1
         return NullStream()
 
     async def progress(self, text: str, percent: int | None = None) -> None:
+        self.calls += 1
+
+    async def notice(self, text: str, *, actions: Any = ()) -> None:
         self.calls += 1
 
     async def send_video(self, video: Any) -> None:

@@ -66,10 +66,13 @@ class DeliveryReplier:
     async def send_text(self, text: str, *, actions: Sequence[Action] = (), private: bool = False):
         self.texts.append(text)
 
-    def stream(self) -> _Stream:
+    def stream(self, running: Any = ()) -> _Stream:
         return _Stream()
 
     async def progress(self, text: str, percent: int | None = None) -> None:
+        pass
+
+    async def notice(self, text: str, *, actions: Any = ()) -> None:
         pass
 
     async def send_video(self, video: Any) -> None:

@@ -23,6 +23,7 @@ ACTION_INTENTS: dict[Action, tuple[Intent, str]] = {
     Action.EXPORT: (Intent.EXPORT, "export"),
     Action.TIMELINE: (Intent.STATUS, "timeline"),
     Action.CREDITS: (Intent.CREDITS, "credits"),
+    Action.CANCEL: (Intent.CANCEL, "cancel"),
 }
 
 

@@ -68,6 +68,10 @@ _FAILURES: dict[str, ExitCode] = {
     "stream_error": ExitCode.REFUSED,
     "not_allowed": ExitCode.REFUSED,
     "busy": ExitCode.REFUSED,
+    "limit_requests": ExitCode.REFUSED,
+    "limit_exports": ExitCode.REFUSED,
+    "limit_queue": ExitCode.REFUSED,
+    "token_refused": ExitCode.REFUSED,
     "unexpected": ExitCode.FAILED,
     "unknown_command": ExitCode.USAGE,
     "message_too_long": ExitCode.USAGE,
@@ -79,7 +83,7 @@ _FAILURE_WORDS = {
     ExitCode.UNREACHABLE: "the video service could not be reached",
     ExitCode.ATTACHMENT_REFUSED: "an attachment was refused",
     ExitCode.EXPORT_FAILED: "the export failed or could not start",
-    ExitCode.REFUSED: "the video service refused a request",
+    ExitCode.REFUSED: "a request was refused (by the video service, or by a limit of this bot)",
 }
 
 TERMINAL_HELP = (
@@ -183,10 +187,15 @@ class ConsoleReplier:
         if actions:
             self.write(_actions_line(actions, self.language) + "\n")
 
-    def stream(self) -> TextStream:
-        """Start a streamed reply."""
+    def stream(self, running: Sequence[Action] = ()) -> TextStream:
+        """Start a streamed reply (a terminal has no buttons to show while it runs)."""
         self._end_progress()
         return _ConsoleStream(self)
+
+    async def notice(self, text: str, *, actions: Sequence[Action] = ()) -> None:
+        """A request's notice (its place in line): a line of its own, a terminal can't edit."""
+        self._end_progress()
+        self.write(f"🤖 {text}\n")
 
     async def progress(self, text: str, percent: int | None = None) -> None:
         """A progress bar that redraws in place on a terminal, a line per tenth otherwise."""

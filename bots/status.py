@@ -29,5 +29,5 @@ exit status (chat and demo with -m: the first failure decides):
   3  the video service could not be reached or stopped answering
   4  an attachment was refused (format, size, empty file)
   5  the export failed or could not start (nothing to export, plan blocks exports)
-  6  the video service refused a request (out of credits, rate limited, its error)
+  6  a request was refused (out of credits, rate limited, the service's error, a bot limit)
   130 / 143 / 129  stopped by Ctrl-C / SIGTERM / SIGHUP"""

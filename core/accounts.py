@@ -5,7 +5,9 @@ credits follow the person; each (platform, user, chat) owns one session. The
 backend limits anonymous tokens per client id and per IP, so tokens are never
 minted freely: a client id is created once and kept, and a new token is asked
 for only when there is none, it has expired, or the backend said 1001 — and at
-most once a minute per user.
+most once a minute per user. When the backend refuses to create one (its per-IP
+limit), nobody's token is asked for again until its ``Retry-After`` has passed: the
+user is told when to try again (:class:`~core.errors.TokenRefusedError`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TypeVar
 from weakref import WeakValueDictionary
 
 from core.client import NemoClient
-from core.errors import TokenExpiredError
+from core.errors import RateLimitedError, TokenExpiredError, TokenRefusedError
 from core.language import DEFAULT, normalize
 from storage.base import RenderRecord, SessionRecord, Store, UserRecord
 
@@ -83,6 +85,8 @@ class Accounts:
         # Weak values: a lock lives while someone holds or awaits it, so idle users cost nothing.
         self._user_locks: WeakValueDictionary[tuple[str, str], asyncio.Lock] = WeakValueDictionary()
         self._renewals: dict[tuple[str, str], deque[float]] = {}
+        # The backend limits new tokens per IP address, i.e. for the whole bot.
+        self._refused_until = 0.0
         self._session_locks: WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
             WeakValueDictionary()
         )
@@ -153,7 +157,22 @@ class Accounts:
         return await renewing(token, call, lambda rejected: self.renew(user, rejected))
 
     async def _mint(self, user: UserRecord) -> str:
-        anon = await self._client.anonymous_token(user.client_id)
+        wait = self._refused_until - self._clock()
+        if wait > 0:  # refused a moment ago: don't ask again before the backend said to
+            raise TokenRefusedError(429, "new tokens refused a moment ago", retry_after=wait)
+        try:
+            anon = await self._client.anonymous_token(user.client_id)
+        except RateLimitedError as exc:
+            self._refused_until = self._clock() + exc.retry_after
+            log.warning(
+                "the backend refused a new anonymous token (its limit of tokens per IP "
+                "address); not asking again for %.0f s. One NEMO_TOKEN with per-user limits "
+                "avoids this (README, 'Accounts and limits')",
+                exc.retry_after,
+            )
+            raise TokenRefusedError(
+                exc.code, exc.message, status=exc.status, retry_after=exc.retry_after
+            ) from exc
         user.token = anon.token
         user.backend_user_id = anon.user_id
         user.token_expires_at = anon.expires_at

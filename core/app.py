@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from core.accounts import Accounts, RenderOwners
 from core.admin import Admin
 from core.calls import BackendCalls
+from core.cancel import Canceller
 from core.client import NemoClient
 from core.config import Settings
 from core.explain import Explainer
@@ -24,12 +25,14 @@ from core.exports import Exports
 from core.gate import LocalSessionGate, SessionGate
 from core.history import History
 from core.lease_gate import StoreSessionGate
+from core.limits import Limits
 from core.metrics import Metrics
 from core.polling import PollPolicy
 from core.project import Project
 from core.relay import ChatRelay
 from core.renders import RenderTracker
 from core.service import ConversationService
+from core.turns import Turns
 from core.uploads import Uploads
 from core.wire import RenderState
 from storage.base import RenderRecord, Store
@@ -79,6 +82,17 @@ def build_service(
     calls = BackendCalls(accounts=accounts, client=client)
     project = Project(accounts=accounts, client=client, store=store, calls=calls)
     relay = ChatRelay(settings=settings, calls=calls, project=project, metrics=metrics, clock=clock)
+    # Places in line are counted only where this process sees the whole line.
+    turns = Turns(exact=gate is None or isinstance(gate, LocalSessionGate))
+    canceller = Canceller(
+        turns=turns,
+        store=store,
+        client=client,
+        calls=calls,
+        project=project,
+        renders=renders,
+        metrics=metrics,
+    )
     return ConversationService(
         settings=settings,
         store=store,
@@ -93,6 +107,9 @@ def build_service(
         metrics=metrics,
         history=History(store=store, client=client),
         admin=Admin(settings=settings, store=store, client=client),
+        turns=turns,
+        canceller=canceller,
+        limits=Limits(settings=settings, store=store, metrics=metrics),
     )
 
 

@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(200, alias="NEMO_MAX_UPLOAD_MB", gt=0, le=100_000)
     heartbeat_notice_s: float = Field(120.0, alias="NEMO_HEARTBEAT_NOTICE_S", gt=0)
     heartbeat_timeout_s: float = Field(600.0, alias="NEMO_HEARTBEAT_TIMEOUT_S", gt=0)
+    # The operator's fair limits per chat user (unset: no limit; see core/limits.py).
+    limit_requests_per_hour: int | None = Field(
+        None, alias="NEMO_LIMIT_REQUESTS_PER_HOUR", ge=0, le=1_000_000
+    )
+    limit_exports_per_day: int | None = Field(
+        None, alias="NEMO_LIMIT_EXPORTS_PER_DAY", ge=0, le=1_000_000
+    )
+    limit_queue: int | None = Field(None, alias="NEMO_LIMIT_QUEUE", ge=0, le=1000)
 
     telegram_bot_token: SecretStr | None = Field(None, alias="TELEGRAM_BOT_TOKEN")
     telegram_api_base: str = Field("https://api.telegram.org", alias="TELEGRAM_API_BASE")

@@ -12,6 +12,7 @@
     │   ├── ClientIdMissingError      HTTP 400 "missing X-Client-Id"
     │   ├── ExportBlockedError        HTTP 402 (free plan export blocked)
     │   ├── RateLimitedError          429 (``retry_after`` seconds)
+    │   │   └── TokenRefusedError     429 on minting an anonymous token (per-IP limit)
     │   └── ServerError               HTTP 5xx
     └── TransportError                connection refused, time-out, dropped stream
         └── StreamTimeoutError        only heartbeats for too long
@@ -135,6 +136,10 @@ class RateLimitedError(ApiError):
     ) -> None:
         super().__init__(code, message, status=status)
         self.retry_after = retry_after
+
+
+class TokenRefusedError(RateLimitedError):
+    """The backend refused to create an anonymous token (it limits them per IP address)."""
 
 
 class ServerError(ApiError):

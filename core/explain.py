@@ -8,6 +8,7 @@ always "can't reach the video service"; see :meth:`Explainer.explain`.
 from __future__ import annotations
 
 import logging
+import math
 
 from core.config import Settings
 from core.errors import (
@@ -19,6 +20,7 @@ from core.errors import (
     ServerError,
     SessionNotFoundError,
     TokenExpiredError,
+    TokenRefusedError,
     UnsupportedFileError,
     bind_url,
 )
@@ -55,6 +57,8 @@ class Explainer:
             if bind:
                 return req.words("out_of_credits_anon", url=bind)
             return req.words("out_of_credits")
+        if isinstance(exc, TokenRefusedError):  # before RateLimitedError, its parent
+            return req.words("token_refused", minutes=max(1, math.ceil(exc.retry_after / 60)))
         for kind, key in _PLAIN:
             if isinstance(exc, kind):
                 return req.words(key)

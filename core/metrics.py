@@ -40,6 +40,18 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.cancels = Counter(
+            "nemo_cancels",
+            "What users cancelled: a running chat request, waiting requests, an export.",
+            ["what"],
+            registry=self.registry,
+        )
+        self.limited = Counter(
+            "nemo_limited",
+            "Requests refused by the operator's limits (NEMO_LIMIT_*), by limit.",
+            ["limit"],
+            registry=self.registry,
+        )
         self.active_streams = Gauge(
             "nemo_active_streams", "Chat streams open right now.", registry=self.registry
         )

@@ -19,12 +19,13 @@ has none stored yet, so a first turn has something to compare with too):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +98,8 @@ class ChatRelay:
             log.info("a request cut mid-stream by a lost replica: reporting its outcome")
             await self._conclude(req, None, before, _Turn(dropped=True), False)
             return
-        stream = req.replier.stream()
+        # The owner can stop the turn with the button under the growing reply (core.cancel).
+        stream = req.replier.stream(running=(Action.CANCEL,))
         buffer = SentenceBuffer()
         turn = _Turn()
         nudge(req.replier.working("typing"))
@@ -113,6 +115,11 @@ class ChatRelay:
             turn.dropped = True
             self._metrics.error("stream_dropped")
             log.warning("chat stream dropped for a %s user", req.msg.platform)
+        except asyncio.CancelledError:
+            # A cancel (or a stop): the stream is closed; show the reply as cut, without
+            # its Cancel button. The cancel tells the user what the timeline shows.
+            await _even_if_cancelled(self._cut(stream, buffer))
+            raise
         finally:
             self._metrics.active_streams.dec()
         rest = buffer.flush(cut=turn.dropped or turn.timed_out)
@@ -126,6 +133,12 @@ class ChatRelay:
         await self._conclude(
             req, stream if turn.shown else None, before, turn, buffer.hints.show_timeline
         )
+
+    async def _cut(self, stream: TextStream, buffer: SentenceBuffer) -> None:
+        rest = buffer.flush(cut=True)
+        if rest:
+            await stream.append(rest)
+        await stream.finish()
 
     async def _relay(
         self, req: Request, text: str, stream: TextStream, buffer: SentenceBuffer, turn: _Turn
@@ -276,6 +289,18 @@ _CHANGE_CLAIM = re.compile(
     r"|(?:添加|更新|修改|删除|移除|应用|生成|创建|裁剪|替换|调整|移动|插入)了",
     re.IGNORECASE,
 )
+
+
+async def _even_if_cancelled(work: Awaitable[None]) -> None:
+    """Finish a last reply while the task is being cancelled (a failure is only logged)."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task  # cancelled once more: finish it all the same, then stop
+    except Exception:
+        log.debug("the cut reply could not be shown", exc_info=True)
 
 
 def _claims_change(text: str) -> bool:

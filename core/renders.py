@@ -106,6 +106,12 @@ class RenderTracker:
         render_id = self._by_session.get(session_id)
         return render_id is not None and render_id in self._tasks
 
+    def stop(self, render_id: str) -> None:
+        """Stop following ``render_id`` here (a cancel; the store already says it is done)."""
+        task = self._tasks.get(render_id)
+        if task is not None:
+            task.cancel()
+
     @property
     def in_flight(self) -> int:
         """How many renders are being followed."""

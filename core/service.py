@@ -11,10 +11,12 @@ every failure becomes a friendly message (:mod:`core.explain`), and nothing the
 user sent is lost.
 
 Concurrency: one request per session runs at a time. A request that arrives
-while its session is busy is **queued** (the user is told so) rather than
-refused; past the gate's limit the user is asked to wait. Read-only requests
-(status, credits, help) never wait. Different users and chats run fully in
-parallel; there is no global lock.
+while its session is busy is **queued** (its place in line is shown and kept up
+to date, :mod:`core.turns`) rather than refused; past the gate's limit the user
+is asked to wait. Read-only requests (status, credits, help) and cancel
+(:mod:`core.cancel`) never wait. Different users and chats run fully in
+parallel; there is no global lock. The operator's limits (:mod:`core.limits`)
+are checked before a request takes its place in line.
 
 The collaborators are built in one place, :func:`core.app.build_service`.
 """
@@ -29,13 +31,15 @@ from collections.abc import Awaitable, Callable
 
 from core.accounts import Accounts, Identity
 from core.admin import Admin
+from core.cancel import Canceller
 from core.config import Settings
-from core.errors import ApiError, TransportError
+from core.errors import ApiError, TokenRefusedError, TransportError
 from core.explain import Explainer
 from core.exports import Exports
 from core.gate import SessionBusy, SessionGate, SessionKey
 from core.history import History
 from core.language import resolve as resolve_language
+from core.limits import Limits
 from core.logs import mask_id
 from core.metrics import Metrics
 from core.project import Project
@@ -44,6 +48,7 @@ from core.renders import RenderTracker
 from core.replies import quietly
 from core.request import Request
 from core.router import route, slash_command
+from core.turns import Ticket, Turns
 from core.types import ChatAdapter, IncomingMessage, Intent, Replier
 from core.uploads import Uploads
 from storage.base import Store, UserRecord
@@ -84,6 +89,9 @@ class ConversationService:
         metrics: Metrics,
         history: History,
         admin: Admin,
+        turns: Turns,
+        canceller: Canceller,
+        limits: Limits,
     ) -> None:
         self.settings = settings
         self._store = store
@@ -95,6 +103,8 @@ class ConversationService:
         self.metrics = metrics
         self._history = history
         self.admin = admin
+        self.turns = turns
+        self._limits = limits
         self._adapters: dict[str, ChatAdapter] = {}
         admin.use(self._adapters)  # the same dict: adapters registered later count too
         self._adopter: asyncio.Task[None] | None = None
@@ -105,6 +115,7 @@ class ConversationService:
             Intent.STATUS: project.status,
             Intent.NEW: project.new,
             Intent.RESEND: history.resend,
+            Intent.CANCEL: canceller.cancel,
         }
         # Intents about the person's projects, not this chat's: no session needed.
         self._user_handlers: dict[Intent, UserHandler] = {
@@ -204,6 +215,10 @@ class ConversationService:
             if intent is Intent.CHAT and not msg.text.strip():
                 await req.say("empty_message")
                 return
+            if intent in _EXCLUSIVE and not await self._limits.may_wait(req, self.turns):
+                return
+            if not await self._limits.admit(req, intent):
+                return
             if intent in _EXCLUSIVE:
                 await self._in_turn(req, intent)
             else:
@@ -214,12 +229,34 @@ class ConversationService:
             await quietly(req.say("unexpected"))
 
     async def _in_turn(self, req: Request, intent: Intent) -> None:
-        """Run a session-changing intent when the session's turn comes."""
+        """Run a session-changing intent when the session's turn comes.
+
+        It runs in a task of its own, known to :class:`~core.turns.Turns`, so a
+        cancel can stop it (waiting or running) without stopping the adapter's task.
+        """
         msg = req.msg
         key = SessionKey(msg.platform, msg.user_id, msg.chat_id)
+        ticket = self.turns.enter(key, req, intent)
         try:
-            async with self.gate.hold(key, msg.seq, on_wait=lambda: quietly(req.say("queued"))):
-                await self._guarded(req, intent)
+            task = ticket.task = asyncio.create_task(self._turn(ticket))
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if ticket.cancelled and current is not None and not current.cancelling():
+                    return  # the user's cancel: it says what it stopped
+                raise
+        finally:
+            self.turns.leave(ticket)
+
+    async def _turn(self, ticket: Ticket) -> None:
+        req, msg = ticket.req, ticket.req.msg
+        try:
+            async with self.gate.hold(
+                ticket.key, msg.seq, on_wait=lambda: self.turns.waits(ticket)
+            ):
+                self.turns.starts(ticket)
+                await self._guarded(req, ticket.intent)
         except SessionBusy:
             req.fail("busy")
             await req.say("busy", private=True)
@@ -248,8 +285,8 @@ class ConversationService:
                 await self._history.note_prompt(req)
             await self._handlers[intent](req)
         except ApiError as exc:
-            self.metrics.error(exc.code)
             req.fail("error", str(exc.code))
+            self.metrics.error("token_refused" if isinstance(exc, TokenRefusedError) else exc.code)
             text = await self._explainer.explain(req, intent, exc)
             await req.replier.send_text(text, private=True)
         except TransportError:

@@ -25,6 +25,7 @@ class Action(enum.Enum):
     EXPORT = "export"
     TIMELINE = "timeline"
     CREDITS = "credits"
+    CANCEL = "cancel"
 
 
 DEFAULT_ACTIONS: tuple[Action, ...] = (Action.EXPORT, Action.TIMELINE, Action.CREDITS)
@@ -45,6 +46,7 @@ class Intent(enum.Enum):
     RESEND = "resend"  # send the current project's last video again
     STATS = "stats"  # admins only: /stats
     BROADCAST = "broadcast"  # admins only: /broadcast TEXT
+    CANCEL = "cancel"
     CHAT = "chat"
     UNKNOWN = "unknown"  # a /command that is none of ours: never sent to the backend
 
@@ -151,11 +153,17 @@ class Replier(Protocol):
     ) -> None:
         """Send a whole message. ``private`` asks for an ephemeral/DM answer where possible."""
 
-    def stream(self) -> TextStream:
-        """Start a streamed reply."""
+    def stream(self, running: Sequence[Action] = ()) -> TextStream:
+        """Start a streamed reply; ``running`` buttons show under it until it finishes."""
 
     async def progress(self, text: str, percent: int | None = None) -> None:
         """Show or update the single progress message of this conversation."""
+
+    async def notice(self, text: str, *, actions: Sequence[Action] = ()) -> None:
+        """Show or update this request's own notice (its place in the queue) in place.
+
+        A platform without edits sends each update as a new message.
+        """
 
     async def send_video(self, video: Video) -> None:
         """Deliver a finished render: the file if it fits the platform's cap, else the link."""

@@ -129,7 +129,7 @@ async def _telegram_core(
 
 def _ready(tg: FakeTelegram, chat_id: int) -> bool:
     """The chat's reply to the prompt is complete (it carries the buttons)."""
-    return any(m.reply_markup for m in tg.sent_to(chat_id))
+    return any(m.result_markup for m in tg.sent_to(chat_id))
 
 
 def _rendering(tg: FakeTelegram, chat_id: int) -> bool:

@@ -113,10 +113,16 @@ def content_of(rec: Recorded) -> str:
     return str(payload.get("content") or "") if isinstance(payload, dict) else ""
 
 
-def custom_ids(rec: Recorded) -> list[str]:
+def all_custom_ids(rec: Recorded) -> list[str]:
+    """Every button's ``custom_id`` in a recorded post or edit."""
     payload = rec.payload
     rows = (payload.get("components") or []) if isinstance(payload, dict) else []
     return [c["custom_id"] for row in rows for c in row.get("components", [])]
+
+
+def custom_ids(rec: Recorded) -> list[str]:
+    """The buttons of a finished reply (a running reply's Cancel button left out)."""
+    return [c for c in all_custom_ids(rec) if not c.startswith("nemo:cancel:")]
 
 
 class ScriptedService:
@@ -185,6 +191,7 @@ async def test_command_sync_payload_has_a_description_in_every_language(
         "open",
         "resend",
         "stats",
+        "cancel",
     }
     for command in commands.values():
         assert command["description"]

@@ -142,7 +142,7 @@ async def test_telegram_speaks_the_users_language_code(
     assert fits(texts[-2], "credits", lang)
     assert fits(texts[-1], "timeline_one", lang) or fits(texts[-1], "timeline_many", lang)
     assert t("track_video", lang) in texts[-1]  # the track names too
-    buttons = next(m.reply_markup for m in tg.sent_to(user) if m.reply_markup)
+    buttons = next(m.result_markup for m in tg.sent_to(user) if m.result_markup)
     labels = [b["text"] for b in buttons["inline_keyboard"][0]]
     assert labels == [t(f"telegram.button_{a}", lang) for a in ("export", "timeline", "credits")]
     assert session_languages(sim) == [lang]
@@ -200,6 +200,7 @@ async def test_telegram_registers_the_command_menu_in_every_language(
             "status",
             "credits",
             "export",
+            "cancel",
             "projects",
             "resend",
         ]

@@ -126,7 +126,7 @@ async def start_telegram(tg: FakeTelegram, env: dict[str, str], cwd: Path) -> Bo
 async def export_in_telegram(tg: FakeTelegram, db: Path, chat: int) -> dict[str, Any]:
     """Make a clip in a private chat, export it, return once the backend has the render."""
     tg.private_text(chat, "make a clip of waves on a beach")
-    await tg.wait_for(lambda: any(m.reply_markup for m in tg.sent_to(chat)), within=20)
+    await tg.wait_for(lambda: any(m.result_markup for m in tg.sent_to(chat)), within=20)
     export = tg.private_text(chat, "/export")
     await wait_until(lambda: _accepted(db), within=20, what="the accepted render")
     return export

@@ -52,7 +52,7 @@ async def test_no_secret_in_logs_chat_payloads_or_backend_requests(tmp_path: Pat
             tg.broken_downloads.add(tg._files[broken["photo"][-1]["file_id"]][0])
             tg.private_text(504, "/credits")
             tg.group_text(-505, 505, "make a clip of a parade", mention=True)
-            await tg.wait_for(lambda: any(m.reply_markup for m in tg.sent_to(501)), within=20)
+            await tg.wait_for(lambda: any(m.result_markup for m in tg.sent_to(501)), within=20)
             tg.photo(tg.private_chat(501), 501, png, caption="use this as the opening shot")
             tg.press(502, tg.sent_to(501)[0], "a:export:501")  # a stranger's thumb
             await tg.wait_for(lambda: len(tg.calls_of("getFile")) >= 2, within=20)

@@ -15,7 +15,7 @@ from core.config import Settings
 from core.polling import PollPolicy
 from core.service import ConversationService
 from core.transport import NemoTransport
-from core.types import Attachment, IncomingMessage, Intent, Video
+from core.types import Action, Attachment, IncomingMessage, Intent, Video
 from core.wire import RenderState
 from simulator.server import Simulator
 from storage.base import RenderRecord
@@ -239,8 +239,12 @@ async def test_one_request_per_session_others_queue(sim: Simulator, tmp_path: Pa
             service.handle(msg("add cheerful music"), r2),
             service.handle(msg("make a video of a dog", user="u2"), r3),
         )
-        assert any("right after" in t for t in r2.texts())
-        assert not any("right after" in t for t in r3.texts())
+        # The second request of the session waited, showing its place, then its turn came.
+        notices = [(s.text, s.actions) for s in r2.said if s.kind == "notice"]
+        assert notices[0][0].startswith("⏳ 1 request ahead of you")
+        assert notices[0][1] == (Action.CANCEL,)
+        assert notices[-1] == ("▶️ Your turn — working on it now.", ())
+        assert not any(s.kind == "notice" for s in r1.said + r3.said)
         assert sim.stats["concurrent_duplicates"] == 0
 
 
@@ -283,12 +287,11 @@ async def test_render_resumes_after_restart_and_is_delivered_once(tmp_path: Path
 
 
 class SlowQueuedReplier(CollectingReplier):
-    """A replier whose "queued" notice takes a while to send (as a rate-limited chat would)."""
+    """A replier whose queue notice takes a while to send (as a rate-limited chat would)."""
 
-    async def send_text(self, text: str, **kw: object) -> None:  # type: ignore[override]
-        if "right after" in text:
-            await asyncio.sleep(0.1)
-        await super().send_text(text, **kw)  # type: ignore[arg-type]
+    async def notice(self, text: str, **kw: object) -> None:  # type: ignore[override]
+        await asyncio.sleep(0.1)
+        await super().notice(text, **kw)  # type: ignore[arg-type]
 
 
 async def test_the_session_queue_never_runs_two_requests_at_once(
@@ -341,7 +344,8 @@ async def test_cancelled_waiters_free_their_place_in_the_queue(
         r = CollectingReplier()
         late = asyncio.create_task(service.handle(msg("one more edit"), r))
         await asyncio.sleep(0.01)
-        assert any("right after" in t for t in r.texts())  # queued, not refused as busy
+        # Queued (not refused as busy), behind the running one only.
+        assert next(s.text for s in r.said if s.kind == "notice").startswith("⏳ 1 request ahead")
         release.set()
         await asyncio.gather(first, late)
         assert service.gate.active_sessions == 0  # type: ignore[attr-defined]

@@ -50,7 +50,7 @@ async def test_sigterm_finishes_the_reply_keeps_the_export_and_closes_the_db(
         assert "stopped cleanly" in bot.stderr
         assert "Traceback" not in bot.stderr
         # the streaming reply was finished, not cut off
-        assert any(m.reply_markup for m in tg.sent_to(602)), tg.texts(602)
+        assert any(m.result_markup for m in tg.sent_to(602)), tg.texts(602)
         # the export is kept for the next start; the database was closed cleanly
         assert not tg.calls_of("sendVideo")
         [(delivered,)] = db_rows(db, "SELECT delivered_at FROM renders")

@@ -116,7 +116,7 @@ async def real_core(
 
 def finished(tg: FakeTelegram, chat_id: int, count: int = 1) -> Callable[[], bool]:
     """True once ``count`` bot messages in the chat carry buttons (a reply is complete)."""
-    return lambda: sum(1 for m in tg.sent_to(chat_id) if m.reply_markup) >= count
+    return lambda: sum(1 for m in tg.sent_to(chat_id) if m.result_markup) >= count
 
 
 @pytest.fixture
@@ -187,7 +187,9 @@ async def test_startup_sets_english_and_chinese_commands(tg: FakeTelegram, tmp_p
         assert service.adapters["telegram"] is bot
         assert bot.app.bot.username == "nemo_test_bot"
     names = [c["command"] for c in tg.commands[None]]
-    assert names == ["start", "help", "new", "status", "credits", "export", "projects", "resend"]
+    assert names == [
+        "start", "help", "new", "status", "credits", "export", "cancel", "projects", "resend"
+    ]  # fmt: skip
     assert (
         "zh" in tg.commands
         and tg.commands["zh"][0]["description"] != tg.commands[None][0]["description"]

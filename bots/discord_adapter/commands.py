@@ -83,6 +83,11 @@ def build_commands() -> list[app_commands.Command[Any, ..., None]]:
         """Start a fresh session."""
         await _bot(interaction).run_command(interaction, text="new", intent=Intent.NEW)
 
+    @app_commands.command(name="cancel", description=_("cancel"))
+    async def cancel(interaction: discord.Interaction) -> None:
+        """Stop the running request, the waiting ones and an export."""
+        await _bot(interaction).run_command(interaction, text="cancel", intent=Intent.CANCEL)
+
     @app_commands.command(name="help", description=_("help"))
     async def help_(interaction: discord.Interaction) -> None:
         """Explain the bot, to the asker only."""
@@ -118,4 +123,6 @@ def build_commands() -> list[app_commands.Command[Any, ..., None]]:
             interaction, text="/stats", intent=Intent.STATS, ephemeral=True
         )
 
-    return [video, upload, export, status, credits, new, help_, projects, open_, resend, stats]
+    return [
+        video, upload, export, status, credits, new, cancel, help_, projects, open_, resend, stats
+    ]  # fmt: skip

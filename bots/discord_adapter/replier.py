@@ -88,6 +88,7 @@ class DiscordReplier:
         self._original_pending = False
         self._original_ephemeral = False
         self._progress: EditableMessage | None = None
+        self._notice: EditableMessage | None = None
         self._claim = asyncio.Lock()
         self._last_typing = 0.0
         self._typing: asyncio.Task[None] | None = None
@@ -308,9 +309,21 @@ class DiscordReplier:
                 continue
             await self.post(piece or None, ephemeral=private, view=view)
 
-    def stream(self) -> DiscordTextStream:
-        """Start a streamed reply that edits one message as text arrives."""
-        return DiscordTextStream(self)
+    def stream(self, running: Sequence[Action] = ()) -> DiscordTextStream:
+        """Start a streamed reply that edits one message as text arrives.
+
+        ``running`` buttons (Cancel) show under it until it finishes.
+        """
+        return DiscordTextStream(self, running)
+
+    async def notice(self, text: str, *, actions: Sequence[Action] = ()) -> None:
+        """Show or edit this request's notice (its place in line), its buttons with it."""
+        view = actions_view(actions, self.user_id, self.language)
+        notice = self._notice
+        # An explicit view=None takes the buttons away once the wait is over.
+        if notice is not None and notice.alive() and await notice.final(text, view=view):
+            return
+        self._notice = await self.post(text, view=view)
 
     async def progress(self, text: str, percent: int | None = None) -> None:
         """Show or update this conversation's single progress message."""
@@ -413,8 +426,9 @@ class DiscordTextStream:
     an edit failed), only the part not on screen yet is posted, in a new message.
     """
 
-    def __init__(self, replier: DiscordReplier) -> None:
+    def __init__(self, replier: DiscordReplier, running: Sequence[Action] = ()) -> None:
         self._replier = replier
+        self._running = actions_view(running, replier.user_id, replier.language)
         self._text = ""  # the current message's text: shown, or to be shown
         self._queued = ""  # appended, not yet handed to the current message
         self._message: EditableMessage | None = None
@@ -450,9 +464,16 @@ class DiscordTextStream:
         await self._drain()
         async with self._lock:
             view = actions_view(actions, self._replier.user_id, self._replier.language)
-            await self._show(self._text, final=True, view=view)
+            await self._show(self._text, final=True, view=view, closing=True)
 
-    async def _show(self, content: str, *, final: bool, view: discord.ui.View | None = None) -> str:
+    async def _show(
+        self,
+        content: str,
+        *,
+        final: bool,
+        view: discord.ui.View | None = None,
+        closing: bool = False,
+    ) -> str:
         """Show ``content`` in the current message, or what it lacks in a new one.
 
         Returns the text the current message now stands for.
@@ -462,12 +483,16 @@ class DiscordTextStream:
             if not final:
                 await message.update(content)
                 return content
-            if await message.final(content, **({"view": view} if view is not None else {})):
+            # Closing a reply that showed the running buttons takes them away (view=None).
+            replace = view is not None or (closing and self._running is not None)
+            if await message.final(content, **({"view": view} if replace else {})):
                 return content
         elif not content.strip() and view is None:
             return content
         rest = _unshown(content, message.shown if message is not None else "")
         if not rest.strip() and view is None:
             return content
+        if view is None and not final:
+            view = self._running
         self._message = await self._replier.post(rest if rest.strip() else None, view=view)
         return rest

@@ -1,4 +1,4 @@
-"""The buttons under a result: Export, Timeline, Credits.
+"""The buttons under a result (Export, Timeline, Credits) and a running reply (Cancel).
 
 They are persistent: every button is a :class:`discord.ui.DynamicItem` whose
 ``custom_id`` (``nemo:<action>:<owner user id>``) carries all its state, and the
@@ -22,7 +22,14 @@ if TYPE_CHECKING:
 
 __all__ = ["ActionButton", "actions_view", "custom_id"]
 
-_EMOJI: dict[Action, str] = {Action.EXPORT: "📤", Action.TIMELINE: "🎞️", Action.CREDITS: "💳"}
+_EMOJI: dict[Action, str] = {
+    Action.EXPORT: "📤",
+    Action.TIMELINE: "🎞️",
+    Action.CREDITS: "💳",
+    Action.CANCEL: "⏹️",
+}
+
+_STYLE = {Action.EXPORT: discord.ButtonStyle.primary, Action.CANCEL: discord.ButtonStyle.danger}
 
 
 def custom_id(action: Action, owner_id: int) -> str:
@@ -32,7 +39,7 @@ def custom_id(action: Action, owner_id: int) -> str:
 
 class ActionButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"nemo:(?P<action>export|timeline|credits):(?P<owner>[0-9]{1,20})",
+    template=r"nemo:(?P<action>export|timeline|credits|cancel):(?P<owner>[0-9]{1,20})",
 ):
     """One action button; only its owner may press it."""
 
@@ -41,9 +48,7 @@ class ActionButton(
             discord.ui.Button(
                 label=button_label(action.value, language),
                 emoji=_EMOJI[action],
-                style=discord.ButtonStyle.primary
-                if action is Action.EXPORT
-                else discord.ButtonStyle.secondary,
+                style=_STYLE.get(action, discord.ButtonStyle.secondary),
                 custom_id=custom_id(action, owner_id),
             )
         )

@@ -128,6 +128,7 @@ class UpdateHandlers:
         app.add_handler(CommandHandler("projects", self.on_projects, filters=_NEW_MESSAGES))
         app.add_handler(CommandHandler("open", self.on_open, filters=_NEW_MESSAGES))
         app.add_handler(CommandHandler("resend", self.on_resend, filters=_NEW_MESSAGES))
+        app.add_handler(CommandHandler("cancel", self.on_cancel, filters=_NEW_MESSAGES))
         app.add_handler(MessageHandler(_NEW_MESSAGES & _MEDIA, self.on_media))
         app.add_handler(MessageHandler(_NEW_MESSAGES & filters.TEXT, self.on_text))
         app.add_handler(MessageHandler(_NEW_MESSAGES & _OTHER_PRIVATE, self.on_other))
@@ -169,6 +170,10 @@ class UpdateHandlers:
     async def on_resend(self, update: Update, context: Context) -> None:
         """/resend: send the current project's last video again."""
         await self._command(update, context, Intent.RESEND)
+
+    async def on_cancel(self, update: Update, context: Context) -> None:
+        """/cancel: stop the running request, the waiting ones and an export."""
+        await self._command(update, context, Intent.CANCEL)
 
     async def on_text(self, update: Update, context: Context) -> None:
         """A text message: a request in private chats; in groups only when addressed to us."""

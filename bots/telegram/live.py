@@ -243,8 +243,10 @@ class TelegramTextStream:
     reply is in the chat, in order, with the buttons under the last one.
     """
 
-    def __init__(self, replier: TelegramReplier) -> None:
+    def __init__(self, replier: TelegramReplier, running: Sequence[Action] = ()) -> None:
         self._replier = replier
+        # Buttons under the growing message (Cancel) until it finishes; a draft has none.
+        self._running = replier.keyboard(running)
         self._buffer = ""
         self._use_drafts = replier.drafts_usable
         self._draft: DraftPreview | None = None
@@ -277,7 +279,7 @@ class TelegramTextStream:
             self._use_drafts = False
             self._draft = None
             if self._buffer.strip():
-                self._current().show(self._buffer)
+                self._current().show(self._buffer, self._running)
 
     def _preview(self, text: str) -> None:
         if self._use_drafts:
@@ -285,7 +287,7 @@ class TelegramTextStream:
                 self._draft = DraftPreview(self._replier, self.on_draft_refused)
             self._draft.show(text)
         else:
-            self._current().show(text)
+            self._current().show(text, self._running)
 
     def _close_piece(self, piece: str, markup: InlineKeyboardMarkup | None) -> None:
         """Queue the final form of one part of the reply (awaited in :meth:`finish`)."""
@@ -312,6 +314,8 @@ class TelegramTextStream:
             self._draft.close()
         if not self._buffer.strip() and markup is not None:
             await self._buttons_on_last(markup, actions)
+        elif not self._buffer.strip() and self._running is not None and self._last is not None:
+            await self._last.settle(self._last.text, None)  # the running buttons go
         self._buffer = ""
         self._live = None
         self._draft = None

@@ -95,6 +95,7 @@ class TelegramReplier:
         self.language = language
         self.drafts = drafts or Drafts(enabled=False)
         self._progress: LiveMessage | None = None
+        self._notice: LiveMessage | None = None
         self._last_action: tuple[str, float] | None = None
         self._replied = False
         self._tasks = tasks
@@ -197,9 +198,21 @@ class TelegramReplier:
             except MaybeSent:
                 log.warning("telegram: a message's answer was unreadable; not sending it again")
 
-    def stream(self) -> TelegramTextStream:
-        """Start a streamed reply."""
-        return TelegramTextStream(self)
+    def stream(self, running: Sequence[Action] = ()) -> TelegramTextStream:
+        """Start a streamed reply; ``running`` buttons show under it until it finishes.
+
+        A private chat's reply grows as a draft, which has no buttons: there the
+        user types cancel instead.
+        """
+        return TelegramTextStream(self, running)
+
+    async def notice(self, text: str, *, actions: Sequence[Action] = ()) -> None:
+        """Show or edit this request's notice (its place in line), paced by the scheduler."""
+        if self._notice is None:
+            self._notice = LiveMessage(self)
+        # Settled, not just shown: the notice's edits are in order and on screen
+        # before the request's own answer starts.
+        await self._notice.settle(text, self.keyboard(actions))
 
     async def progress(self, text: str, percent: int | None = None) -> None:
         """Show or update this conversation's single progress message (returns at once)."""

@@ -18,7 +18,7 @@ __all__ = ["COMMANDS", "FORMATS", "text"]
 FORMATS = accepted_formats(upper=True)
 
 # The menu's commands, in menu order.
-_MENU = ("start", "help", "new", "status", "credits", "export", "projects", "resend")
+_MENU = ("start", "help", "new", "status", "credits", "export", "cancel", "projects", "resend")
 
 #: Bot menu commands for each language, set with setMyCommands at start-up (English
 #: is the default menu; the others are registered for their language code).

@@ -13,7 +13,7 @@ from core.types import Action, ConversationRef, Video
 class Said:
     """One thing the core did through the replier."""
 
-    kind: str  # "text" | "stream" | "progress" | "video" | "working"
+    kind: str  # "text" | "stream" | "progress" | "notice" | "video" | "working"
     text: str = ""
     actions: tuple[Action, ...] = ()
     private: bool = False
@@ -55,8 +55,11 @@ class CollectingReplier:
     ) -> None:
         self.record(Said("text", text, tuple(actions), private))
 
-    def stream(self) -> CollectingStream:
+    def stream(self, running: Sequence[Action] = ()) -> CollectingStream:
         return CollectingStream(self)
+
+    async def notice(self, text: str, *, actions: Sequence[Action] = ()) -> None:
+        self.record(Said("notice", text, tuple(actions)))
 
     async def progress(self, text: str, percent: int | None = None) -> None:
         self.record(Said("progress", text, percent=percent))

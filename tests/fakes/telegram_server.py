@@ -79,6 +79,19 @@ class SentMessage:
     reply_to: int | None = None
     edits: list[str] = field(default_factory=list)
 
+    def callbacks(self) -> list[str]:
+        """The callback data of the message's inline buttons, as it reads now."""
+        rows = (self.reply_markup or {}).get("inline_keyboard", [])
+        return [str(button.get("callback_data", "")) for row in rows for button in row]
+
+    @property
+    def result_markup(self) -> JSON | None:
+        """The buttons of a finished reply: any but a running reply's lone Cancel button."""
+        calls = self.callbacks()
+        if not calls or all(c.startswith("a:cancel:") for c in calls):
+            return None
+        return self.reply_markup
+
     def as_json(self, bot: JSON, chat: JSON) -> JSON:
         """The Bot API ``Message`` object for this message."""
         out: JSON = {

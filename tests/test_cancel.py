@@ -1,0 +1,170 @@
+"""Cancel, end to end on every door: typed, as a command, and as the button on a running reply.
+
+The simulator keeps working on a turn after the client hangs up (as the real
+backend may), so what a cancel says about the timeline is checked against what
+the backend really did: nothing yet (cancelled during the slow step) or a change
+(cancelled while the reply was streaming, after the edit was applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from simulator.server import Simulator
+from tests.conftest import fast_sim_config
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.simproc import sim_process
+from tests.fakes.telegram_server import FakeTelegram, SentMessage
+from tests.test_cli import run_cli
+from tests.test_discord import content_of, running_bot
+from tests.test_discord import real_core as discord_core
+from tests.test_telegram import TOKEN
+from tests.test_telegram import real_core as telegram_core
+
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
+PROMPT = "make a 10-second clip of a futuristic city at night"
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as running:
+        yield running
+
+
+@pytest.fixture
+async def slow_step() -> AsyncIterator[Simulator]:
+    """A backend whose generation thinks for a long time (heartbeats) before any word."""
+    async with Simulator(fast_sim_config(slow_step_seconds=60.0)) as sim:
+        yield sim
+
+
+@pytest.fixture
+async def slow_words() -> AsyncIterator[Simulator]:
+    """A backend that applies the edit at once, then types its reply slowly."""
+    async with Simulator(fast_sim_config(slow_step_seconds=0.05, chunk_delay=0.7)) as sim:
+        yield sim
+
+
+async def until(predicate: Callable[[], bool], within: float = 15.0) -> None:
+    """Poll ``predicate`` until it holds (for state no fake announces, like the simulator's)."""
+    for _ in range(int(within / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not true within {within} s")
+
+
+def with_text(tg: FakeTelegram, chat: int, needle: str) -> list[SentMessage]:
+    return [m for m in tg.sent_to(chat) if m.text and needle in m.text]
+
+
+async def test_telegram_cancel_stops_the_running_request_and_drops_the_waiting_one(
+    slow_step: Simulator, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    user = 31
+    async with telegram_core(slow_step, tg, tmp_path):
+        tg.private_text(user, "取消", language_code="zh")  # nothing to cancel yet, in Chinese
+        await tg.wait_for(lambda: with_text(tg, user, "没有可取消的"))
+        tg.private_text(user, PROMPT)
+        await tg.wait_for(lambda: slow_step.stats["chat"] == 1, within=15)
+        tg.private_text(user, "add lo-fi background music")
+        [notice] = await tg.wait_for(lambda: with_text(tg, user, "1 request ahead of you"))
+        assert notice.callbacks() == [f"a:cancel:{user}"]
+        tg.private_text(user, "/cancel")
+        [told] = await tg.wait_for(lambda: with_text(tg, user, "Stopped your request"), within=15)
+        # The queue notice says it was dropped, and loses its button.
+        await tg.wait_for(lambda: notice.text == "⏹ Cancelled." and not notice.reply_markup)
+        await asyncio.sleep(0.5)
+    assert "Dropped your waiting request." in told.text  # type: ignore[operator]
+    # Cancelled during the backend's slow step: nothing was applied yet, and it says so.
+    assert "So far the timeline hasn't changed" in told.text  # type: ignore[operator]
+    assert slow_step.stats["chat"] == 1  # the dropped request never reached the backend
+    assert not with_text(tg, user, "Your turn")
+
+
+async def test_telegram_cancel_button_is_the_owners_and_reports_the_change_made(
+    slow_words: Simulator, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    owner, other, group = 41, 42, -300
+    cancel = f"a:cancel:{owner}"
+    async with telegram_core(slow_words, tg, tmp_path):
+        tg.group_text(group, owner, PROMPT, mention=True)
+        [running] = await tg.wait_for(
+            lambda: [m for m in tg.sent_to(group) if cancel in m.callbacks()], within=30
+        )
+        tg.press(other, running, cancel)
+        await tg.wait_for(lambda: tg.calls_of("answerCallbackQuery"))
+        [refusal] = tg.calls_of("answerCallbackQuery")
+        assert refusal.params["show_alert"] is True
+        assert "belongs to someone else" in refusal.params["text"]
+        tg.press(owner, running, cancel)
+        [told] = await tg.wait_for(lambda: with_text(tg, group, "Stopped your request"), within=20)
+        shown = running.text
+        await asyncio.sleep(2.0)  # several chunk delays: the stopped reply must not grow
+    assert running.text == shown and shown.endswith("…")  # type: ignore[union-attr]
+    assert cancel not in running.callbacks()  # the running reply's button is gone
+    # The backend applied the generation before it started typing: the user is told.
+    assert "The timeline did change: Added video track" in told.text  # type: ignore[operator]
+    assert "Dropped" not in told.text  # type: ignore[operator]
+
+
+async def test_discord_cancel_command_stops_the_running_request(
+    slow_step: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async with (
+        discord_core(slow_step, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        made = await fake.slash("video", {"prompt": PROMPT})
+        await until(lambda: slow_step.stats["chat"] == 1)
+        cancelled = await fake.slash("cancel")
+        [told] = await fake.wait_for(
+            lambda r: cancelled["token"] in r.path and "Stopped your request" in content_of(r),
+            within=15,
+        )
+        again = await fake.slash("cancel")
+        [nothing] = await fake.wait_for(
+            lambda r: again["token"] in r.path and "nothing to cancel" in content_of(r),
+            within=15,
+        )
+    assert "So far the timeline hasn't changed" in content_of(told)
+    assert made["token"] != cancelled["token"]
+    assert nothing
+
+
+def test_terminal_cancel_stops_following_an_export(tmp_path: Path) -> None:
+    with sim_process("--render-seconds", "60") as sim_url:
+        env = {"NEMO_API_BASE": sim_url, "NEMO_BOT_DB": str(tmp_path / "bot.db")}
+        result = run_cli(
+            "chat",
+            "--save-dir",
+            str(tmp_path / "videos"),
+            "-m",
+            "make a 4-second clip of a red balloon",
+            "-m",
+            "export",
+            "-m",
+            "stop",
+            env=env,
+        )
+        with urllib.request.urlopen(f"{sim_url}/_sim/stats", timeout=10) as answer:
+            stats = json.load(answer)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Stopped the export: I won't send that video." in out
+    assert "Your video is ready" not in out
+    assert not (tmp_path / "videos").exists() or not list((tmp_path / "videos").iterdir())
+    assert stats.get("renders_cancelled") == 1  # the backend was asked to stop rendering

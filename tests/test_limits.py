@@ -1,0 +1,153 @@
+"""The operator's fair limits and the backend refusing new tokens, end to end.
+
+Limits are set in their documented form (a ``.env`` file, the environment) and
+checked through the doors: the terminal as a process (twice, so the count must
+survive the restart), Telegram against the fake Bot API, Discord against the fake
+gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.i18n import t
+from simulator.server import Simulator
+from tests.conftest import fast_sim_config
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.simproc import ROOT, sim_process
+from tests.fakes.telegram_server import FakeTelegram
+from tests.test_cancel import until, with_text
+from tests.test_discord import content_of, running_bot
+from tests.test_discord import real_core as discord_core
+from tests.test_telegram import TOKEN, finished
+from tests.test_telegram import real_core as telegram_core
+
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
+PROMPT = "make a 4-second clip of a red balloon"
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as running:
+        yield running
+
+
+def chat(cwd: Path, *messages: str) -> subprocess.CompletedProcess[str]:
+    """``nemo-bot chat -m ...`` in ``cwd`` (so it reads that folder's ``.env``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEMO_", "TELEGRAM_"))}
+    args = [arg for text in messages for arg in ("-m", text)]
+    return subprocess.run(
+        [sys.executable, "-m", "bots.cli", "chat", "--save-dir", str(cwd / "videos"), *args],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def test_the_hourly_limit_holds_across_a_restart_and_never_blocks_status(tmp_path: Path) -> None:
+    if time.gmtime().tm_min == 59:  # both runs must fall in one clock hour
+        time.sleep(61 - time.gmtime().tm_sec)
+    with sim_process() as sim_url:
+        (tmp_path / ".env").write_text(
+            f"NEMO_API_BASE={sim_url}\nNEMO_BOT_DB=./bot.db\nNEMO_LIMIT_REQUESTS_PER_HOUR=2\n"
+        )
+        first = chat(tmp_path, PROMPT, "add lo-fi background music")
+        # A new process: the count comes from the database.
+        second = chat(tmp_path, "status", "credits", "make it 8 seconds long", "help")
+    assert first.returncode == 0, first.stderr
+    assert "limit" not in first.stdout
+    assert second.returncode == 6, second.stderr
+    out = second.stdout
+    resets = time.strftime("%H:00", time.gmtime(time.time() + 3600))
+    told = t("limit_requests", "en", limit=2, resets=resets)
+    assert told in out
+    assert "Timeline (2 tracks)" in out and "💳 Credits:" in out  # status, credits: not limited
+    assert out.index(told) < out.index(t("help", "en").strip().splitlines()[0])  # help still works
+    assert "a limit of this bot" in second.stderr
+
+
+async def test_telegram_exports_per_day_then_credits_still_answer(
+    sim: Simulator, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    user = 51
+    async with telegram_core(sim, tg, tmp_path, NEMO_LIMIT_EXPORTS_PER_DAY=1) as (service, _):
+        tg.private_text(user, PROMPT)
+        await tg.wait_for(finished(tg, user), within=20)
+        tg.private_text(user, "export")
+        await tg.wait_for(lambda: any(m.video for m in tg.sent_to(user)), within=30)
+        tg.private_text(user, "/export")
+        [refused] = await tg.wait_for(lambda: with_text(tg, user, "exports a day"))
+        tg.private_text(user, "/credits")
+        await tg.wait_for(lambda: with_text(tg, user, "💳 Credits:"))
+        limited = service.metrics.limited.labels(limit="exports")._value.get()
+    assert refused.text == t("limit_exports", "en", limit=1, resets="00:00")
+    assert sim.stats["renders"] == 1
+    assert limited == 1
+
+
+async def test_discord_queue_limit_refuses_a_third_request_until_one_is_cancelled(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    async with (
+        Simulator(fast_sim_config(slow_step_seconds=60.0)) as sim,
+        discord_core(sim, fake, tmp_path, NEMO_LIMIT_QUEUE=1) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        await fake.slash("video", {"prompt": PROMPT})
+        await until(lambda: sim.stats["chat"] == 1)
+        waiting = await fake.slash("video", {"prompt": "add lo-fi background music"})
+        await fake.wait_for(
+            lambda r: waiting["token"] in r.path and "1 request ahead" in content_of(r)
+        )
+        third = await fake.slash("video", {"prompt": "add a title"})
+        [refused] = await fake.wait_for(
+            lambda r: third["token"] in r.path and "Too many of your requests" in content_of(r)
+        )
+        stop = await fake.slash("cancel")
+        [told] = await fake.wait_for(
+            lambda r: stop["token"] in r.path and "Stopped your request" in content_of(r),
+            within=15,
+        )
+    assert content_of(refused) == t("limit_queue", "en", limit=1)
+    assert refused.json["flags"] == 64  # only the asker sees it
+    assert "Dropped your waiting request." in content_of(told)
+    assert sim.stats["chat"] == 1
+
+
+async def test_a_refused_token_is_told_once_with_when_to_try_again(
+    tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="nemo.accounts")
+    async with (
+        Simulator(fast_sim_config(mint_limit_per_hour=0)) as sim,
+        telegram_core(sim, tg, tmp_path) as (service, _),
+    ):
+        tg.private_text(61, PROMPT)
+        [first] = await tg.wait_for(lambda: with_text(tg, 61, "new accounts"), within=15)
+        tg.private_text(62, PROMPT)
+        [second] = await tg.wait_for(lambda: with_text(tg, 62, "new accounts"), within=15)
+        refused = service.metrics.errors.labels(code="token_refused")._value.get()
+    assert first.text == t("token_refused", "en", minutes=60)
+    assert second.text == t("token_refused", "en", minutes=60)
+    assert sim.stats["token"] == 1  # asked once; the second user waits out the Retry-After
+    assert sim.stats["chat"] == 0
+    assert refused == 2
+    warnings = [r.getMessage() for r in caplog.records if "anonymous token" in r.getMessage()]
+    assert len(warnings) == 1 and "not asking again for 3600 s" in warnings[0]
