@@ -114,8 +114,8 @@ async def test_telegram_cancel_button_is_the_owners_and_reports_the_change_made(
         [told] = await tg.wait_for(lambda: with_text(tg, group, "Stopped your request"), within=20)
         shown = running.text
         await asyncio.sleep(2.0)  # several chunk delays: the stopped reply must not grow
-    assert running.text == shown and shown.endswith("…")  # type: ignore[union-attr]
-    assert cancel not in running.callbacks()  # the running reply's button is gone
+    assert running.text == shown  # the stream was closed: no more words came
+    assert running.callbacks() == []  # the running reply's button is gone, and no others came
     # The backend applied the generation before it started typing: the user is told.
     assert "The timeline did change: Added video track" in told.text  # type: ignore[operator]
     assert "Dropped" not in told.text  # type: ignore[operator]
