@@ -22,6 +22,8 @@ VALUES = {
     "command": "/foo",
     "length": 22000,
     "outcome": "The timeline did change: Added a title.",
+    "resets": "15:00",
+    "minutes": 60,
 }
 
 
