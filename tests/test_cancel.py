@@ -168,3 +168,29 @@ def test_terminal_cancel_stops_following_an_export(tmp_path: Path) -> None:
     assert "Your video is ready" not in out
     assert not (tmp_path / "videos").exists() or not list((tmp_path / "videos").iterdir())
     assert stats.get("renders_cancelled") == 1  # the backend was asked to stop rendering
+
+
+async def test_telegram_queue_notice_moves_in_place_as_the_line_moves(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    user = 71
+    async with (
+        Simulator(fast_sim_config(slow_step_seconds=2.0)) as sim,
+        telegram_core(sim, tg, tmp_path),
+    ):
+        tg.private_text(user, PROMPT)
+        await until(lambda: sim.stats["chat"] == 1)
+        tg.private_text(user, "add lo-fi background music")
+        [second] = await tg.wait_for(lambda: with_text(tg, user, "1 request ahead of you"))
+        tg.private_text(user, 'add a title "Night City"')
+        [third] = await tg.wait_for(lambda: with_text(tg, user, "2 requests ahead of you"))
+        # The first finishes: the second's turn comes, the third moves up, in place.
+        await tg.wait_for(lambda: third.text.startswith("⏳ 1 request ahead"), within=30)
+        await tg.wait_for(lambda: third.text == "▶️ Your turn — working on it now.", within=30)
+        await until(lambda: sim.stats["chat"] == 3, within=30)
+    assert second.text == "▶️ Your turn — working on it now." and not second.reply_markup
+    assert third.edits == [
+        "⏳ 1 request ahead of you — I'll start on this one right after.",
+        "▶️ Your turn — working on it now.",
+    ]
+    assert sim.stats["concurrent_chats"] == 0  # one at a time, as the notices said

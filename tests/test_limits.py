@@ -3,11 +3,12 @@
 Limits are set in their documented form (a ``.env`` file, the environment) and
 checked through the doors: the terminal as a process (twice, so the count must
 survive the restart), Telegram against the fake Bot API, Discord against the fake
-gateway.
+gateway; and two services sharing one real PostgreSQL database count together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -21,12 +22,14 @@ import pytest
 from core.i18n import t
 from simulator.server import Simulator
 from tests.conftest import fast_sim_config
+from tests.fakes.collecting import CollectingReplier
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.simproc import ROOT, sim_process
 from tests.fakes.telegram_server import FakeTelegram
 from tests.test_cancel import until, with_text
 from tests.test_discord import content_of, running_bot
 from tests.test_discord import real_core as discord_core
+from tests.test_service import core_for, msg
 from tests.test_telegram import TOKEN, finished
 from tests.test_telegram import real_core as telegram_core
 
@@ -151,3 +154,34 @@ async def test_a_refused_token_is_told_once_with_when_to_try_again(
     assert refused == 2
     warnings = [r.getMessage() for r in caplog.records if "anonymous token" in r.getMessage()]
     assert len(warnings) == 1 and "not asking again for 3600 s" in warnings[0]
+
+
+async def test_two_replicas_on_postgresql_share_the_limits(
+    sim: Simulator, tmp_path: Path, pg_url: str
+) -> None:
+    """Two services on one real PostgreSQL database count one user's requests together."""
+    limits = {"NEMO_BOT_DB": pg_url, "NEMO_LIMIT_REQUESTS_PER_HOUR": 2}
+    if time.gmtime().tm_min == 59:  # every request must fall in one clock hour
+        await asyncio.sleep(61 - time.gmtime().tm_sec)
+    async with (
+        core_for(sim, tmp_path, **limits) as (a, _),
+        core_for(sim, tmp_path, **limits) as (b, _),
+    ):
+        first, second, third = CollectingReplier(), CollectingReplier(), CollectingReplier()
+        await a.handle(msg(PROMPT), first)
+        await b.handle(msg("add lo-fi background music"), second)
+        await a.handle(msg('add a title "Balloon"', chat="c2"), third)  # another chat, same user
+        other = CollectingReplier()
+        await b.handle(msg(PROMPT, user="u2"), other)  # somebody else: their own count
+    async with core_for(sim, tmp_path, **limits) as (restarted, _):
+        fourth = CollectingReplier()
+        await restarted.handle(msg("make it 8 seconds long"), fourth)
+        status = CollectingReplier()
+        await restarted.handle(msg("status"), status)
+    resets = time.strftime("%H:00", time.gmtime(time.time() + 3600))
+    refused = t("limit_requests", "en", limit=2, resets=resets)
+    assert refused not in first.all_text() + second.all_text() + other.all_text()
+    assert third.texts() == [refused]
+    assert fourth.texts() == [refused]  # a restart does not reset the count
+    assert "Timeline (2 tracks)" in status.all_text()
+    assert sim.stats["chat"] == 3

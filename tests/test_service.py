@@ -27,12 +27,8 @@ FAST_POLL = PollPolicy(min_interval=0.05, max_interval=0.2, first_delay=0.05)
 
 
 def settings_for(sim: Simulator, tmp_path: Path, **extra: object) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        NEMO_API_BASE=sim.base_url,
-        NEMO_BOT_DB=tmp_path / "bot.db",
-        **extra,
-    )
+    values: dict[str, object] = {"NEMO_BOT_DB": tmp_path / "bot.db", **extra}
+    return Settings(_env_file=None, NEMO_API_BASE=sim.base_url, **values)  # type: ignore[call-arg]
 
 
 @asynccontextmanager
