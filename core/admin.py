@@ -14,7 +14,9 @@ priority of its outbound scheduler: a user's answer always goes first. The
 broadcast walks the contacts in user-id order in small batches and stores its
 place and counts after each batch, so a restart goes on where it stopped (a
 batch cut short by the stop may reach up to :data:`BATCH` people twice). At the
-end the admin gets the count of messages sent and failed.
+end the admin gets the count of messages sent and failed. Replicas sharing the
+store each try to resume an interrupted broadcast; a lease on
+``broadcast:<id>`` (renewed after every batch) lets one of them run it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
@@ -33,7 +36,7 @@ from core.errors import ApiError, TransportError
 from core.i18n import t
 from core.request import Request
 from core.types import ChatAdapter, ConversationRef, IncomingMessage
-from storage.base import BroadcastRecord, Store
+from storage.base import BroadcastRecord, Lease, Store
 
 __all__ = ["BATCH", "Admin", "BulkSender", "percentile"]
 
@@ -88,6 +91,7 @@ class Admin:
         self._seen: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._adapters: Mapping[str, ChatAdapter] = {}
+        self._owner = f"{settings.replica_name}:{uuid.uuid4().hex}"
 
     def is_admin(self, msg: IncomingMessage) -> bool:
         """Whether the sender is one of ``NEMO_ADMIN_USERS``."""
@@ -201,7 +205,29 @@ class Admin:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _claim(self, key: str) -> Lease | None:
+        """The broadcast's lease, or None when another replica runs it."""
+        ttl = self._settings.replica_lease
+        lease = await self._store.try_acquire_lease(key, owner=self._owner, seq=0, ttl=ttl)
+        if lease is None:  # leave no waiter behind: we don't queue for it
+            await self._store.abandon_wait(key, owner=self._owner, seq=0)
+        return lease
+
     async def _run(self, record: BroadcastRecord, sender: BulkSender) -> None:
+        key, ttl = f"broadcast:{record.broadcast_id}", self._settings.replica_lease
+        lease = await self._claim(key)
+        if lease is None:
+            log.info("broadcast %d runs on another replica", record.broadcast_id)
+            return
+        try:
+            await self._send_all(record, sender, lease, ttl)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._store.release_lease(lease))
+
+    async def _send_all(
+        self, record: BroadcastRecord, sender: BulkSender, lease: Lease, ttl: float
+    ) -> None:
         cursor = record.cursor
         try:
             while True:
@@ -218,6 +244,11 @@ class Admin:
                 await self._store.advance_broadcast(
                     record.broadcast_id, cursor=cursor, sent=sent, failed=len(results) - sent
                 )
+                renewed = await self._store.renew_lease(lease, ttl=ttl)
+                if renewed is None:  # it expired and another replica took it over
+                    log.warning("broadcast %d: another replica took it over", record.broadcast_id)
+                    return
+                lease = renewed
             done = await self._store.finish_broadcast(record.broadcast_id)
         except asyncio.CancelledError:
             raise

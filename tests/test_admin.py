@@ -7,6 +7,7 @@ each with the real core against the NemoVideo simulator.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from core.admin import Admin
 from core.client import NemoClient
+from core.config import Settings
 from simulator.server import Simulator
 from storage import make_store
+from tests.fakes.collecting import CollectingAdapter
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.simproc import ROOT
 from tests.fakes.telegram_server import FakeTelegram
@@ -99,6 +103,43 @@ async def test_a_broadcast_goes_on_after_a_restart_from_where_it_stopped(
     assert tg.texts(11) == tg.texts(12) == ["Maintenance tonight"]
     async with make_store(tmp_path / "db.sqlite") as store:
         assert await store.unfinished_broadcasts() == []
+
+
+class BulkAdapter(CollectingAdapter):
+    """A Telegram stand-in that records bulk sends (slowly, so replicas overlap)."""
+
+    def __init__(self, sends: list[str]) -> None:
+        super().__init__("telegram")
+        self.sends = sends
+
+    async def send_bulk(self, chat_id: str, text: str) -> bool:
+        await asyncio.sleep(0.01)
+        self.sends.append(chat_id)
+        return True
+
+
+async def test_replicas_resuming_one_broadcast_send_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    settings = Settings(_env_file=None, NEMO_BOT_DB=path, NEMO_ADMIN_USERS="7")  # type: ignore[call-arg]
+    sends: list[str] = []
+    async with make_store(path) as first, make_store(path) as second:
+        for n in range(25):
+            await first.note_contact("telegram", f"u{n:02d}", f"{n}")
+        await first.start_broadcast("telegram", "hi", admin_chat="7", admin_user="7")
+        adapters = [BulkAdapter(sends), BulkAdapter(sends)]
+        async with NemoClient(base_url="http://127.0.0.1:9") as client:  # never called
+            replicas = [
+                Admin(settings=settings, store=store, client=client) for store in (first, second)
+            ]
+            for admin, adapter in zip(replicas, adapters, strict=True):
+                admin.use({"telegram": adapter})
+            assert [await admin.resume() for admin in replicas] == [1, 1]  # both try
+            for admin in replicas:
+                await admin.wait_idle()
+        assert await first.unfinished_broadcasts() == []
+    assert sorted(sends) == sorted(str(n) for n in range(25))  # each person once
+    reports = [r.all_text() for a in adapters for r in a.repliers.values()]
+    assert reports == ["📣 Broadcast done: 25 sent, 0 failed."]
 
 
 async def test_discord_stats_for_the_admin_and_unknown_for_others(
