@@ -27,7 +27,7 @@ class Request:
     lang: str | None = None
     _ident: Identity | None = None
     outcome: str = "ok"
-    """How the request ended, for /stats: ok, refused, busy, error or unexpected."""
+    """How the request ended, for /stats: ok, refused, limited, busy, error or unexpected."""
     error: str | None = None
     """The backend's error code (or ``transport``) when it failed."""
 

@@ -216,8 +216,10 @@ class ConversationService:
                 await req.say("empty_message")
                 return
             if intent in _EXCLUSIVE and not await self._limits.may_wait(req, self.turns):
+                req.fail("limited")
                 return
             if not await self._limits.admit(req, intent):
+                req.fail("limited")
                 return
             if intent in _EXCLUSIVE:
                 await self._in_turn(req, intent)

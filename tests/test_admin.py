@@ -194,6 +194,12 @@ def test_the_terminal_admin_reads_stats_and_is_told_broadcasts_are_telegrams(
     assert "Users: 1 today" in admin.stdout
     assert "Broadcasts go to Telegram users" in admin.stdout
 
+    # A request over an operator's limit is counted as limited.
+    (tmp_path / ".env").write_text(f"NEMO_ADMIN_USERS={user}\nNEMO_LIMIT_REQUESTS_PER_HOUR=1\n")
+    limited = chat("make a 5-second clip of a dog", "add music", "/stats", cwd=tmp_path, env=env)
+    requests = limited.stdout.split("Requests (7 days):")[1].splitlines()[0]
+    assert "limited 1" in requests, limited.stdout
+
     (tmp_path / ".env").write_text("NEMO_ADMIN_USERS=someone\n")
     other = chat("help", "/stats", cwd=tmp_path, env=env)
     assert other.returncode == 2, other.stderr  # the exit status of an unknown command
