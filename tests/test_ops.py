@@ -308,7 +308,14 @@ def test_the_compose_example_names_real_commands_settings_and_every_shard_once()
     aliases = {field.alias for field in Settings.model_fields.values()}
     services = compose["services"]
     bots = {name: service for name, service in services.items() if "build" in service}
-    assert set(bots) == {"telegram", "discord-0", "discord-1"}
+    assert set(bots) == {"telegram-0", "telegram-1", "discord-0", "discord-1"}
+    # The Telegram replicas register one webhook URL; the load balancer reaches each one.
+    webhooks = {tuple(s["command"]) for n, s in bots.items() if n.startswith("telegram")}
+    [webhook] = webhooks
+    assert webhook[2:4] == ("--webhook-url", "https://pw/telegram")
+    proxy = services["caddy"]["command"]
+    upstreams = [proxy[i + 1] for i, arg in enumerate(proxy) if arg == "--to"]
+    assert upstreams == ["telegram-0:8443", "telegram-1:8443"] and "8443" in webhook
     shards: dict[int, list[int]] = {}
     for name, service in bots.items():
         program, command, *args = service["command"]
