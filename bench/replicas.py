@@ -53,7 +53,7 @@ NAME = "replicas"
 TOKEN = "123:REPLICAS"
 SECRET = "bench-replicas-secret"
 K = int(os.environ.get("BENCH_REPLICAS_K", "300"))
-REPLICAS = (1, 2, 3)
+REPLICAS = tuple(int(n) for n in os.environ.get("BENCH_REPLICAS_N", "1,2,3").split(","))
 PROMPT = "make a 10-second clip of a lighthouse at dusk"
 _uids = itertools.count(2_000_000)
 _update_ids = itertools.count(1)
@@ -195,6 +195,8 @@ async def one_run(n: int, server: PgServer, nemo_api: str, workdir: Path) -> dic
         "lag_p99": percentile(lags, 99),
         "rejected_429": tg.flood_hits,
         "rejected_by_limit": dict(tg.hits),
+        "rejected_calls": sorted({c.method for c in tg.calls if c.status == 429}),
+        "rejected_at": sorted(c.at - started for c in tg.calls if c.status == 429),
         "seconds": elapsed,
         "db_active_ms_per_request": (active_after - active_before) / K,
         "db_transactions_per_request": xacts / K,

@@ -37,7 +37,7 @@ from bots.telegram.scheduler import ChatLimits, MaybeSent, OutboundScheduler
 from bots.telegram.texts import COMMANDS
 from bots.telegram.webhook import StoredWebhook
 from core.config import Settings
-from core.rate_budget import StoreBudget
+from core.rate_budget import LayeredBudget, StoreBudget
 from core.types import ConversationHandler, ConversationRef
 from storage.base import Store
 
@@ -153,9 +153,9 @@ class TelegramBot:
         store: Store | None = getattr(service, "store", None)
         shared = bool(getattr(service, "shared", False))
         if budget is None and shared and store is not None and settings.telegram_overall_rate:
-            budget = StoreBudget(
-                store, scope="telegram:overall", rate=settings.telegram_overall_rate
-            )
+            rate = settings.telegram_overall_rate
+            shared_budget = StoreBudget(store, scope="telegram:overall", rate=rate)
+            budget = LayeredBudget(budget_for(rate), shared_budget)
         limits = ChatLimits(
             private_interval=edit_interval,
             group_interval=edit_interval,
