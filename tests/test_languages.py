@@ -115,7 +115,8 @@ async def test_the_terminals_action_hints_are_words_of_the_users_language(
     async with BotProcess(*args, env=env, cwd=tmp_path) as chat:
         assert await chat.wait(within=60) == 0, chat.stderr
     hints = [line.strip() for line in chat.stdout.splitlines() if line.strip().startswith("→")]
-    assert hints == ["→ 积分", "→ créditos"]  # what the Credits button would do, to type
+    # what the Export / Timeline / Credits buttons would do, as words to type
+    assert hints == ["→ 导出 · 状态 · 积分", "→ exportar · estado · créditos"]
 
 
 # ------------------------------------------------------------------------ Telegram
