@@ -85,6 +85,7 @@ def test_terminal_refuses_what_it_must_not_send(steady_sim: str, tmp_path: Path)
     assert result.returncode == 2, result.stdout + result.stderr
     unknown, attach, too_long = _replies(result.stdout)
     assert unknown.startswith("🤔 /foo isn't a command I know.") and "/status" in unknown
+    assert "/projects" in unknown and "/resend" in unknown  # the history's commands too
     assert attach.startswith("Send a photo, clip or audio file")
     assert "too long" in too_long and "the limit is 4096" in too_long
     assert _chats(steady_sim) == chats  # nothing reached the backend's chat
