@@ -1,7 +1,7 @@
 """``python -m bench [NAME ...]``: run the benchmarks, print one combined table.
 
 Names: core, concurrency, export, telegram, crowd, storage, language, discord,
-replicas (default: all).
+replicas, limits (default: all).
 Each runs in a fresh subprocess (so one benchmark's memory and threads do not leak into
 the next) and writes ``bench/results/<name>.json``. ``python -m bench --table`` only prints
 the table of the results already on disk (Markdown, as pasted into README.md).
@@ -26,6 +26,7 @@ MODULES = {
     "language": "bench.language",
     "discord": "bench.discord_shards",
     "replicas": "bench.replicas",
+    "limits": "bench.limits",
 }
 
 
