@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from bots.discord_adapter.views import custom_id
+from core.types import Action
 from simulator.server import Simulator
 from tests.conftest import fast_sim_config
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.simproc import sim_process
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.test_cli import run_cli
-from tests.test_discord import content_of, running_bot
+from tests.test_discord import content_of, is_callback, running_bot
 from tests.test_discord import real_core as discord_core
 from tests.test_telegram import TOKEN
 from tests.test_telegram import real_core as telegram_core
@@ -194,3 +196,27 @@ async def test_telegram_queue_notice_moves_in_place_as_the_line_moves(
         "▶️ Your turn — working on it now.",
     ]
     assert sim.stats["concurrent_chats"] == 0  # one at a time, as the notices said
+
+
+async def test_discord_cancel_button_under_the_running_reply_is_the_owners(
+    slow_words: Simulator, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    alice = int(fake.alice["id"])
+    cancel = custom_id(Action.CANCEL, alice)
+    async with (
+        discord_core(slow_words, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        await fake.slash("video", {"prompt": PROMPT})
+        await until(lambda: fake.message_with(cancel) is not None, within=30)
+        running = fake.message_with(cancel)
+        refused = await fake.press(cancel, user=fake.bob, message_id=running)
+        [callback] = await fake.wait_for(lambda r: is_callback(r) and refused["id"] in r.path)
+        pressed = await fake.press(cancel, message_id=running)
+        [told] = await fake.wait_for(
+            lambda r: pressed["token"] in r.path and "Stopped your request" in content_of(r),
+            within=20,
+        )
+        await until(lambda: fake.message_with(cancel) is None)  # the button is taken away
+    assert callback.json["data"]["flags"] == 64 and "belong" in callback.json["data"]["content"]
+    assert "The timeline did change: Added video track" in content_of(told)
