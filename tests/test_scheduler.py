@@ -244,6 +244,30 @@ async def test_a_send_whose_answer_is_unreadable_is_not_repeated_but_an_edit_is(
     assert calls == {"send": 1, "edit": 2, "refused": 1, "offline": 2}
 
 
+async def test_a_chats_next_call_keeps_its_interval_from_a_delayed_one() -> None:
+    # Telegram counts a call when it arrives: one delayed on its way (a busy machine)
+    # must not let the chat's next call arrive sooner than the chat's interval after it.
+    loop = asyncio.get_running_loop()
+    arrived: list[float] = []
+
+    def call(on_the_way: float) -> Any:
+        async def send() -> None:
+            await asyncio.sleep(on_the_way)
+            arrived.append(loop.time())
+
+        return send
+
+    outbox = OutboundScheduler(limits=ChatLimits(private_interval=0.3, burst=1))
+    outbox.start()
+    try:
+        first = outbox.submit(5, call(0.2), priority=Priority.FINAL, creates=False)
+        second = outbox.submit(5, call(0.0), priority=Priority.FINAL, creates=False)
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+    finally:
+        await outbox.aclose()
+    assert arrived[1] - arrived[0] >= 0.3 - 0.01
+
+
 async def test_stale_chat_actions_are_dropped(gate: tuple[OutboundScheduler, GateBudget]) -> None:
     outbox, budget = gate
     sent: list[str] = []

@@ -454,6 +454,12 @@ class OutboundScheduler:
                 if not job.future.done():
                     job.future.set_result(result)
         finally:
+            # The chat's next call is counted from this answer, not from the dispatch:
+            # Telegram counts a call when it arrives, and a call delayed on its way
+            # (a busy machine, a slow network) must not bring the next one closer to it
+            # than the chat's interval. (The flight time is not refilled; a call never
+            # arrives before its predecessor was answered, as the chat sends one at a time.)
+            chat.last = max(chat.last, loop.time())
             chat.busy = False
             self._schedule(chat)
 
