@@ -187,15 +187,22 @@ def start_server(*, durable: bool = False) -> PgServer:
                  "-E", "UTF8", "--no-locale", "--no-sync"),
             "initdb",
         )  # fmt: skip
-        port = _free_port()
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        if not durable:
-            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        result = subprocess.run(
-            _cmd(user, bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", log, "-w",
-                 "-t", "60", "start"),
-            capture_output=True, text=True, check=False, timeout=120,
-        )  # fmt: skip
+        # A free port can be taken by another process (another test worker, another
+        # run on the machine) before the server binds it: then try another one.
+        for _attempt in range(3):
+            port = _free_port()
+            options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+            if not durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            result = subprocess.run(
+                _cmd(user, bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", log, "-w",
+                     "-t", "60", "start"),
+                capture_output=True, text=True, check=False, timeout=120,
+            )  # fmt: skip
+            in_use = log.exists() and "already in use" in log.read_text(errors="replace")
+            if result.returncode == 0 or not in_use:
+                break
+            log.unlink()
         if result.returncode != 0:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start: {result.stderr.strip()}\n{tail}")
