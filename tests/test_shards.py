@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
@@ -128,10 +129,18 @@ def _answers(fake: FakeDiscord, interaction: dict[str, Any]) -> list[Recorded]:
     return [r for r in fake.requests if marker in r.path and r.method in ("PATCH", "POST")]
 
 
+# Two bot processes, a simulator and a fake gateway: on a loaded machine this takes far
+# longer than its usual ~10 s, and the suite's 120 s hang guard would cut it off before
+# the test's own deadlines (each naming the step it waited for) could say what was slow.
+_PROCESSES = pytest.mark.timeout(300)
+
+
+@_PROCESSES
 async def test_two_shard_processes_on_one_sqlite_file(sim: Simulator, tmp_path: Path) -> None:
     await _two_shard_processes(sim, tmp_path, database=tmp_path / "shared.db")
 
 
+@_PROCESSES
 async def test_two_shard_processes_on_one_postgresql_database(
     sim: Simulator, pg_url: str, tmp_path: Path
 ) -> None:
