@@ -132,6 +132,27 @@ _REMEMBER_PROJECT = (
 )
 
 
+async def _enable_wal(conn: aiosqlite.Connection) -> sqlite3.Row | None:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
+
+    Switching a new file to WAL needs its exclusive lock, and SQLite answers "database
+    is locked" at once, without the busy handler, when other processes are opening the
+    same new file at that moment (shard processes starting together): try again for up
+    to the busy time-out.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            async with conn.execute("PRAGMA journal_mode = WAL") as cur:
+                return await cur.fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
     """A :class:`storage.base.Store` kept in one SQLite file (or ``":memory:"``).
 
@@ -186,8 +207,7 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
             await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await conn.execute("PRAGMA foreign_keys = ON")
             if self._path is not None:
-                async with conn.execute("PRAGMA journal_mode = WAL") as cur:
-                    row = await cur.fetchone()
+                row = await _enable_wal(conn)
                 if row is None or str(row[0]).lower() != "wal":
                     log.warning("could not enable WAL journal mode for %s", self._path)
                 await conn.execute("PRAGMA synchronous = NORMAL")
