@@ -113,26 +113,6 @@ def _select(table: str, columns: Iterable[str]) -> str:
     return f"SELECT {', '.join(columns)} FROM {table}"
 
 
-async def _enable_wal(conn: aiosqlite.Connection) -> sqlite3.Row | None:
-    """``PRAGMA journal_mode = WAL``, tried again while another process holds the file.
-
-    Switching to WAL takes the file's exclusive lock after reading it, and SQLite answers
-    "database is locked" at once, without the busy timeout, when another connection
-    opening the same new file holds a lock meanwhile (it would deadlock otherwise): the
-    processes starting together take turns instead.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            async with conn.execute("PRAGMA journal_mode = WAL") as cur:
-                row: sqlite3.Row | None = await cur.fetchone()
-            return row
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-
-
 def _prepare_file(path: Path) -> None:
     """Create the parent directory and an empty 0600 database file if missing."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
