@@ -418,3 +418,19 @@ class Store(Protocol):
         slots, whichever replicas took them (e.g. a bot-wide messages-per-second
         budget shared by every replica).
         """
+
+    async def claim_rate_slot(
+        self, scope: str, *, limit: int, window: float, hold: float
+    ) -> tuple[int, float] | float:
+        """Take a slot like :meth:`take_rate_slot` and hold it until its call is answered.
+
+        The slot is stamped ``hold`` seconds ahead, so no one takes it again while its
+        call is on its way; :meth:`stamp_rate_slot` then stamps it with the time of the
+        answer. Returns ``(slot, held_until)`` when taken, otherwise seconds to wait.
+        """
+
+    async def stamp_rate_slot(self, scope: str, slot: int, *, held_until: float) -> None:
+        """Stamp a slot held by :meth:`claim_rate_slot` with now (its call was answered).
+
+        Nothing happens if the hold ran out and someone took the slot since.
+        """

@@ -356,23 +356,26 @@ class PostgresCoordination:
         """Delete the counts of ended windows."""
         return await self._execute("DELETE FROM counters WHERE window_end <= $1", self._clock())
 
-    async def take_rate_slot(self, scope: str, *, limit: int, window: float) -> float:
-        """Take a slot at least ``window`` old (skipping ones others are taking), or wait."""
+    async def claim_rate_slot(
+        self, scope: str, *, limit: int, window: float, hold: float
+    ) -> tuple[int, float] | float:
+        """Take a slot at least ``window`` old, stamped ``hold`` ahead (skipping locked ones)."""
         if limit <= 0 or window <= 0:
             raise ValueError("limit and window must be positive")
         now = self._clock()
+        held_until = now + hold
         for _ in range(2):
             taken = await self._fetchrow(
                 "UPDATE rate_slots SET at = $1 WHERE scope = $2 AND slot = (SELECT slot "
                 "FROM rate_slots WHERE scope = $2 AND slot < $3 AND at <= $4 ORDER BY at "
                 "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING slot",
-                now,
+                held_until,
                 scope,
                 limit,
                 now - window,
             )
             if taken is not None:
-                return 0.0
+                return int(taken[0]), held_until
             row = await self._fetchrow(
                 "SELECT count(*), min(at) FROM rate_slots WHERE scope = $1 AND slot < $2",
                 scope,
@@ -387,3 +390,18 @@ class PostgresCoordination:
                 limit,
             )
         return window  # not reached: the second pass finds the new slots
+
+    async def take_rate_slot(self, scope: str, *, limit: int, window: float) -> float:
+        """Take a slot at least ``window`` old (skipping ones others are taking), or wait."""
+        claimed = await self.claim_rate_slot(scope, limit=limit, window=window, hold=0.0)
+        return 0.0 if isinstance(claimed, tuple) else claimed
+
+    async def stamp_rate_slot(self, scope: str, slot: int, *, held_until: float) -> None:
+        """Stamp the held slot with now, unless it was taken again since."""
+        await self._execute(
+            "UPDATE rate_slots SET at = $1 WHERE scope = $2 AND slot = $3 AND at = $4",
+            self._clock(),
+            scope,
+            slot,
+            held_until,
+        )

@@ -293,20 +293,23 @@ class SQLiteCoordination:
         """Delete the counts of ended windows."""
         return await self._write("DELETE FROM counters WHERE window_end <= ?", (self._clock(),))
 
-    async def take_rate_slot(self, scope: str, *, limit: int, window: float) -> float:
-        """Take a slot at least ``window`` old (one atomic statement), or say how long to wait."""
+    async def claim_rate_slot(
+        self, scope: str, *, limit: int, window: float, hold: float
+    ) -> tuple[int, float] | float:
+        """Take a slot at least ``window`` old, stamped ``hold`` ahead (one statement), or wait."""
         if limit <= 0 or window <= 0:
             raise ValueError("limit and window must be positive")
         now = self._clock()
+        held_until = now + hold
         for _ in range(2):
             taken = await self._fetchall(
                 "UPDATE rate_slots SET at = ? WHERE scope = ? AND slot = (SELECT slot "
                 "FROM rate_slots WHERE scope = ? AND slot < ? AND at <= ? ORDER BY at LIMIT 1) "
                 "RETURNING slot",
-                (now, scope, scope, limit, now - window),
+                (held_until, scope, scope, limit, now - window),
             )
             if taken:
-                return 0.0
+                return int(taken[0][0]), held_until
             row = await self._fetchone(
                 "SELECT count(*), min(at) FROM rate_slots WHERE scope = ? AND slot < ?",
                 (scope, limit),
@@ -321,3 +324,15 @@ class SQLiteCoordination:
                     [(scope, slot) for slot in range(limit)],
                 )
         return window  # not reached: the second pass finds the new slots
+
+    async def take_rate_slot(self, scope: str, *, limit: int, window: float) -> float:
+        """Take a slot at least ``window`` old (one atomic statement), or say how long to wait."""
+        claimed = await self.claim_rate_slot(scope, limit=limit, window=window, hold=0.0)
+        return 0.0 if isinstance(claimed, tuple) else claimed
+
+    async def stamp_rate_slot(self, scope: str, slot: int, *, held_until: float) -> None:
+        """Stamp the held slot with now, unless it was taken again since."""
+        await self._write(
+            "UPDATE rate_slots SET at = ? WHERE scope = ? AND slot = ? AND at = ?",
+            (self._clock(), scope, slot, held_until),
+        )

@@ -381,6 +381,27 @@ async def test_rate_slots_hold_a_sliding_window_not_a_fixed_one(
     assert await store.take_rate_slot("tg", limit=4, window=1.0) == 0.0  # a raised limit
 
 
+async def test_a_claimed_rate_slot_counts_from_its_answer_not_its_taking(
+    store: AnyStore, clock: FakeClock
+) -> None:
+    clock.now = 100.0
+    first = await store.claim_rate_slot("tg", limit=2, window=1.0, hold=30.0)
+    second = await store.claim_rate_slot("tg", limit=2, window=1.0, hold=30.0)
+    assert isinstance(first, tuple) and isinstance(second, tuple)
+    assert first[0] != second[0] and first[1] == second[1] == 130.0
+    clock.now = 105.0  # long after taking, but neither call has its answer: both held
+    assert await store.claim_rate_slot("tg", limit=2, window=1.0, hold=30.0) == pytest.approx(26.0)
+    await store.stamp_rate_slot("tg", first[0], held_until=first[1])  # answered at 105.0
+    clock.now = 105.6  # a window after taking, but not after the answer
+    assert await store.claim_rate_slot("tg", limit=2, window=1.0, hold=30.0) == pytest.approx(0.4)
+    clock.now = 106.0
+    again = await store.claim_rate_slot("tg", limit=2, window=1.0, hold=30.0)
+    assert again == (first[0], 136.0)
+    # A stale stamp (its hold ran out and the slot was taken since) changes nothing.
+    await store.stamp_rate_slot("tg", first[0], held_until=first[1])
+    assert await store.claim_rate_slot("tg", limit=2, window=1.0, hold=30.0) == pytest.approx(25.0)
+
+
 async def test_replicas_sharing_a_rate_budget_never_exceed_it_in_any_window(
     target: Path | str,
 ) -> None:

@@ -39,10 +39,20 @@ class GateBudget:
     def __init__(self) -> None:
         self.slots: asyncio.Queue[None] = asyncio.Queue()
         self.paused: list[float] = []
+        self.handed: list[int] = []  # tickets, in the order the slots were taken
+        self.returned: list[int] = []  # tickets handed back with an answer
 
     async def reserve(self) -> float:
         await self.slots.get()
         return 0.0
+
+    def taken(self) -> object:
+        self.handed.append(len(self.handed))
+        return self.handed[-1]
+
+    def answered(self, ticket: object = None) -> None:
+        assert isinstance(ticket, int)
+        self.returned.append(ticket)
 
     async def pause(self, seconds: float) -> None:
         self.paused.append(seconds)
@@ -87,6 +97,30 @@ async def test_the_budget_goes_to_final_answers_then_first_messages_then_updates
         await asyncio.sleep(0.05)
     await asyncio.gather(*jobs)
     assert sent == ["final", "first", "update", "typing"]
+
+
+async def test_each_answer_hands_back_the_ticket_of_its_own_slot_not_the_oldest(
+    gate: tuple[OutboundScheduler, GateBudget],
+) -> None:
+    outbox, budget = gate
+    slow_may_finish = asyncio.Event()
+
+    async def slow() -> str:
+        await slow_may_finish.wait()
+        return "slow"
+
+    first = outbox.submit(1, slow, priority=Priority.FINAL, creates=True)
+    second = outbox.submit(2, recorder([], "quick"), priority=Priority.FIRST, creates=True)
+    budget.open(2)
+    await asyncio.wait_for(second, 10)
+    await asyncio.sleep(0.05)
+    # The quick call, in the second slot, is answered while the first is on its way:
+    # a shared budget must stamp the second slot, not the oldest one still out.
+    assert budget.handed == [0, 1] and budget.returned == [1]
+    slow_may_finish.set()
+    await asyncio.wait_for(first, 10)
+    await asyncio.sleep(0.05)
+    assert budget.returned == [1, 0]
 
 
 async def test_a_later_urgent_message_lifts_the_ones_ahead_of_it_instead_of_passing(

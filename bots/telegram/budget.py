@@ -36,8 +36,15 @@ class OverallBudget(Protocol):
     async def pause(self, seconds: float) -> None:
         """Hand out no slot for ``seconds`` (Telegram answered 429 for the overall limit)."""
 
-    def answered(self) -> None:
-        """The call made in the oldest slot not yet answered has its answer (or failed)."""
+    def taken(self) -> object:
+        """What the last :meth:`reserve` took, to hand to :meth:`answered` (or None)."""
+
+    def answered(self, ticket: object = None) -> None:
+        """The call made in the oldest slot not yet answered has its answer (or failed).
+
+        ``ticket`` is what :meth:`taken` gave for that call's slot (a shared budget
+        stamps that very slot with the answer's time).
+        """
 
 
 class NoBudget:
@@ -50,7 +57,11 @@ class NoBudget:
     async def pause(self, seconds: float) -> None:
         """Nothing to pause: per-chat 429s are handled by the scheduler itself."""
 
-    def answered(self) -> None:
+    def taken(self) -> object:
+        """Nothing: no slots."""
+        return None
+
+    def answered(self, ticket: object = None) -> None:
         """Nothing to note."""
 
 
@@ -115,7 +126,11 @@ class WindowBudget:
         """No slot starts before ``seconds`` from now."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
-    def answered(self) -> None:
+    def taken(self) -> object:
+        """Nothing to hand back: answers are matched oldest first."""
+        return None
+
+    def answered(self, ticket: object = None) -> None:
         """The oldest call still on its way has its answer now."""
         if self._unanswered:
             slot = self._unanswered.popleft()

@@ -371,6 +371,7 @@ class OutboundScheduler:
                 continue
             await self._slots.acquire()
             delay = await self.budget.reserve()
+            ticket = self.budget.taken()
             if delay > 0:
                 await asyncio.sleep(delay)
             now = loop.time()
@@ -380,13 +381,13 @@ class OutboundScheduler:
             if chat is None or self._ready[0][0] >= Priority.BULK:  # a user's action first
                 action = self._fresh_action(now, take=True)
             if action is not None:
-                self._launch(self._act(action))
+                self._launch(self._act(action), ticket)
             elif chat is not None:
                 heapq.heappop(self._ready)
-                self._dispatch(chat, chat.candidate()[2], now)
+                self._dispatch(chat, chat.candidate()[2], now, ticket)
             else:
                 self._slots.release()  # the slot is spent, but nothing was left to send
-                self.budget.answered()
+                self.budget.answered(ticket)
             if now - self._swept > 60:
                 self._sweep(now)
 
@@ -413,18 +414,18 @@ class OutboundScheduler:
         except Exception as exc:  # a chat action is a nicety
             log.debug("telegram: chat action failed (%s)", type(exc).__name__)
 
-    def _launch(self, coro: Awaitable[None]) -> None:
+    def _launch(self, coro: Awaitable[None], ticket: object = None) -> None:
         task = asyncio.ensure_future(coro)
         self._calls.add(task)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(lambda done: self._finished(done, ticket))
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[None], ticket: object = None) -> None:
         self._calls.discard(task)
         self._slots.release()
-        self.budget.answered()
+        self.budget.answered(ticket)
         self._wake.set()
 
-    def _dispatch(self, chat: _Chat, job: Job, now: float) -> None:
+    def _dispatch(self, chat: _Chat, job: Job, now: float, ticket: object = None) -> None:
         chat.jobs.remove(job)
         chat.busy = True
         chat.version += 1
@@ -434,7 +435,7 @@ class OutboundScheduler:
             chat.recent.append(now)
             while chat.recent and now - chat.recent[0] > 61:
                 chat.recent.popleft()
-        self._launch(self._execute(chat, job))
+        self._launch(self._execute(chat, job), ticket)
 
     async def _execute(self, chat: _Chat, job: Job) -> None:
         loop = asyncio.get_running_loop()
