@@ -197,10 +197,14 @@ async def test_replicas_answer_every_update_once_and_a_chat_in_update_order(
         assert sim.stats["concurrent_chats"] == 0
 
 
+@pytest.mark.timeout(300)  # three replica processes and a 15 s step: slow on a busy machine
 async def test_a_replica_killed_mid_stream_and_mid_render_loses_nothing(
     tg: FakeTelegram, pg_url: str, tmp_path: Path
 ) -> None:
-    config = fast_sim_config(slow_step_seconds=6.0, render_seconds=6.0)
+    # The generation must still be streaming when the victim is killed: 15 s leaves room
+    # for the queued message and its notice on a busy machine (6 s did not: the answer
+    # was complete before the kill).
+    config = fast_sim_config(slow_step_seconds=15.0, render_seconds=6.0)
     async with (
         Simulator(config) as sim,
         _replicas(3, tg=tg, sim=sim, db=pg_url, cwd=tmp_path, lease=3.0) as replicas,
