@@ -83,7 +83,7 @@ _FAILURE_WORDS = {
     ExitCode.UNREACHABLE: "the video service could not be reached",
     ExitCode.ATTACHMENT_REFUSED: "an attachment was refused",
     ExitCode.EXPORT_FAILED: "the export failed or could not start",
-    ExitCode.REFUSED: "a request was refused (by the video service, or by a limit of this bot)",
+    ExitCode.REFUSED: "a request was refused (by the video service, a limit of this bot, or its allowlist)",
 }
 
 TERMINAL_HELP = (
