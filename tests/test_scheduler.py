@@ -499,3 +499,33 @@ async def test_a_broadcast_goes_only_when_nothing_a_user_waits_for_is_ready(
         await asyncio.sleep(0.05)
     await asyncio.gather(*users, *bulk)
     assert sent == ["bulk0", "final", "update", "typing", "bulk1", "bulk2"]
+
+
+async def test_updates_are_thinned_without_an_overall_cap_but_answers_are_not() -> None:
+    outbox = OutboundScheduler(budget=NoBudget(), limits=FAST, minor_per_second=20)
+    outbox.start()
+    loop = asyncio.get_running_loop()
+    sent: list[tuple[str, float]] = []
+    first_out = asyncio.Event()
+
+    def call(name: str) -> Any:
+        async def run() -> None:
+            sent.append((name, loop.time()))
+            first_out.set()
+
+        return run
+
+    try:
+        updates = [
+            outbox.submit(c, call(f"u{c}"), priority=Priority.UPDATE, creates=False)
+            for c in range(10)
+        ]
+        await first_out.wait()
+        final = outbox.submit(99, call("final"), priority=Priority.FINAL, creates=True)
+        await asyncio.gather(final, *updates)
+    finally:
+        await outbox.aclose()
+    times = [at for name, at in sent if name.startswith("u")]
+    assert times[-1] - times[0] >= 9 / 20 - 0.01  # ten updates, 1/20 s apart at least
+    order = [name for name, _ in sent]
+    assert order.index("final") < len(order) - 1  # the answer did not wait behind them

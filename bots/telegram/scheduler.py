@@ -14,6 +14,10 @@ The rules:
 * A chat sends one call at a time and keeps its pace (``ChatLimits``); calls that
   create messages leave in the order they were submitted, whatever their priority
   (a later, more urgent message lifts the ones ahead of it instead of passing them).
+* Intermediate updates and chat actions across all chats go out at most
+  ``minor_per_second`` times a second, overall cap or not: in a crowd they are what
+  gets skipped (coalesced), so that first and final messages and the backend streams
+  keep the process's CPU.
 * Callers coalesce intermediate edits themselves: a message being streamed has at
   most one job waiting here, and that job sends the newest text when its turn comes
   (see :class:`bots.telegram.replier.LiveMessage`).
@@ -78,6 +82,10 @@ class Priority(enum.IntEnum):
     UPDATE = 2  #: intermediate edits and drafts of a growing reply
     ACTION = 3  #: "typing…" and the like
     BULK = 4  #: an operator's broadcast: only when no user is waiting for anything
+
+
+#: What the ``minor_per_second`` pace applies to.
+_MINOR = frozenset({Priority.UPDATE, Priority.ACTION})
 
 
 class MaybeSent(TelegramError):
@@ -196,6 +204,7 @@ class OutboundScheduler:
         budget: OverallBudget | None = None,
         limits: ChatLimits | None = None,
         max_in_flight: int = 200,
+        minor_per_second: float = 40.0,
     ) -> None:
         self.budget = budget or NoBudget()
         self.limits = limits or ChatLimits()
@@ -206,6 +215,11 @@ class OutboundScheduler:
         self._actions = collections.OrderedDict()
         self._seq = itertools.count()
         self._slots = asyncio.Semaphore(max_in_flight)
+        # Intermediate updates and chat actions across all chats, at most this often, even
+        # without an overall cap: a thousand chats each updated every second would spend
+        # the process's CPU on Telegram calls that the final answers supersede anyway.
+        self._minor_gap = 1.0 / minor_per_second if minor_per_second > 0 else 0.0
+        self._next_minor = 0.0
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
@@ -369,6 +383,14 @@ class OutboundScheduler:
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
                 continue
+            top = self._peek()
+            minor = top is None or self._ready[0][0] in _MINOR
+            if minor and (pause := self._next_minor - loop.time()) > 0:
+                self._wake.clear()  # an urgent job arriving meanwhile goes at once
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await self._wake.wait()
+                continue
             await self._slots.acquire()
             delay = await self.budget.reserve()
             ticket = self.budget.taken()
@@ -382,9 +404,12 @@ class OutboundScheduler:
                 action = self._fresh_action(now, take=True)
             if action is not None:
                 self._launch(self._act(action), ticket)
+                self._next_minor = max(now, self._next_minor) + self._minor_gap
             elif chat is not None:
-                heapq.heappop(self._ready)
+                priority = heapq.heappop(self._ready)[0]
                 self._dispatch(chat, chat.candidate()[2], now, ticket)
+                if priority in _MINOR:
+                    self._next_minor = max(now, self._next_minor) + self._minor_gap
             else:
                 self._slots.release()  # the slot is spent, but nothing was left to send
                 self.budget.answered(ticket)
