@@ -203,7 +203,7 @@ class OutboundScheduler:
         *,
         budget: OverallBudget | None = None,
         limits: ChatLimits | None = None,
-        max_in_flight: int = 200,
+        max_in_flight: int = 32,
         minor_per_second: float = 40.0,
     ) -> None:
         self.budget = budget or NoBudget()
