@@ -83,7 +83,9 @@ _FAILURE_WORDS = {
     ExitCode.UNREACHABLE: "the video service could not be reached",
     ExitCode.ATTACHMENT_REFUSED: "an attachment was refused",
     ExitCode.EXPORT_FAILED: "the export failed or could not start",
-    ExitCode.REFUSED: "a request was refused (by the video service, a limit of this bot, or its allowlist)",
+    ExitCode.REFUSED: (
+        "a request was refused (by the video service, a limit of this bot, or its allowlist)"
+    ),
 }
 
 TERMINAL_HELP = (
