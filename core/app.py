@@ -20,6 +20,7 @@ from core.calls import BackendCalls
 from core.cancel import Canceller
 from core.client import NemoClient
 from core.config import Settings
+from core.dispatch import Dispatcher
 from core.explain import Explainer
 from core.exports import Exports
 from core.gate import LocalSessionGate, SessionGate
@@ -93,22 +94,27 @@ def build_service(
         renders=renders,
         metrics=metrics,
     )
-    return ConversationService(
-        settings=settings,
-        store=store,
+    dispatch = Dispatcher(
         accounts=accounts,
-        gate=gate or LocalSessionGate(max_waiting=max_queued),
         explainer=Explainer(settings=settings, store=store),
         project=project,
         relay=relay,
         uploads=Uploads(settings=settings, client=client, calls=calls, relay=relay),
         exports=Exports(client=client, store=store, calls=calls, project=project, renders=renders),
+        history=History(store=store, client=client),
+        canceller=canceller,
+        metrics=metrics,
+    )
+    return ConversationService(
+        settings=settings,
+        store=store,
+        accounts=accounts,
+        gate=gate or LocalSessionGate(max_waiting=max_queued),
+        dispatch=dispatch,
         renders=renders,
         metrics=metrics,
-        history=History(store=store, client=client),
         admin=Admin(settings=settings, store=store, client=client),
         turns=turns,
-        canceller=canceller,
         limits=Limits(settings=settings, store=store, metrics=metrics),
     )
 

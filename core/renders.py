@@ -8,49 +8,31 @@ first, so no render is ever posted twice.
 Polling is adaptive and the progress bar moves between polls
 (:mod:`core.polling`: :class:`PollPolicy`, :class:`ProgressEstimate`).
 
-Delivery: the file is tried ``delivery_attempts`` times, with backoff; then the user
-gets the link in a plain message saying the file itself could not be sent, tried
-with growing pauses (up to ``max_backoff``) until it gets through. A render is marked
-delivered only once something reached the chat, so the next start finishes whatever
-a stop interrupted, once.
+Delivery, once the backend is done, is :mod:`core.delivery`'s: claimed, retried until
+something gets through (the file, else its link), marked delivered once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import math
 import random
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from core.accounts import RenderOwners, renewing
 from core.client import NemoClient
+from core.delivery import NEVER_STARTED, NO_ANSWER, TOO_LONG, Delivery
 from core.i18n import t
 from core.polling import PollPolicy, ProgressEstimate
-from core.replies import plain_reason, quietly
-from core.types import DEFAULT_ACTIONS, ChatAdapter, ConversationRef, Replier, Video
+from core.replies import quietly
+from core.types import ChatAdapter, ConversationRef, Replier
 from core.wire import RenderState, RenderStatus
 from storage.base import RenderRecord, Store
 
 __all__ = ["RenderTracker", "ref_of"]
-
-#: Why a render that was recorded but never reached the backend failed.
-NEVER_STARTED = "the export never reached the video service"
-_NO_ANSWER = "the video service stopped answering"
-_TOO_LONG = "it took too long"
-_NO_FILE = "the video service returned no file"
-# The reasons the tracker gives itself are stored in English (for operators) and
-# told to the user in their language.
-_REASONS = {
-    NEVER_STARTED: "reason_never_started",
-    _NO_ANSWER: "reason_no_answer",
-    _TOO_LONG: "reason_too_long",
-    _NO_FILE: "reason_no_file",
-}
 
 log = logging.getLogger("nemo.renders")
 
@@ -93,10 +75,11 @@ class RenderTracker:
         self._owners = owners
         self._policy = policy or PollPolicy()
         self._clock = clock
-        self._on_delivered = on_delivered
+        self._delivery = Delivery(
+            store=store, client=client, policy=self._policy, clock=clock, on_delivered=on_delivered
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        # Names this process's delivery claims (several processes may share a database).
-        self._owner = uuid.uuid4().hex
+        self._adopter: asyncio.Task[None] | None = None
         # Renders recorded from now on are followed live by this process, not resumed.
         self._started_at = time.time()
         self._by_session: dict[str, str] = {}
@@ -133,6 +116,14 @@ class RenderTracker:
         if self._by_session.get(render.session_id) == render.render_id:
             del self._by_session[render.session_id]
 
+    async def start(self, adapters: Mapping[str, ChatAdapter], *, adopt_every: float) -> int:
+        """:meth:`resume`; when replicas share the store, also :meth:`keep_adopting`
+        every ``adopt_every`` s until :meth:`aclose`. Returns how many were resumed."""
+        resumed = await self.resume(adapters)
+        if self.shared and self._adopter is None:
+            self._adopter = asyncio.create_task(self.keep_adopting(adapters, adopt_every))
+        return resumed
+
     async def resume(self, adapters: Mapping[str, ChatAdapter]) -> int:
         """Follow every undelivered render whose platform runs in this process.
 
@@ -160,13 +151,13 @@ class RenderTracker:
         replicas claim disjoint renders (``FOR UPDATE SKIP LOCKED``).
         """
         claimed = await self._store.claim_renders(
-            owner=self._owner, lease=self._policy.delivery_lease
+            owner=self._delivery.owner, lease=self._policy.delivery_lease
         )
         adopted = 0
         for render in claimed:
             adapter = adapters.get(render.platform)
             if adapter is None:  # another process runs that platform
-                await self._release(render.render_id)
+                await self._delivery.release(render.render_id)
                 continue
             if render.render_id in self._tasks:
                 continue
@@ -193,6 +184,10 @@ class RenderTracker:
 
     async def aclose(self) -> None:
         """Stop following; unfinished renders stay in the store and resume at next start."""
+        if self._adopter is not None:
+            self._adopter.cancel()
+            await asyncio.gather(self._adopter, return_exceptions=True)
+            self._adopter = None
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -205,10 +200,10 @@ class RenderTracker:
                 return
             # Replicas share the database: follow only while holding the render's
             # claim, renewed, so that another replica adopts it if this one dies.
-            if not await self._claim(render.render_id):
+            if not await self._delivery.claim(render.render_id):
                 log.info("render %s is followed by another replica", render.render_id)
                 return
-            async with self._holding_claim(render.render_id):
+            async with self._delivery.holding_claim(render.render_id):
                 await self._poll_until_done(render, replier, lang)
         except asyncio.CancelledError:
             raise
@@ -227,7 +222,7 @@ class RenderTracker:
         delay = policy.first_delay
         if render.status in _DONE and (render.output_url or render.error):
             done = RenderState(render.status)
-            await self._finish(
+            await self._delivery.finish(
                 render, replier, lang, done, render.output_url, render.error, started
             )
             return
@@ -242,7 +237,7 @@ class RenderTracker:
             except Exception as exc:  # any failed poll (CancelledError is not an Exception)
                 if render.status == RenderState.SUBMITTING and getattr(exc, "status", None) == 404:
                     # Recorded, then the process died before the backend accepted it.
-                    await self._finish(
+                    await self._delivery.finish(
                         render, replier, lang, RenderState.FAILED, None, NEVER_STARTED, last_running
                     )
                     return
@@ -256,8 +251,8 @@ class RenderTracker:
                 )
                 delay = min(delay, policy.max_backoff)
                 if failures >= policy.max_failures or elapsed > policy.deadline:
-                    reason = _NO_ANSWER
-                    await self._finish(
+                    reason = NO_ANSWER
+                    await self._delivery.finish(
                         render, replier, lang, RenderState.FAILED, None, reason, last_running
                     )
                     return
@@ -278,14 +273,14 @@ class RenderTracker:
             render.attempts += 1
             if status.status.done:
                 done_at = (last_running + self._clock()) / 2
-                await self._finish(
+                await self._delivery.finish(
                     render, replier, lang, status.status, status.output_url, status.error, done_at
                 )
                 return
             last_running = self._clock()
             if elapsed > policy.deadline:
-                reason = _TOO_LONG
-                await self._finish(
+                reason = TOO_LONG
+                await self._delivery.finish(
                     render, replier, lang, RenderState.FAILED, None, reason, last_running
                 )
                 return
@@ -316,134 +311,3 @@ class RenderTracker:
             lambda tok: self._client.render_status(tok, render.render_id),
             lambda rejected: self._owners.renew(render, rejected),
         )
-
-    async def _finish(
-        self,
-        render: RenderRecord,
-        replier: Replier,
-        lang: str | None,
-        status: RenderState,
-        url: str | None,
-        error: str | None,
-        done_at: float,
-    ) -> None:
-        """Record the outcome and deliver it once, trying until something gets through."""
-        if status == RenderState.COMPLETED and not url:
-            status, error = RenderState.FAILED, _NO_FILE
-        await self._store.update_render(
-            render.render_id,
-            status=status,
-            progress=100 if status == RenderState.COMPLETED else None,
-            output_url=url,
-            error=error,
-        )
-        render.status = status
-        failures = 0
-        while True:
-            if not await self._claim(render.render_id):
-                current = await self._store.get_render(render.render_id)
-                if current is None or current.delivered_at is not None:
-                    return  # delivered already (by us before a restart, or by another process)
-                # Claimed by someone else — maybe a process that died mid-send: look again
-                # in a while; the claim expires after its lease.
-                await asyncio.sleep(self._policy.max_interval)
-                continue
-            # The file did not get through a few times: give the link in a plain message.
-            link_only = (
-                status == RenderState.COMPLETED and failures >= self._policy.delivery_attempts
-            )
-            try:
-                async with self._holding_claim(render.render_id):
-                    if link_only and url:
-                        await replier.send_text(
-                            t("export_link_only", lang, url=url), actions=DEFAULT_ACTIONS
-                        )
-                    else:
-                        await self._deliver(render, replier, lang, status, url, error)
-            except asyncio.CancelledError:
-                # Stopping mid-send: give the claim back so the next start delivers it.
-                await _even_if_cancelled(self._release, render.render_id)
-                raise
-            except Exception as exc:
-                await self._release(render.render_id)
-                failures += 1
-                log.warning(
-                    "render %s: delivery attempt %d failed (%s%s); trying again",
-                    render.render_id,
-                    failures,
-                    type(exc).__name__,
-                    ", the link alone" if link_only else "",
-                )
-                # Never set aside: a stop leaves it undelivered and the next start goes on.
-                await asyncio.sleep(self._policy.delivery_pause(failures))
-                continue
-            # It is in the chat: record it even if we are being stopped right now.
-            await _even_if_cancelled(self._mark_delivered, render.render_id)
-            if self._on_delivered is not None:
-                self._on_delivered(render, max(0.0, self._clock() - done_at))
-            return
-
-    async def _claim(self, render_id: str) -> bool:
-        return await self._store.claim_delivery(
-            render_id, owner=self._owner, lease=self._policy.delivery_lease
-        )
-
-    async def _release(self, render_id: str) -> None:
-        await self._store.release_delivery(render_id, owner=self._owner)
-
-    async def _mark_delivered(self, render_id: str) -> None:
-        await self._store.mark_delivered(render_id, owner=self._owner)
-
-    @contextlib.asynccontextmanager
-    async def _holding_claim(self, render_id: str) -> AsyncIterator[None]:
-        """Renew our claim while a (possibly long) upload runs, so nobody else delivers."""
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self._policy.delivery_lease / 3)
-                with contextlib.suppress(Exception):  # a blip: the next beat renews it
-                    await self._claim(render_id)
-
-        renewer = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-
-    async def _deliver(
-        self,
-        render: RenderRecord,
-        replier: Replier,
-        lang: str | None,
-        status: RenderState,
-        url: str | None,
-        error: str | None,
-    ) -> None:
-        if status == RenderState.COMPLETED and url:
-            await quietly(replier.progress(t("export_started", lang, percent=100), 100))
-            client = self._client
-            await replier.send_video(
-                Video(
-                    url=url,
-                    caption=t("export_done", lang, url=url),
-                    summary=render.summary,
-                    fetch=lambda limit: client.download(url, limit=limit),
-                )
-            )
-        else:
-            own = _REASONS.get(error or "")
-            reason = t(own, lang) if own else plain_reason(error, t("reason_unknown", lang))
-            await replier.send_text(
-                t("export_failed", lang, reason=reason), actions=DEFAULT_ACTIONS
-            )
-
-
-async def _even_if_cancelled(write: Callable[[str], Awaitable[None]], render_id: str) -> None:
-    """Finish an idempotent store write although the task is being cancelled, then re-raise."""
-    try:
-        await write(render_id)
-    except asyncio.CancelledError:
-        await write(render_id)
-        raise

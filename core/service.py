@@ -24,44 +24,28 @@ The collaborators are built in one place, :func:`core.app.build_service`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
-from collections.abc import Awaitable, Callable
 
-from core.accounts import Accounts, Identity
+from core.accounts import Accounts
 from core.admin import Admin
-from core.cancel import Canceller
 from core.config import Settings
-from core.errors import ApiError, TokenRefusedError, TransportError
-from core.explain import Explainer
-from core.exports import Exports
+from core.dispatch import Dispatcher
 from core.gate import SessionBusy, SessionGate, SessionKey
-from core.history import History
 from core.language import resolve as resolve_language
 from core.limits import Limits
 from core.logs import mask_id
 from core.metrics import Metrics
-from core.project import Project
-from core.relay import ChatRelay
 from core.renders import RenderTracker
 from core.replies import quietly
 from core.request import Request
 from core.router import route, slash_command
 from core.turns import Ticket, Turns
 from core.types import ChatAdapter, IncomingMessage, Intent, Replier
-from core.uploads import Uploads
-from storage.base import Store, UserRecord
+from storage.base import Store
 
-__all__ = ["ConversationService", "IntentHandler", "UserHandler"]
+__all__ = ["ConversationService"]
 
 log = logging.getLogger("nemo.service")
-
-#: What runs one intent, once the request knows who asks.
-IntentHandler = Callable[[Request], Awaitable[None]]
-
-#: What runs an intent that needs only the user (no session of this chat).
-UserHandler = Callable[[Request, UserRecord], Awaitable[None]]
 
 #: The admins' commands (NEMO_ADMIN_USERS); anyone else is told they are unknown.
 _ADMIN = frozenset({Intent.STATS, Intent.BROADCAST})
@@ -80,48 +64,25 @@ class ConversationService:
         store: Store,
         accounts: Accounts,
         gate: SessionGate,
-        explainer: Explainer,
-        project: Project,
-        relay: ChatRelay,
-        uploads: Uploads,
-        exports: Exports,
+        dispatch: Dispatcher,
         renders: RenderTracker,
         metrics: Metrics,
-        history: History,
         admin: Admin,
         turns: Turns,
-        canceller: Canceller,
         limits: Limits,
     ) -> None:
         self.settings = settings
         self._store = store
         self.accounts = accounts
         self.gate = gate
-        self._explainer = explainer
-        self._project = project
+        self._dispatch = dispatch
         self.renders = renders
         self.metrics = metrics
-        self._history = history
         self.admin = admin
         self.turns = turns
         self._limits = limits
         self._adapters: dict[str, ChatAdapter] = {}
         admin.use(self._adapters)  # the same dict: adapters registered later count too
-        self._adopter: asyncio.Task[None] | None = None
-        self._handlers: dict[Intent, IntentHandler] = {
-            Intent.CHAT: relay.chat_intent,
-            Intent.UPLOAD: uploads.upload,
-            Intent.EXPORT: exports.export,
-            Intent.STATUS: project.status,
-            Intent.NEW: project.new,
-            Intent.RESEND: history.resend,
-            Intent.CANCEL: canceller.cancel,
-        }
-        # Intents about the person's projects, not this chat's: no session needed.
-        self._user_handlers: dict[Intent, UserHandler] = {
-            Intent.PROJECTS: history.projects,
-            Intent.OPEN: history.open,
-        }
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -145,11 +106,7 @@ class ConversationService:
         When replicas share the store, keep taking over (every ``adopt_every`` s) the
         renders of replicas that died, until :meth:`aclose`.
         """
-        resumed = await self.renders.resume(self._adapters)
-        if self.renders.shared and self._adopter is None:
-            self._adopter = asyncio.create_task(
-                self.renders.keep_adopting(self._adapters, adopt_every)
-            )
+        resumed = await self.renders.start(self._adapters, adopt_every=adopt_every)
         await self.admin.resume()  # broadcasts a stop interrupted
         return resumed
 
@@ -161,11 +118,6 @@ class ConversationService:
     async def aclose(self) -> None:
         """Stop background work; undelivered renders and broadcasts resume at the next start."""
         await self.admin.aclose()
-        if self._adopter is not None:
-            self._adopter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._adopter
-            self._adopter = None
         await self.renders.aclose()
 
     # ------------------------------------------------------------------ the door
@@ -264,34 +216,5 @@ class ConversationService:
             await req.say("busy", private=True)
 
     async def _guarded(self, req: Request, intent: Intent) -> None:
-        """Run the intent's handler; turn every backend failure into a friendly message."""
-        msg = req.msg
-        try:
-            user = await self.accounts.user(msg.platform, msg.user_id, msg.language)
-            req.lang = user.language
-            if intent in self._user_handlers:  # the store knows: no backend call
-                await self._user_handlers[intent](req, user)
-                return
-            token = await self.accounts.token(user)
-            if intent is Intent.CREDITS:  # credits follow the person: no project needed
-                await self._project.credits(req, user, token)
-                return
-            # Without the renewal a stored (revoked) token would fail every request
-            # until it expired by the clock.
-            session_of = functools.partial(
-                self.accounts.session, user, msg.chat_id, language=user.language
-            )
-            token, session = await self.accounts.with_token(user, token, session_of)
-            req.ident = Identity(user, token, session)
-            if intent is Intent.CHAT:  # the first prompt names the project
-                await self._history.note_prompt(req)
-            await self._handlers[intent](req)
-        except ApiError as exc:
-            req.fail("error", str(exc.code))
-            self.metrics.error("token_refused" if isinstance(exc, TokenRefusedError) else exc.code)
-            text = await self._explainer.explain(req, intent, exc)
-            await req.replier.send_text(text, private=True)
-        except TransportError:
-            self.metrics.error("transport")
-            req.fail("error", "transport")
-            await req.say("network", private=True)
+        """Run the intent's handler (:mod:`core.dispatch`); never raises a backend failure."""
+        await self._dispatch.run(req, intent)

@@ -303,7 +303,7 @@ async def test_the_session_queue_never_runs_two_requests_at_once(
             await asyncio.sleep(0.05)
             running -= 1
 
-        service._handlers[Intent.CHAT] = slow_chat  # type: ignore[assignment]
+        service._dispatch.handlers[Intent.CHAT] = slow_chat  # type: ignore[assignment]
 
         async def late(text: str) -> None:
             await asyncio.sleep(0.07)  # after the first request ended, before the queued ran
@@ -326,7 +326,7 @@ async def test_cancelled_waiters_free_their_place_in_the_queue(
         async def blocking_chat(req: object) -> None:
             await release.wait()
 
-        service._handlers[Intent.CHAT] = blocking_chat  # type: ignore[assignment]
+        service._dispatch.handlers[Intent.CHAT] = blocking_chat  # type: ignore[assignment]
         first = asyncio.create_task(service.handle(msg("make a video"), CollectingReplier()))
         await asyncio.sleep(0.01)
         waiters = [
