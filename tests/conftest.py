@@ -8,6 +8,8 @@ import pytest
 
 from simulator import media
 from simulator.server import SimConfig, Simulator
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.telegram_server import FakeTelegram
 from tests.pgserver import PgServer, start_server
 
 
@@ -61,3 +63,17 @@ def pg_server() -> Iterator[PgServer]:
 async def pg_url(pg_server: PgServer) -> str:
     """The URL of a fresh, empty database of its own for one test."""
     return await pg_server.create_database()
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    """A fake Bot API server on 127.0.0.1 (bot token ``123:ABC``)."""
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    """A fake Discord (REST + gateway) on 127.0.0.1."""
+    async with FakeDiscord() as running:
+        yield running

@@ -26,11 +26,9 @@ from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.simproc import ROOT
 from tests.fakes.telegram_server import FakeTelegram
 from tests.test_discord import content_of, original_edits, running_bot
-from tests.test_discord import fake as fake  # the fixture
 from tests.test_discord import real_core as discord_core
 from tests.test_history import sim_url as sim_url  # the fixture
 from tests.test_telegram import real_core as telegram_core
-from tests.test_telegram import tg as tg  # the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 

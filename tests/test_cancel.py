@@ -26,24 +26,11 @@ from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.test_cli import run_cli
 from tests.test_discord import content_of, is_callback, running_bot
 from tests.test_discord import real_core as discord_core
-from tests.test_telegram import TOKEN
 from tests.test_telegram import real_core as telegram_core
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
 PROMPT = "make a 10-second clip of a futuristic city at night"
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram(TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as running:
-        yield running
 
 
 @pytest.fixture

@@ -41,13 +41,6 @@ EDIT_INTERVAL = 0.1
 # ---------------------------------------------------------------------- harness
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    """A fake Discord (REST + gateway) on 127.0.0.1."""
-    async with FakeDiscord() as running:
-        yield running
-
-
 def discord_settings(fake: FakeDiscord, tmp_path: Path, **extra: Any) -> Settings:
     """Settings that point the bot at the fake (and, with NEMO_API_BASE, at the simulator)."""
     return Settings(  # type: ignore[call-arg]

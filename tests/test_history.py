@@ -21,11 +21,9 @@ from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.simproc import ROOT, sim_process
 from tests.fakes.telegram_server import FakeTelegram
 from tests.test_discord import answered_with_buttons, content_of, original_edits, running_bot
-from tests.test_discord import fake as fake  # the fixture
 from tests.test_discord import real_core as discord_core
 from tests.test_telegram import finished
 from tests.test_telegram import real_core as telegram_core
-from tests.test_telegram import tg as tg  # the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 

@@ -8,7 +8,7 @@ injection API (`POST /_sim/faults`, or ``Simulator.inject`` in process).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -134,13 +134,6 @@ async def test_telegram_unknown_command_drop_and_ignored_prompt(
         reply = tg.texts(71)[-1]
         assert reply.startswith("🤷 时间线没有任何变化。") and not DONE.search(reply)
     assert TOKEN not in " ".join(tg.texts(71))
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    """A fake Bot API server."""
-    async with FakeTelegram(TOKEN) as server:
-        yield server
 
 
 async def test_discord_heartbeats_only_and_an_unknown_command(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ simulator) is created in the same language.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,26 +24,12 @@ from tests.fakes.procs import BotProcess, bot_env
 from tests.fakes.telegram_server import FakeTelegram
 from tests.test_discord import answered_with_buttons, content_of, is_callback, running_bot
 from tests.test_discord import real_core as discord_core
-from tests.test_telegram import TOKEN, finished
+from tests.test_telegram import finished
 from tests.test_telegram import real_core as telegram_core
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
 PROMPT = "make a 10-second clip of a futuristic city at night"
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    """A fake Bot API server."""
-    async with FakeTelegram(TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    """A fake Discord (REST + gateway)."""
-    async with FakeDiscord() as running:
-        yield running
 
 
 def fits(text: str, key: str, lang: str) -> bool:

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,24 +29,12 @@ from tests.test_cancel import until, with_text
 from tests.test_discord import content_of, running_bot
 from tests.test_discord import real_core as discord_core
 from tests.test_service import core_for, msg
-from tests.test_telegram import TOKEN, finished
+from tests.test_telegram import finished
 from tests.test_telegram import real_core as telegram_core
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
 PROMPT = "make a 4-second clip of a red balloon"
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram(TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as running:
-        yield running
 
 
 def chat(cwd: Path, *messages: str) -> subprocess.CompletedProcess[str]:

@@ -147,12 +147,6 @@ async def _until_handled(conn: asyncpg.Connection, *, within: float) -> None:
 CUT = "make a video of a lighthouse in a storm"
 
 
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
-
-
 async def test_replicas_answer_every_update_once_and_a_chat_in_update_order(
     tg: FakeTelegram, sim: Simulator, pg_url: str, tmp_path: Path
 ) -> None:

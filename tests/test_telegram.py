@@ -119,13 +119,6 @@ def finished(tg: FakeTelegram, chat_id: int, count: int = 1) -> Callable[[], boo
     return lambda: sum(1 for m in tg.sent_to(chat_id) if m.result_markup) >= count
 
 
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    """A fake Bot API server."""
-    async with FakeTelegram(TOKEN) as server:
-        yield server
-
-
 # -- unit-sized checks ------------------------------------------------------------------------
 
 
