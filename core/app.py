@@ -115,7 +115,7 @@ def build_service(
         metrics=metrics,
         admin=Admin(settings=settings, store=store, client=client),
         turns=turns,
-        limits=Limits(settings=settings, store=store, metrics=metrics),
+        limits=Limits(settings=settings, store=store, metrics=metrics, shared=not turns.exact),
     )
 
 

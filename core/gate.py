@@ -20,10 +20,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-__all__ = ["LocalSessionGate", "OnWait", "SessionBusy", "SessionGate", "SessionKey"]
+__all__ = ["LocalSessionGate", "OnPlace", "OnWait", "SessionBusy", "SessionGate", "SessionKey"]
 
 #: Called once when a request has to wait for its turn (to tell the user).
 OnWait = Callable[[], Awaitable[None]]
+#: Called by a gate that counts the line itself (the store-backed one) with how many
+#: requests are ahead: before ``on_wait``, then each time the number changes.
+OnPlace = Callable[[int], Awaitable[None]]
 
 
 class SessionKey(NamedTuple):
@@ -45,12 +48,18 @@ class SessionGate(Protocol):
     """Serialises the requests of one session."""
 
     def hold(
-        self, key: SessionKey, order: int | None = None, *, on_wait: OnWait | None = None
+        self,
+        key: SessionKey,
+        order: int | None = None,
+        *,
+        on_wait: OnWait | None = None,
+        on_place: OnPlace | None = None,
     ) -> AbstractAsyncContextManager[None]:
         """Wait for ``key``'s turn and hold it for the ``async with`` body.
 
         ``order`` is the platform's ordering number for the message, if any.
         ``on_wait`` is awaited (once, before waiting) when the session is busy.
+        ``on_place``, if the gate counts places itself, gets the requests ahead.
         Raises :class:`SessionBusy` on entry when too many requests already wait.
         """
         ...
@@ -81,9 +90,15 @@ class LocalSessionGate:
         return len(self._turnstiles)
 
     def hold(
-        self, key: SessionKey, order: int | None = None, *, on_wait: OnWait | None = None
+        self,
+        key: SessionKey,
+        order: int | None = None,
+        *,
+        on_wait: OnWait | None = None,
+        on_place: OnPlace | None = None,
     ) -> AbstractAsyncContextManager[None]:
-        """See :meth:`SessionGate.hold`."""
+        """See :meth:`SessionGate.hold`; ``on_place`` is not called (the process sees
+        its whole line, :class:`core.turns.Turns` counts it)."""
         return self._hold(key, on_wait)
 
     @asynccontextmanager

@@ -10,7 +10,9 @@ replica that dies mid-request stops renewing: its lease expires after ``ttl``
 seconds and the next waiter runs. No transaction stays open while a request runs.
 
 ``max_waiting`` bounds the requests of one session waiting *in this replica*, like
-the in-process gate does; each replica counts its own.
+the in-process gate does; each replica counts its own. A waiting request's place
+(``on_place``: the holder plus the waiters before it, on every replica) is read
+from the store each time the waiter looks again.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from core.gate import OnWait, SessionBusy, SessionKey
+from core.gate import OnPlace, OnWait, SessionBusy, SessionKey
 from storage.base import Lease, Store
 
 __all__ = ["StoreSessionGate", "default_replica_name"]
@@ -72,14 +74,23 @@ class StoreSessionGate:
         return self._replica
 
     def hold(
-        self, key: SessionKey, order: int | None = None, *, on_wait: OnWait | None = None
+        self,
+        key: SessionKey,
+        order: int | None = None,
+        *,
+        on_wait: OnWait | None = None,
+        on_place: OnPlace | None = None,
     ) -> AbstractAsyncContextManager[None]:
         """See :meth:`core.gate.SessionGate.hold`; ``order`` orders the waiters."""
-        return self._hold(key, order, on_wait)
+        return self._hold(key, order, on_wait, on_place)
 
     @asynccontextmanager
     async def _hold(
-        self, key: SessionKey, order: int | None, on_wait: OnWait | None
+        self,
+        key: SessionKey,
+        order: int | None,
+        on_wait: OnWait | None,
+        on_place: OnPlace | None,
     ) -> AsyncIterator[None]:
         members = self._members.get(key, 0)
         if members > self._max_waiting:
@@ -93,7 +104,9 @@ class StoreSessionGate:
         name = str(key)
         lease: Lease | None = None
         try:
-            lease = await self._acquire(name, owner, seq, on_wait, numbered=order is not None)
+            lease = await self._acquire(
+                name, owner, seq, on_wait, on_place, numbered=order is not None
+            )
             renewer = asyncio.create_task(self._renew(lease))
             try:
                 yield
@@ -113,9 +126,17 @@ class StoreSessionGate:
                 self._members.pop(key, None)
 
     async def _acquire(
-        self, name: str, owner: str, seq: int, on_wait: OnWait | None, *, numbered: bool = False
+        self,
+        name: str,
+        owner: str,
+        seq: int,
+        on_wait: OnWait | None,
+        on_place: OnPlace | None = None,
+        *,
+        numbered: bool = False,
     ) -> Lease:
         told = False
+        shown: int | None = None
         settled = not numbered or self._settle <= 0
         settled_peer = settled
         while True:
@@ -132,6 +153,11 @@ class StoreSessionGate:
                     # _yield_to_earlier): it hands over soon; no need to tell the user.
                     await self._store.wait_for_lease(name, self._settle * 2)
                     continue
+            if on_place is not None:
+                ahead = await self._store.place_in_line(name, owner=owner, seq=seq)
+                if ahead != shown and ahead > 0:  # 0: our turn is due, look again
+                    shown = ahead
+                    await on_place(ahead)
             if not told:
                 told = True
                 if on_wait is not None:

@@ -8,8 +8,9 @@
 Unset means no limit. Status, credits, help and cancel are never limited. The
 counts live in the store (:meth:`storage.base.Store.hit_counter`: fixed windows,
 one atomic check-and-add), so they hold across restarts and, on PostgreSQL, across
-replicas. A refused user is told which limit and when it resets; a refused
-request is not counted.
+replicas. With a session gate shared by replicas (``shared``), the waiting requests
+are counted in the store too (its waiters, :meth:`storage.base.Store.count_waiters`).
+A refused user is told which limit and when it resets; a refused request is not counted.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def _clock_time(at: float) -> str:
 class Limits:
     """Admits or refuses a request against the operator's limits."""
 
-    def __init__(self, *, settings: Settings, store: Store, metrics: Metrics) -> None:
+    def __init__(
+        self, *, settings: Settings, store: Store, metrics: Metrics, shared: bool = False
+    ) -> None:
+        """``shared``: the session gate queues in the store (several replicas)."""
+        self._shared = shared
         self._per_hour = settings.limit_requests_per_hour
         self._per_day = settings.limit_exports_per_day
         self._queue = settings.limit_queue
@@ -77,16 +82,28 @@ class Limits:
     async def may_wait(self, req: Request, turns: Turns) -> bool:
         """Whether one more request of this user may wait for a busy session's turn."""
         msg = req.msg
-        if self._queue is None or not turns.busy(
-            SessionKey(msg.platform, msg.user_id, msg.chat_id)
-        ):
+        if self._queue is None:
             return True
-        if turns.waiting_of(msg.platform, msg.user_id) < self._queue:
-            return True
+        key = SessionKey(msg.platform, msg.user_id, msg.chat_id)
+        if not self._shared:
+            if not turns.busy(key) or turns.waiting_of(msg.platform, msg.user_id) < self._queue:
+                return True
+        else:
+            # Every replica's waiters; the running request holds a lease, not a place.
+            waiting = await self._store.count_waiters(f"{msg.platform}:{msg.user_id}:")
+            if waiting < self._queue or not await self._busy_anywhere(key, turns):
+                return True
         self._metrics.limited.labels(limit="queue").inc()
         log.info("limit: queue full for %s user %s", msg.platform, mask_id(msg.user_id))
         await req.say("limit_queue", private=True, limit=self._queue)
         return False
+
+    async def _busy_anywhere(self, key: SessionKey, turns: Turns) -> bool:
+        """Whether a request of the session runs or waits here or on another replica."""
+        if turns.busy(key):
+            return True
+        lease = await self._store.get_lease(str(key))
+        return lease is not None and lease.expires_at > time.time()
 
     async def _refuse(self, req: Request, which: str, limit: int, resets_at: float) -> None:
         self._metrics.limited.labels(limit=which).inc()

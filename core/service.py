@@ -207,7 +207,10 @@ class ConversationService:
         req, msg = ticket.req, ticket.req.msg
         try:
             async with self.gate.hold(
-                ticket.key, msg.seq, on_wait=lambda: self.turns.waits(ticket)
+                ticket.key,
+                msg.seq,
+                on_wait=lambda: self.turns.waits(ticket),
+                on_place=lambda ahead: self.turns.placed(ticket, ahead),
             ):
                 self.turns.starts(ticket)
                 await self._guarded(req, ticket.intent)

@@ -11,8 +11,9 @@ each as a :class:`Ticket` with the task that runs it. Two things read it:
   per waiting request edits the notice, so the edits never overtake each other,
   and the adapter throttles them to the platform's limits.
 
-With a gate shared by several replicas, requests of one session held by another
-replica are not visible here, so no count is shown then (``exact=False``): the
+With a gate shared by several replicas (``exact=False``), requests of one session
+held by another replica are not visible here: the gate counts the place in the
+store and reports it (:meth:`Turns.placed`); a gate that reports nothing gets the
 plain "still working on your last request" notice instead.
 """
 
@@ -52,6 +53,8 @@ class Ticket:
     """Set by a cancel before it stops the task (so the stop is not taken for a shutdown)."""
     moved: asyncio.Event = field(default_factory=asyncio.Event)
     notifier: asyncio.Task[None] | None = None
+    place: int | None = None
+    """Requests ahead as the gate counted them (a gate shared by replicas), if it did."""
 
 
 class Turns:
@@ -60,6 +63,11 @@ class Turns:
     def __init__(self, *, exact: bool = True) -> None:
         self._exact = exact
         self._lines: dict[SessionKey, list[Ticket]] = {}
+
+    @property
+    def exact(self) -> bool:
+        """Whether this process sees whole lines (False: the gate counts places)."""
+        return self._exact
 
     def enter(self, key: SessionKey, req: Request, intent: Intent) -> Ticket:
         """Put a request in its session's line (it runs or waits as the gate decides)."""
@@ -87,11 +95,17 @@ class Turns:
 
     async def waits(self, ticket: Ticket) -> None:
         """The gate made ``ticket`` wait: show its place, and keep it up to date."""
-        if not self._exact:
+        if not self._exact and ticket.place is None:
             await quietly(ticket.req.say("queued"))
             return
         await self._show_place(ticket)
         ticket.notifier = asyncio.create_task(self._follow_place(ticket))
+
+    async def placed(self, ticket: Ticket, ahead: int) -> None:
+        """The gate counted ``ahead`` requests before ``ticket`` (across replicas)."""
+        if not self._exact:
+            ticket.place = ahead
+            ticket.moved.set()
 
     def starts(self, ticket: Ticket) -> None:
         """``ticket``'s turn came."""
@@ -114,6 +128,8 @@ class Turns:
             other.moved.set()
 
     def _ahead(self, ticket: Ticket) -> int:
+        if not self._exact:
+            return ticket.place or 0
         line = self._lines.get(ticket.key, [])
         return line.index(ticket) if ticket in line else 0
 

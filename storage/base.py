@@ -334,6 +334,16 @@ class Store(Protocol):
     async def first_waiter(self, key: str) -> int | None:
         """The lowest ``seq`` of the live waiters of ``key`` (None when nobody waits)."""
 
+    async def place_in_line(self, key: str, *, owner: str, seq: int) -> int:
+        """How many requests come before the waiter (``key``, ``seq``, ``owner``).
+
+        The live holder of ``key``'s lease, if any, plus the live waiters with a lower
+        ``(seq, owner)``, on every replica sharing the store.
+        """
+
+    async def count_waiters(self, prefix: str) -> int:
+        """How many live waiters there are for the keys starting with ``prefix``."""
+
     async def wait_for_lease(self, key: str, seconds: float) -> bool:
         """Sleep until a lease of ``key`` is released or abandoned, or ``seconds`` pass.
 

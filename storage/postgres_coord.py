@@ -177,6 +177,31 @@ class PostgresCoordination:
         )
         return None if row is None or row["seq"] is None else int(row["seq"])
 
+    async def place_in_line(self, key: str, *, owner: str, seq: int) -> int:
+        """The live lease holder plus the live waiters before (``seq``, ``owner``)."""
+        now = self._clock()
+        row = await self._fetchrow(
+            "SELECT (SELECT count(*) FROM session_waiters WHERE key = $1 AND expires_at > $2 "
+            'AND (seq < $3 OR (seq = $3 AND owner < $4 COLLATE "C"))) + (SELECT count(*) '
+            "FROM session_leases WHERE key = $1 AND owner IS NOT NULL AND expires_at > $2) "
+            "AS ahead",
+            key,
+            now,
+            seq,
+            owner,
+        )
+        return int(row["ahead"])
+
+    async def count_waiters(self, prefix: str) -> int:
+        """The live waiters of the keys starting with ``prefix``."""
+        row = await self._fetchrow(
+            "SELECT count(*) AS n FROM session_waiters "
+            "WHERE left(key, length($1)) = $1 AND expires_at > $2",
+            prefix,
+            self._clock(),
+        )
+        return int(row["n"])
+
     async def wait_for_lease(self, key: str, seconds: float) -> bool:
         """Sleep until a release of ``key`` on any replica (NOTIFY), or ``seconds`` pass."""
         await self._listen()

@@ -145,6 +145,26 @@ class SQLiteCoordination:
         )
         return None if row is None or row[0] is None else int(row[0])
 
+    async def place_in_line(self, key: str, *, owner: str, seq: int) -> int:
+        """The live lease holder plus the live waiters before (``seq``, ``owner``)."""
+        now = self._clock()
+        row = await self._fetchone(
+            "SELECT (SELECT count(*) FROM session_waiters WHERE key = ? AND expires_at > ? "
+            "AND (seq < ? OR (seq = ? AND owner < ?))) + (SELECT count(*) FROM session_leases "
+            "WHERE key = ? AND owner IS NOT NULL AND expires_at > ?)",
+            (key, now, seq, seq, owner, key, now),
+        )
+        return int(row[0])
+
+    async def count_waiters(self, prefix: str) -> int:
+        """The live waiters of the keys starting with ``prefix``."""
+        row = await self._fetchone(
+            "SELECT count(*) FROM session_waiters "
+            "WHERE substr(key, 1, length(?)) = ? AND expires_at > ?",
+            (prefix, prefix, self._clock()),
+        )
+        return int(row[0])
+
     async def wait_for_lease(self, key: str, seconds: float) -> bool:
         """Sleep until a release in this process, or ``seconds`` pass."""
         return await self._wakeups.wait(key, seconds)

@@ -180,6 +180,43 @@ async def test_busy_session_tells_the_caller_once_and_refuses_past_max_waiting(
         assert told == ["wait"]
 
 
+async def test_a_waiter_sees_its_place_counted_across_replicas_as_it_moves(
+    target: Path | str,
+) -> None:
+    async with make_store(target) as sa, make_store(target) as sb:
+        a = StoreSessionGate(sa, replica="a", poll=0.1, max_waiting=10)
+        b = StoreSessionGate(sb, replica="b", poll=0.1, max_waiting=10)
+        places: dict[int, list[int]] = {2: [], 3: []}
+        release = {2: asyncio.Event(), 3: asyncio.Event()}
+
+        async def run(gate: StoreSessionGate, seq: int) -> None:
+            async def on_place(ahead: int) -> None:
+                places[seq].append(ahead)
+
+            async with gate.hold(KEY, seq, on_place=on_place):
+                await release[seq].wait()
+
+        async with a.hold(KEY, 1):
+            second = asyncio.create_task(run(b, 2))
+            await _until(lambda: asyncio.sleep(0, bool(places[2])))
+            third = asyncio.create_task(run(a, 3))
+            await _until(lambda: asyncio.sleep(0, bool(places[3])))
+            # the other user's request and another chat of this user are not in this line
+            other = SessionKey("telegram", "u1", "chat2")
+            assert await sb.place_in_line(str(other), owner="x", seq=9) == 0
+            assert await sa.count_waiters("telegram:u1:") == 2
+            assert await sa.count_waiters("telegram:u2:") == 0
+            assert await sa.count_waiters("telegram:u1:chat1") == 2
+        # the first finished: the second runs, the third moves up
+        await _until(lambda: asyncio.sleep(0, places[3][-1:] == [1]))
+        release[2].set()
+        await asyncio.wait_for(second, 15)
+        release[3].set()
+        await asyncio.wait_for(third, 15)
+        assert places == {2: [1], 3: [2, 1]}
+        assert await sa.count_waiters("telegram:u1:") == 0
+
+
 async def _enter(gate: StoreSessionGate, seq: int, on_wait: OnWait) -> None:
     async with gate.hold(KEY, seq, on_wait=on_wait):
         pass

@@ -172,3 +172,34 @@ async def test_two_replicas_on_postgresql_share_the_limits(
     assert fourth.texts() == [refused]  # a restart does not reset the count
     assert "Timeline (2 tracks)" in status.all_text()
     assert sim.stats["chat"] == 3
+
+
+async def test_two_replicas_on_postgresql_count_places_and_the_queue_together(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """One user's requests waiting on two replicas: places and the queue limit add up."""
+    limits = {"NEMO_BOT_DB": pg_url, "NEMO_LIMIT_QUEUE": 2}
+    async with (
+        Simulator(fast_sim_config(slow_step_seconds=60.0)) as sim,
+        core_for(sim, tmp_path, **limits) as (a, _),
+        core_for(sim, tmp_path, **limits) as (b, _),
+    ):
+        first, second, third, fourth = (CollectingReplier() for _ in range(4))
+
+        def notices(r: CollectingReplier) -> list[str]:
+            return [s.text for s in r.said if s.kind == "notice"]
+
+        running = asyncio.create_task(a.handle(msg(PROMPT), first))
+        await until(lambda: sim.stats["chat"] == 1)
+        waiting = asyncio.create_task(b.handle(msg("add lo-fi background music"), second))
+        await until(lambda: bool(notices(second)))
+        later = asyncio.create_task(a.handle(msg('add a title "Balloon"'), third))
+        await until(lambda: bool(notices(third)))
+        await b.handle(msg("make it 8 seconds long"), fourth)  # a third one waiting: no
+        await b.handle(msg("cancel"), CollectingReplier())  # drops the waiting one on b
+        await a.handle(msg("cancel"), CollectingReplier())  # stops the rest on a
+        await asyncio.wait_for(asyncio.gather(running, waiting, later), 30)
+    assert notices(second)[0] == t("queue_one", "en")
+    assert notices(third)[0] == t("queue_many", "en", ahead=2)
+    assert fourth.texts() == [t("limit_queue", "en", limit=2)]
+    assert sim.stats["chat"] == 1
