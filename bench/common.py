@@ -181,10 +181,18 @@ async def simulator_process(**config: Any) -> AsyncIterator[str]:
 
     ``config`` are :class:`simulator.config.SimConfig` fields. Yields the base URL.
     """
+    async with simulator_module("bench.simproc", config) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def simulator_module(module: str, config: dict[str, Any]) -> AsyncIterator[str]:
+    """``python -m module '<config JSON>'``, a module that starts a simulator and prints
+    its "NemoVideo simulator on URL" line; yields the URL, stops the process after."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bench.simproc",
+        module,
         json.dumps(config),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,

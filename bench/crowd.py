@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -42,7 +41,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import ROOT, Result, fast_sim, percentile, raise_nofile, run_main
+from bench.common import (
+    ROOT,
+    Result,
+    fast_sim,
+    percentile,
+    raise_nofile,
+    run_main,
+    simulator_module,
+)
 from tests.fakes.telegram_server import FakeTelegram
 
 NAME = "crowd"
@@ -53,7 +60,6 @@ STREAM_SIM = fast_sim(slow_step_seconds=8.0, chunk_delay=0.5, heartbeat_interval
 PROMPT = "make a 10-second clip of a lighthouse at dusk"
 THROUGHPUT_MESSAGES = 300
 IN_FLIGHT = 20
-_SIM_LINE = re.compile(r"NemoVideo simulator on (http://\S+)")
 _uids = itertools.count(1_000_000)
 
 
@@ -113,28 +119,9 @@ class TimingTelegram(FakeTelegram):
 # -- processes --------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def crowd_sim(config: dict[str, Any]) -> AsyncIterator[str]:
+def crowd_sim(config: dict[str, Any]) -> contextlib.AbstractAsyncContextManager[str]:
     """The timing simulator in a subprocess; yields its base URL."""
-    import json
-
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.crowd_sim",
-        json.dumps(config),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        match = _SIM_LINE.search(line.decode())
-        if match is None:
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        yield match.group(1)
-    finally:
-        await _stop(proc)
+    return simulator_module("bench.crowd_sim", config)
 
 
 async def _stop(proc: asyncio.subprocess.Process, grace: float = 20.0) -> None:
