@@ -7,20 +7,12 @@ or an ``UPDATE``), atomic on its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
 
 from .base import BroadcastRecord
-from .sqlite_admin import utc_day
+from .rows import BROADCAST_COLUMNS, BROADCAST_SELECT, broadcast_of, utc_day
 
 __all__ = ["PostgresAdmin"]
-
-_BROADCAST_COLUMNS = tuple(f.name for f in fields(BroadcastRecord))
-_BROADCAST_SELECT = f"SELECT {', '.join(_BROADCAST_COLUMNS)} FROM broadcasts"
-
-
-def _broadcast(row: Any) -> BroadcastRecord:
-    return BroadcastRecord(**{name: row[name] for name in _BROADCAST_COLUMNS})
 
 
 class PostgresAdmin:
@@ -147,15 +139,15 @@ class PostgresAdmin:
         """Mark it done; the final record."""
         rows = await self._fetch(
             "UPDATE broadcasts SET finished_at = COALESCE(finished_at, $1) "
-            f"WHERE broadcast_id = $2 RETURNING {', '.join(_BROADCAST_COLUMNS)}",
+            f"WHERE broadcast_id = $2 RETURNING {', '.join(BROADCAST_COLUMNS)}",
             self._clock(),
             broadcast_id,
         )
-        return _broadcast(rows[0]) if rows else None
+        return broadcast_of(rows[0]) if rows else None
 
     async def unfinished_broadcasts(self) -> list[BroadcastRecord]:
         """Broadcasts not finished, oldest first."""
         rows = await self._fetch(
-            f"{_BROADCAST_SELECT} WHERE finished_at IS NULL ORDER BY broadcast_id"
+            f"{BROADCAST_SELECT} WHERE finished_at IS NULL ORDER BY broadcast_id"
         )
-        return [_broadcast(r) for r in rows]
+        return [broadcast_of(r) for r in rows]

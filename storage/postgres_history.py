@@ -7,26 +7,12 @@ The PostgreSQL twin of :mod:`storage.sqlite_history`; contract in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
 
 from .base import ProjectRecord, RenderRecord
+from .rows import PROJECT_SELECT, project_of
 
 __all__ = ["PostgresHistory"]
-
-_STORED = tuple(f.name for f in fields(ProjectRecord) if f.name != "has_video")
-_PROJECT_SELECT = (
-    f"SELECT {', '.join('p.' + c for c in _STORED)}, EXISTS ("
-    "SELECT 1 FROM renders r WHERE r.session_id = p.session_id "
-    "AND r.status = 'completed' AND r.output_url IS NOT NULL) AS has_video "
-    "FROM projects p"
-)
-
-
-def _project(row: Any) -> ProjectRecord:
-    found = ProjectRecord(**{name: row[name] for name in _STORED})
-    found.has_video = bool(row["has_video"])
-    return found
 
 
 class PostgresHistory:
@@ -71,25 +57,25 @@ class PostgresHistory:
     ) -> list[ProjectRecord]:
         """The user's projects, most recently used first."""
         rows = await self._fetch(
-            f"{_PROJECT_SELECT} WHERE p.platform = $1 AND p.user_id = $2 "
+            f"{PROJECT_SELECT} WHERE p.platform = $1 AND p.user_id = $2 "
             "ORDER BY p.updated_at DESC, p.created_at DESC, p.session_id DESC LIMIT $3",
             platform,
             user_id,
             limit,
         )
-        return [_project(r) for r in rows]
+        return [project_of(r) for r in rows]
 
     async def get_project(
         self, platform: str, user_id: str, session_id: str
     ) -> ProjectRecord | None:
         """One of the user's projects, or None."""
         rows = await self._fetch(
-            f"{_PROJECT_SELECT} WHERE p.platform = $1 AND p.user_id = $2 AND p.session_id = $3",
+            f"{PROJECT_SELECT} WHERE p.platform = $1 AND p.user_id = $2 AND p.session_id = $3",
             platform,
             user_id,
             session_id,
         )
-        return _project(rows[0]) if rows else None
+        return project_of(rows[0]) if rows else None
 
     async def last_video(self, session_id: str) -> RenderRecord | None:
         """The newest render of the session that completed with a file, or None."""

@@ -6,26 +6,13 @@ or an ``UPDATE``), atomic on its own.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import fields
 from typing import Any
 
 from .base import BroadcastRecord
+from .rows import BROADCAST_COLUMNS, BROADCAST_SELECT, broadcast_of, utc_day
 
-__all__ = ["SQLiteAdmin", "utc_day"]
-
-_BROADCAST_COLUMNS = tuple(f.name for f in fields(BroadcastRecord))
-_BROADCAST_SELECT = f"SELECT {', '.join(_BROADCAST_COLUMNS)} FROM broadcasts"
-
-
-def utc_day(at: float) -> str:
-    """The UTC day of ``at`` as YYYY-MM-DD (the key of daily counts)."""
-    return time.strftime("%Y-%m-%d", time.gmtime(at))
-
-
-def _broadcast(row: Any) -> BroadcastRecord:
-    return BroadcastRecord(**{name: row[name] for name in _BROADCAST_COLUMNS})
+__all__ = ["SQLiteAdmin"]
 
 
 class SQLiteAdmin:
@@ -136,14 +123,14 @@ class SQLiteAdmin:
         """Mark it done; the final record."""
         rows = await self._fetchall(
             "UPDATE broadcasts SET finished_at = COALESCE(finished_at, ?) "
-            f"WHERE broadcast_id = ? RETURNING {', '.join(_BROADCAST_COLUMNS)}",
+            f"WHERE broadcast_id = ? RETURNING {', '.join(BROADCAST_COLUMNS)}",
             (self._clock(), broadcast_id),
         )
-        return _broadcast(rows[0]) if rows else None
+        return broadcast_of(rows[0]) if rows else None
 
     async def unfinished_broadcasts(self) -> list[BroadcastRecord]:
         """Broadcasts not finished, oldest first."""
         rows = await self._fetchall(
-            f"{_BROADCAST_SELECT} WHERE finished_at IS NULL ORDER BY broadcast_id"
+            f"{BROADCAST_SELECT} WHERE finished_at IS NULL ORDER BY broadcast_id"
         )
-        return [_broadcast(r) for r in rows]
+        return [broadcast_of(r) for r in rows]

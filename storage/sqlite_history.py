@@ -8,26 +8,12 @@ Contract in :class:`storage.base.Store`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import fields
 from typing import Any
 
 from .base import ProjectRecord, RenderRecord
+from .rows import PROJECT_SELECT, project_of
 
 __all__ = ["SQLiteHistory"]
-
-_STORED = tuple(f.name for f in fields(ProjectRecord) if f.name != "has_video")
-_PROJECT_SELECT = (
-    f"SELECT {', '.join('p.' + c for c in _STORED)}, EXISTS ("
-    "SELECT 1 FROM renders r WHERE r.session_id = p.session_id "
-    "AND r.status = 'completed' AND r.output_url IS NOT NULL) AS has_video "
-    "FROM projects p"
-)
-
-
-def _project(row: Any) -> ProjectRecord:
-    found = ProjectRecord(**{name: row[name] for name in _STORED})
-    found.has_video = bool(row["has_video"])
-    return found
 
 
 class SQLiteHistory:
@@ -67,21 +53,21 @@ class SQLiteHistory:
     ) -> list[ProjectRecord]:
         """The user's projects, most recently used first."""
         rows = await self._fetchall(
-            f"{_PROJECT_SELECT} WHERE p.platform = ? AND p.user_id = ? "
+            f"{PROJECT_SELECT} WHERE p.platform = ? AND p.user_id = ? "
             "ORDER BY p.updated_at DESC, p.created_at DESC, p.rowid DESC LIMIT ?",
             (platform, user_id, limit),
         )
-        return [_project(r) for r in rows]
+        return [project_of(r) for r in rows]
 
     async def get_project(
         self, platform: str, user_id: str, session_id: str
     ) -> ProjectRecord | None:
         """One of the user's projects, or None."""
         rows = await self._fetchall(
-            f"{_PROJECT_SELECT} WHERE p.platform = ? AND p.user_id = ? AND p.session_id = ?",
+            f"{PROJECT_SELECT} WHERE p.platform = ? AND p.user_id = ? AND p.session_id = ?",
             (platform, user_id, session_id),
         )
-        return _project(rows[0]) if rows else None
+        return project_of(rows[0]) if rows else None
 
     async def last_video(self, session_id: str) -> RenderRecord | None:
         """The newest render of the session that completed with a file, or None."""

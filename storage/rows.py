@@ -1,0 +1,51 @@
+"""Rows and queries the SQLite and PostgreSQL stores share: same SQL, same decoding.
+
+Only what is written the same in both dialects lives here (no placeholders); each
+store keeps its own statements where the dialects differ.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from typing import Any
+
+from .base import BroadcastRecord, ProjectRecord
+
+__all__ = [
+    "BROADCAST_COLUMNS",
+    "BROADCAST_SELECT",
+    "PROJECT_SELECT",
+    "broadcast_of",
+    "project_of",
+    "utc_day",
+]
+
+BROADCAST_COLUMNS = tuple(f.name for f in fields(BroadcastRecord))
+BROADCAST_SELECT = f"SELECT {', '.join(BROADCAST_COLUMNS)} FROM broadcasts"
+
+_PROJECT_STORED = tuple(f.name for f in fields(ProjectRecord) if f.name != "has_video")
+#: A project with whether it has a finished video (derived, never stored).
+PROJECT_SELECT = (
+    f"SELECT {', '.join('p.' + c for c in _PROJECT_STORED)}, EXISTS ("
+    "SELECT 1 FROM renders r WHERE r.session_id = p.session_id "
+    "AND r.status = 'completed' AND r.output_url IS NOT NULL) AS has_video "
+    "FROM projects p"
+)
+
+
+def utc_day(at: float) -> str:
+    """The UTC day of ``at`` as YYYY-MM-DD (the key of daily counts)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(at))
+
+
+def broadcast_of(row: Any) -> BroadcastRecord:
+    """A broadcast from a row of :data:`BROADCAST_SELECT`."""
+    return BroadcastRecord(**{name: row[name] for name in BROADCAST_COLUMNS})
+
+
+def project_of(row: Any) -> ProjectRecord:
+    """A project from a row of :data:`PROJECT_SELECT`."""
+    found = ProjectRecord(**{name: row[name] for name in _PROJECT_STORED})
+    found.has_video = bool(row["has_video"])
+    return found
