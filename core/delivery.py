@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from core.client import NemoClient
 from core.i18n import t
 from core.polling import PollPolicy
+from core.renewal import kept_alive
 from core.replies import plain_reason, quietly
 from core.types import DEFAULT_ACTIONS, Replier, Video
 from core.wire import RenderState
@@ -147,19 +148,13 @@ class Delivery:
     async def holding_claim(self, render_id: str) -> AsyncIterator[None]:
         """Renew our claim while a (possibly long) upload runs, so nobody else delivers."""
 
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self.policy.delivery_lease / 3)
-                with contextlib.suppress(Exception):  # a blip: the next beat renews it
-                    await self.claim(render_id)
+        async def beat() -> bool:
+            with contextlib.suppress(Exception):  # a blip: the next beat renews it
+                await self.claim(render_id)
+            return True
 
-        renewer = asyncio.create_task(renew())
-        try:
+        async with kept_alive(beat, self.policy.delivery_lease / 3):
             yield
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
 
     async def _deliver(
         self,

@@ -23,12 +23,13 @@ handled only once they are over.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from core.renewal import kept_alive
 from storage.base import InboundUpdate, Store
 
 __all__ = ["SENT", "Inbox", "Ticket", "current", "track"]
@@ -209,11 +210,12 @@ class Inbox:
 
     async def _handle(self, ticket: Ticket) -> None:
         update_id = ticket.update_id
-        renewer = asyncio.create_task(self._renew(update_id))
         finished = False
         try:
-            await self._handler(ticket.update)
-            await ticket.settled()
+            # Keep the claim while the update's work runs (a stream can last minutes).
+            async with kept_alive(functools.partial(self._renew, update_id), self.lease / 3):
+                await self._handler(ticket.update)
+                await ticket.settled()
             finished = True
         except asyncio.CancelledError:
             raise
@@ -222,9 +224,6 @@ class Inbox:
             log.exception("update %d: unexpected error while handling it", update_id)
             finished = True
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
             await self._settle_claim(update_id, done=finished)
 
     async def _settle_claim(self, update_id: int, *, done: bool) -> None:
@@ -236,17 +235,16 @@ class Inbox:
         except Exception:
             log.warning("update %d: could not record its outcome", update_id, exc_info=True)
 
-    async def _renew(self, update_id: int) -> None:
-        """Keep the claim while the update's work runs (a stream can last minutes)."""
-        while True:
-            await asyncio.sleep(self.lease / 3)
-            try:
-                held = await self._store.claim_update(
-                    self.platform, update_id, owner=self.owner, lease=self.lease
-                )
-            except Exception:
-                log.warning("update %d: could not renew its claim; retrying", update_id)
-                continue
-            if held is None:
-                log.warning("update %d: its claim was lost while it ran", update_id)
-                return
+    async def _renew(self, update_id: int) -> bool:
+        """Renew the update's claim once; False once it is lost (:func:`kept_alive`)."""
+        try:
+            held = await self._store.claim_update(
+                self.platform, update_id, owner=self.owner, lease=self.lease
+            )
+        except Exception:
+            log.warning("update %d: could not renew its claim; retrying", update_id)
+            return True
+        if held is None:
+            log.warning("update %d: its claim was lost while it ran", update_id)
+            return False
+        return True

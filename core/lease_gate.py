@@ -24,10 +24,11 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from core.gate import OnPlace, OnWait, SessionBusy, SessionKey
+from core.renewal import kept_alive
 from storage.base import Lease, Store
 
 __all__ = ["StoreSessionGate", "default_replica_name"]
@@ -107,13 +108,10 @@ class StoreSessionGate:
             lease = await self._acquire(
                 name, owner, seq, on_wait, on_place, numbered=order is not None
             )
-            renewer = asyncio.create_task(self._renew(lease))
             try:
-                yield
+                async with kept_alive(self._renewal(lease), self._ttl / 3):
+                    yield
             finally:
-                renewer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewer
                 await self._store.release_lease(lease)
         finally:
             if lease is None:  # cancelled (or failed) while waiting: give the place up
@@ -186,15 +184,21 @@ class StoreSessionGate:
         await self._store.release_lease(lease)  # wakes the earlier one; we queue again
         return None
 
-    async def _renew(self, lease: Lease) -> None:
-        """Keep the lease alive while the request runs."""
-        current: Lease | None = lease
-        while current is not None:
-            await asyncio.sleep(self._ttl / 3)
+    def _renewal(self, lease: Lease) -> Callable[[], Awaitable[bool]]:
+        """One renewal of the lease at a time, while the request runs (:func:`kept_alive`)."""
+        current = lease
+
+        async def beat() -> bool:
+            nonlocal current
             try:
-                current = await self._store.renew_lease(current, ttl=self._ttl)
+                renewed = await self._store.renew_lease(current, ttl=self._ttl)
             except Exception:  # a blip: try again at the next beat, the lease is not yet lost
                 log.warning("could not renew the lease of a session; retrying", exc_info=True)
-                continue
-            if current is None:
+                return True
+            if renewed is None:
                 log.warning("a session's lease was lost while its request ran (expired)")
+                return False
+            current = renewed
+            return True
+
+        return beat
