@@ -10,13 +10,18 @@ renders and their delivery times are read from the renders table.
 
 ``/broadcast TEXT`` (Telegram only) goes to every Telegram user who has talked to
 the bot, through the adapter's :class:`BulkSender`, which sends at the lowest
-priority of its outbound scheduler: a user's answer always goes first. The
-broadcast walks the contacts in user-id order in small batches and stores its
-place and counts after each batch, so a restart goes on where it stopped (a
-batch cut short by the stop may reach up to :data:`BATCH` people twice). At the
-end the admin gets the count of messages sent and failed. Replicas sharing the
-store each try to resume an interrupted broadcast; a lease on
-``broadcast:<id>`` (renewed after every batch) lets one of them run it.
+priority of its outbound scheduler: a user's answer always goes first. Each person
+gets it at most once, whatever stops the bot: the broadcast claims a person in the
+store before their message goes out and records the outcome after (sent, failed,
+or unconfirmed when the answer was lost and the message may be in the chat), and a
+restart skips everyone claimed. A stop between a claim and its outcome leaves that
+person unconfirmed (never sent again: their message may be in the chat). The
+contacts are walked in user-id order in batches of :data:`BATCH` sends at once;
+the place after each batch is stored too. At the end the admin gets the counts:
+sent (confirmed or not), failed, and how many of the sent could not be confirmed.
+Replicas sharing the store each try to resume an interrupted broadcast; a lease on
+``broadcast:<id>`` (renewed after every batch) lets one of them run it, and the
+others wait for it (a killed replica's lease expires after ``NEMO_REPLICA_LEASE``).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from core.errors import ApiError, TransportError
 from core.i18n import t
 from core.request import Request
 from core.types import ChatAdapter, ConversationRef, IncomingMessage
-from storage.base import BroadcastRecord, Lease, Store
+from storage.base import BroadcastOutcome, BroadcastRecord, Lease, Store
 
 __all__ = ["BATCH", "Admin", "BulkSender", "percentile"]
 
@@ -44,6 +49,8 @@ log = logging.getLogger("nemo.admin")
 
 #: People a broadcast sends to at once before it stores its place.
 BATCH = 10
+#: How long a stopping bot lets the broadcast's current batch finish (seconds).
+_STOP_GRACE = 5.0
 #: A person's "last seen" is written at most this often (seconds) per process.
 _SEEN_EVERY = 60.0
 _DAY = 86_400.0
@@ -54,8 +61,12 @@ _BROADCAST = re.compile(r"^\s*/broadcast(?:@\w+)?\b", re.IGNORECASE)
 class BulkSender(Protocol):
     """An adapter that can send low-priority bulk messages (Telegram's)."""
 
-    async def send_bulk(self, chat_id: str, text: str) -> bool:
-        """Send ``text`` to ``chat_id`` after every user-facing message; False if refused."""
+    async def send_bulk(self, chat_id: str, text: str) -> BroadcastOutcome:
+        """Send ``text`` to ``chat_id`` after every user-facing message.
+
+        ``sent``; ``failed`` when the platform refused it (nothing reached the chat);
+        ``unconfirmed`` when it went out but its answer was lost (it may be there).
+        """
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -92,6 +103,7 @@ class Admin:
         self._tasks: set[asyncio.Task[None]] = set()
         self._adapters: Mapping[str, ChatAdapter] = {}
         self._owner = f"{settings.replica_name}:{uuid.uuid4().hex}"
+        self._stopping = False
 
     def is_admin(self, msg: IncomingMessage) -> bool:
         """Whether the sender is one of ``NEMO_ADMIN_USERS``."""
@@ -193,7 +205,14 @@ class Admin:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Stop the broadcasts; their place is stored, the next start goes on."""
+        """Stop the broadcasts; the next start goes on with whoever was not reached.
+
+        The batch being sent gets :data:`_STOP_GRACE` seconds to end, so its people
+        are recorded as sent rather than left unconfirmed.
+        """
+        self._stopping = True
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=_STOP_GRACE)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -205,19 +224,46 @@ class Admin:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _claim(self, key: str) -> Lease | None:
-        """The broadcast's lease, or None when another replica runs it."""
+    async def _claim(self, key: str, broadcast_id: int) -> Lease | None:
+        """The broadcast's lease, waited for while another replica holds it.
+
+        None once the broadcast is finished (by whoever held it). A replica killed
+        mid-broadcast stops renewing; its lease expires and a waiting one goes on.
+        """
         ttl = self._settings.replica_lease
-        lease = await self._store.try_acquire_lease(key, owner=self._owner, seq=0, ttl=ttl)
-        if lease is None:  # leave no waiter behind: we don't queue for it
-            await self._store.abandon_wait(key, owner=self._owner, seq=0)
-        return lease
+        try:
+            while not self._stopping:
+                lease = await self._store.try_acquire_lease(key, owner=self._owner, seq=0, ttl=ttl)
+                pending = await self._store.unfinished_broadcasts()
+                if all(b.broadcast_id != broadcast_id for b in pending):
+                    if lease is not None:  # the holder before us finished it
+                        await self._store.release_lease(lease)
+                    break
+                if lease is not None:
+                    return lease
+                await self._store.wait_for_lease(key, min(ttl / 3, 5.0))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._store.abandon_wait(key, owner=self._owner, seq=0))
+            raise
+        # leave no waiter behind: the queue of this key is only for its broadcast
+        await self._store.abandon_wait(key, owner=self._owner, seq=0)
+        return None
 
     async def _run(self, record: BroadcastRecord, sender: BulkSender) -> None:
         key, ttl = f"broadcast:{record.broadcast_id}", self._settings.replica_lease
-        lease = await self._claim(key)
+        try:
+            lease = await self._claim(key, record.broadcast_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "broadcast %d: could not take it up; it goes on at the next start",
+                record.broadcast_id,
+            )
+            return
         if lease is None:
-            log.info("broadcast %d runs on another replica", record.broadcast_id)
+            log.info("broadcast %d was finished elsewhere", record.broadcast_id)
             return
         try:
             await self._send_all(record, sender, lease, ttl)
@@ -228,53 +274,75 @@ class Admin:
     async def _send_all(
         self, record: BroadcastRecord, sender: BulkSender, lease: Lease, ttl: float
     ) -> None:
-        cursor = record.cursor
+        bid, cursor = record.broadcast_id, record.cursor
         try:
             while True:
+                if self._stopping:
+                    log.info("broadcast %d paused by the stop; it goes on at the next start", bid)
+                    return
                 batch = await self._store.broadcast_targets(
-                    record.platform, after=cursor, limit=BATCH
+                    record.platform, after=cursor, limit=BATCH, unclaimed_in=bid
                 )
                 if not batch:
                     break
-                results = await asyncio.gather(
-                    *(self._send(sender, chat, record.text) for _, chat in batch)
+                await asyncio.gather(
+                    *(self._deliver(bid, sender, user, chat, record.text) for user, chat in batch)
                 )
                 cursor = batch[-1][0]
-                sent = sum(results)
-                await self._store.advance_broadcast(
-                    record.broadcast_id, cursor=cursor, sent=sent, failed=len(results) - sent
-                )
+                await self._store.advance_broadcast(bid, cursor=cursor, sent=0, failed=0)
                 renewed = await self._store.renew_lease(lease, ttl=ttl)
                 if renewed is None:  # it expired and another replica took it over
-                    log.warning("broadcast %d: another replica took it over", record.broadcast_id)
+                    log.warning("broadcast %d: another replica took it over", bid)
                     return
                 lease = renewed
-            done = await self._store.finish_broadcast(record.broadcast_id)
+            done = await self._store.finish_broadcast(bid)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("broadcast %d stopped; it goes on at the next start", record.broadcast_id)
+            log.exception("broadcast %d stopped; it goes on at the next start", bid)
             return
-        if done is None:
+        if done is None:  # finished already (another replica reported it)
             return
-        log.info("broadcast %d done: %d sent, %d failed", done.broadcast_id, done.sent, done.failed)
+        sent = done.sent + done.unconfirmed
+        log.info(
+            "broadcast %d done: %d sent (%d unconfirmed), %d failed",
+            done.broadcast_id,
+            sent,
+            done.unconfirmed,
+            done.failed,
+        )
         adapter = self._adapters.get(done.platform)
         if adapter is not None:
             lang = await self._language(done)
             ref = ConversationRef(done.platform, done.admin_chat, done.admin_user, language=lang)
+            text = t("broadcast_done", lang, sent=sent, failed=done.failed)
+            if done.unconfirmed:
+                text += " " + t("broadcast_unconfirmed", lang, count=done.unconfirmed)
             with contextlib.suppress(Exception):
-                await adapter.replier_for(ref).send_text(
-                    t("broadcast_done", lang, sent=done.sent, failed=done.failed)
-                )
+                await adapter.replier_for(ref).send_text(text)
 
-    async def _send(self, sender: BulkSender, chat_id: str, text: str) -> bool:
+    async def _deliver(
+        self, broadcast_id: int, sender: BulkSender, user_id: str, chat_id: str, text: str
+    ) -> None:
+        """Claim, send, record: one person's message, never twice."""
+        if not await self._store.claim_broadcast_recipient(broadcast_id, user_id):
+            return  # claimed before (a run this one resumes, or another replica)
+        outcome = await self._send(sender, chat_id, text)
+        try:
+            await self._store.settle_broadcast_recipient(broadcast_id, user_id, outcome)
+        except Exception:  # the claim stays: counted as unconfirmed, never sent again
+            log.warning(
+                "broadcast %d: an outcome could not be recorded", broadcast_id, exc_info=True
+            )
+
+    async def _send(self, sender: BulkSender, chat_id: str, text: str) -> BroadcastOutcome:
         try:
             return await sender.send_bulk(chat_id, text)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception:  # nobody can say whether it reached the chat
             log.warning("broadcast: a message could not be sent", exc_info=True)
-            return False
+            return "unconfirmed"
 
     async def _language(self, record: BroadcastRecord) -> str | None:
         user = await self._store.get_user(record.platform, record.admin_user)

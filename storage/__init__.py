@@ -1,6 +1,7 @@
 """Persistence: the :class:`Store` protocol, its records, and the SQLite and PostgreSQL stores."""
 
 from .base import (
+    BroadcastOutcome,
     BroadcastRecord,
     CounterHit,
     InboundUpdate,
@@ -18,6 +19,7 @@ from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "BroadcastOutcome",
     "BroadcastRecord",
     "CounterHit",
     "InboundUpdate",

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
+
+#: How one broadcast message ended (``unconfirmed``: sent, but its answer was lost).
+BroadcastOutcome = Literal["sent", "failed", "unconfirmed"]
 
 
 @dataclass(slots=True)
@@ -105,9 +108,13 @@ class BroadcastRecord:
     cursor: str | None = None
     """The last user id reached, in user id order (None: nobody yet)."""
     sent: int = 0
+    """Messages the platform confirmed (a finished broadcast: all of them)."""
     failed: int = 0
     created_at: float = 0.0
     finished_at: float | None = None
+    unconfirmed: int = 0
+    """Messages that may have reached their chat but were never confirmed (their
+    answer was lost, or a crash came between claim and outcome); never sent again."""
 
 
 class StoreError(RuntimeError):
@@ -249,9 +256,25 @@ class Store(Protocol):
         """Record a new broadcast (nobody reached yet)."""
 
     async def broadcast_targets(
-        self, platform: str, *, after: str | None, limit: int
+        self, platform: str, *, after: str | None, limit: int, unclaimed_in: int | None = None
     ) -> list[tuple[str, str]]:
-        """(user id, chat to send to) of ``platform``'s contacts after ``after``, by user id."""
+        """(user id, chat to send to) of ``platform``'s contacts after ``after``, by user id.
+
+        ``unclaimed_in``: only the contacts broadcast ``unclaimed_in`` has not claimed.
+        """
+
+    async def claim_broadcast_recipient(self, broadcast_id: int, user_id: str) -> bool:
+        """Record that the broadcast is about to send to ``user_id``; False if it was already
+        (or the broadcast is finished: its recipient rows are gone, nobody is claimed again).
+
+        The claim is committed before the message goes out, so nobody, on any
+        replica or after any restart, sends it to this person again.
+        """
+
+    async def settle_broadcast_recipient(
+        self, broadcast_id: int, user_id: str, outcome: BroadcastOutcome
+    ) -> None:
+        """Record how the claimed send ended: ``sent``, ``failed`` or ``unconfirmed``."""
 
     async def advance_broadcast(
         self, broadcast_id: int, *, cursor: str, sent: int, failed: int
@@ -259,7 +282,12 @@ class Store(Protocol):
         """Move the broadcast's cursor to ``cursor`` and add to its counts."""
 
     async def finish_broadcast(self, broadcast_id: int) -> BroadcastRecord | None:
-        """Mark the broadcast done; the final record (None if unknown)."""
+        """Mark the broadcast done and add its recipients' outcomes to its counts.
+
+        One transaction: claims left without an outcome (a crash between the claim
+        and the answer) count as unconfirmed; the recipient rows are then dropped.
+        The final record, or None if the broadcast is unknown or was finished already.
+        """
 
     async def unfinished_broadcasts(self) -> list[BroadcastRecord]:
         """Broadcasts not finished (a restart goes on with them), oldest first."""

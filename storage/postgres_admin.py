@@ -1,7 +1,7 @@
 """The admin half of :class:`storage.postgres.PostgresStore`: activity, daily counts, broadcasts.
 
 Contract in :class:`storage.base.Store`. Every write is one statement (an UPSERT
-or an ``UPDATE``), atomic on its own.
+or an ``UPDATE``), atomic on its own, but for a broadcast's finish (one transaction).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .base import BroadcastRecord
-from .rows import BROADCAST_COLUMNS, BROADCAST_SELECT, broadcast_of, utc_day
+from .base import BroadcastOutcome, BroadcastRecord
+from .rows import ADD_OUTCOMES, BROADCAST_COLUMNS, BROADCAST_SELECT, broadcast_of, utc_day
 
 __all__ = ["PostgresAdmin"]
 
@@ -25,6 +25,9 @@ class PostgresAdmin:
         raise NotImplementedError
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def _acquire(self) -> Any:
         raise NotImplementedError
 
     async def note_contact(self, platform: str, user_id: str, dm_chat_id: str | None) -> None:
@@ -110,17 +113,45 @@ class PostgresAdmin:
         )
 
     async def broadcast_targets(
-        self, platform: str, *, after: str | None, limit: int
+        self, platform: str, *, after: str | None, limit: int, unclaimed_in: int | None = None
     ) -> list[tuple[str, str]]:
-        """Contacts of ``platform`` after ``after``, by user id."""
+        """Contacts of ``platform`` after ``after``, by user id (those not yet claimed)."""
         rows = await self._fetch(
-            "SELECT user_id, COALESCE(dm_chat_id, user_id) FROM contacts "
-            "WHERE platform = $1 AND user_id > $2 ORDER BY user_id LIMIT $3",
+            "SELECT c.user_id, COALESCE(c.dm_chat_id, c.user_id) FROM contacts c "
+            "WHERE c.platform = $1 AND c.user_id > $2 AND NOT EXISTS (SELECT 1 FROM "
+            "broadcast_sends s WHERE s.broadcast_id = $3 AND s.user_id = c.user_id) "
+            "ORDER BY c.user_id LIMIT $4",
             platform,
             after or "",
+            -1 if unclaimed_in is None else unclaimed_in,
             limit,
         )
         return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def claim_broadcast_recipient(self, broadcast_id: int, user_id: str) -> bool:
+        """Claim the send to ``user_id`` (one INSERT: atomic); False if claimed before or done."""
+        changed = await self._execute(
+            "INSERT INTO broadcast_sends (broadcast_id, user_id, state, at) "
+            "SELECT $1, $2, 'claimed', $3 WHERE EXISTS (SELECT 1 FROM broadcasts "
+            "WHERE broadcast_id = $1 AND finished_at IS NULL) ON CONFLICT DO NOTHING",
+            broadcast_id,
+            user_id,
+            self._clock(),
+        )
+        return changed == 1
+
+    async def settle_broadcast_recipient(
+        self, broadcast_id: int, user_id: str, outcome: BroadcastOutcome
+    ) -> None:
+        """Record the outcome of a claimed send."""
+        await self._execute(
+            "UPDATE broadcast_sends SET state = $1, at = $2 "
+            "WHERE broadcast_id = $3 AND user_id = $4 AND state = 'claimed'",
+            outcome,
+            self._clock(),
+            broadcast_id,
+            user_id,
+        )
 
     async def advance_broadcast(
         self, broadcast_id: int, *, cursor: str, sent: int, failed: int
@@ -136,14 +167,17 @@ class PostgresAdmin:
         )
 
     async def finish_broadcast(self, broadcast_id: int) -> BroadcastRecord | None:
-        """Mark it done; the final record."""
-        rows = await self._fetch(
-            "UPDATE broadcasts SET finished_at = COALESCE(finished_at, $1) "
-            f"WHERE broadcast_id = $2 RETURNING {', '.join(BROADCAST_COLUMNS)}",
-            self._clock(),
-            broadcast_id,
-        )
-        return broadcast_of(rows[0]) if rows else None
+        """Mark it done with its recipients' outcomes counted (one transaction)."""
+        async with self._acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"UPDATE broadcasts SET finished_at = $1, {ADD_OUTCOMES.format(p='$2')} "
+                f"WHERE broadcast_id = $2 AND finished_at IS NULL "
+                f"RETURNING {', '.join(BROADCAST_COLUMNS)}",
+                self._clock(),
+                broadcast_id,
+            )
+            await conn.execute("DELETE FROM broadcast_sends WHERE broadcast_id = $1", broadcast_id)
+        return broadcast_of(row) if row is not None else None
 
     async def unfinished_broadcasts(self) -> list[BroadcastRecord]:
         """Broadcasts not finished, oldest first."""

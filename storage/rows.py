@@ -13,6 +13,7 @@ from typing import Any
 from .base import BroadcastRecord, ProjectRecord
 
 __all__ = [
+    "ADD_OUTCOMES",
     "BROADCAST_COLUMNS",
     "BROADCAST_SELECT",
     "PROJECT_SELECT",
@@ -23,6 +24,18 @@ __all__ = [
 
 BROADCAST_COLUMNS = tuple(f.name for f in fields(BroadcastRecord))
 BROADCAST_SELECT = f"SELECT {', '.join(BROADCAST_COLUMNS)} FROM broadcasts"
+
+#: The SET clause that adds a finishing broadcast's recipient rows to its counts (a claim
+#: without an outcome was cut short by a crash: it may have been sent, so unconfirmed).
+#: ``{p}`` is the dialect's placeholder for the broadcast id, three times.
+ADD_OUTCOMES = (
+    "sent = sent + (SELECT count(*) FROM broadcast_sends "
+    "WHERE broadcast_id = {p} AND state = 'sent'), "
+    "failed = failed + (SELECT count(*) FROM broadcast_sends "
+    "WHERE broadcast_id = {p} AND state = 'failed'), "
+    "unconfirmed = unconfirmed + (SELECT count(*) FROM broadcast_sends "
+    "WHERE broadcast_id = {p} AND state IN ('claimed', 'unconfirmed'))"
+)
 
 _PROJECT_STORED = tuple(f.name for f in fields(ProjectRecord) if f.name != "has_video")
 #: A project with whether it has a finished video (derived, never stored).

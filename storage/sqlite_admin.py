@@ -1,15 +1,17 @@
 """The admin half of :class:`storage.sqlite.SQLiteStore`: activity, daily counts, broadcasts.
 
 Contract in :class:`storage.base.Store`. Every write is one statement (an UPSERT
-or an ``UPDATE``), atomic on its own.
+or an ``UPDATE``), atomic on its own, but for a broadcast's finish (one transaction).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from .base import BroadcastRecord
+from .base import BroadcastOutcome, BroadcastRecord
+from .rows import ADD_OUTCOMES as _ADD_OUTCOMES
 from .rows import BROADCAST_COLUMNS, BROADCAST_SELECT, broadcast_of, utc_day
 
 __all__ = ["SQLiteAdmin"]
@@ -27,6 +29,9 @@ class SQLiteAdmin:
     async def _fetchall(
         self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
     ) -> list[Any]:
+        raise NotImplementedError
+
+    def _transaction(self) -> AbstractAsyncContextManager[Any]:
         raise NotImplementedError
 
     async def note_contact(self, platform: str, user_id: str, dm_chat_id: str | None) -> None:
@@ -99,15 +104,37 @@ class SQLiteAdmin:
         )
 
     async def broadcast_targets(
-        self, platform: str, *, after: str | None, limit: int
+        self, platform: str, *, after: str | None, limit: int, unclaimed_in: int | None = None
     ) -> list[tuple[str, str]]:
-        """Contacts of ``platform`` after ``after``, by user id."""
+        """Contacts of ``platform`` after ``after``, by user id (those not yet claimed)."""
         rows = await self._fetchall(
-            "SELECT user_id, COALESCE(dm_chat_id, user_id) FROM contacts "
-            "WHERE platform = ? AND user_id > ? ORDER BY user_id LIMIT ?",
-            (platform, after or "", limit),
+            "SELECT c.user_id, COALESCE(c.dm_chat_id, c.user_id) FROM contacts c "
+            "WHERE c.platform = ? AND c.user_id > ? AND NOT EXISTS (SELECT 1 FROM "
+            "broadcast_sends s WHERE s.broadcast_id = ? AND s.user_id = c.user_id) "
+            "ORDER BY c.user_id LIMIT ?",
+            (platform, after or "", -1 if unclaimed_in is None else unclaimed_in, limit),
         )
         return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def claim_broadcast_recipient(self, broadcast_id: int, user_id: str) -> bool:
+        """Claim the send to ``user_id`` (one INSERT: atomic); False if claimed before or done."""
+        changed = await self._write(
+            "INSERT INTO broadcast_sends (broadcast_id, user_id, state, at) "
+            "SELECT ?, ?, 'claimed', ? WHERE EXISTS (SELECT 1 FROM broadcasts "
+            "WHERE broadcast_id = ? AND finished_at IS NULL) ON CONFLICT DO NOTHING",
+            (broadcast_id, user_id, self._clock(), broadcast_id),
+        )
+        return changed == 1
+
+    async def settle_broadcast_recipient(
+        self, broadcast_id: int, user_id: str, outcome: BroadcastOutcome
+    ) -> None:
+        """Record the outcome of a claimed send."""
+        await self._write(
+            "UPDATE broadcast_sends SET state = ?, at = ? "
+            "WHERE broadcast_id = ? AND user_id = ? AND state = 'claimed'",
+            (outcome, self._clock(), broadcast_id, user_id),
+        )
 
     async def advance_broadcast(
         self, broadcast_id: int, *, cursor: str, sent: int, failed: int
@@ -120,13 +147,19 @@ class SQLiteAdmin:
         )
 
     async def finish_broadcast(self, broadcast_id: int) -> BroadcastRecord | None:
-        """Mark it done; the final record."""
-        rows = await self._fetchall(
-            "UPDATE broadcasts SET finished_at = COALESCE(finished_at, ?) "
-            f"WHERE broadcast_id = ? RETURNING {', '.join(BROADCAST_COLUMNS)}",
-            (self._clock(), broadcast_id),
-        )
-        return broadcast_of(rows[0]) if rows else None
+        """Mark it done with its recipients' outcomes counted (one transaction)."""
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                f"UPDATE broadcasts SET finished_at = ?, {_ADD_OUTCOMES.format(p='?')} "
+                f"WHERE broadcast_id = ? AND finished_at IS NULL "
+                f"RETURNING {', '.join(BROADCAST_COLUMNS)}",
+                (self._clock(), broadcast_id, broadcast_id, broadcast_id, broadcast_id),
+            )
+            await conn.execute(
+                "DELETE FROM broadcast_sends WHERE broadcast_id = ?", (broadcast_id,)
+            )
+        found = list(rows)
+        return broadcast_of(found[0]) if found else None
 
     async def unfinished_broadcasts(self) -> list[BroadcastRecord]:
         """Broadcasts not finished, oldest first."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -16,18 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from core.admin import Admin
+from core.admin import BATCH, Admin
 from core.client import NemoClient
 from core.config import Settings
 from simulator.server import Simulator
 from storage import make_store
 from tests.fakes.collecting import CollectingAdapter
 from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.procs import db_rows, wait_until
 from tests.fakes.simproc import ROOT
-from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.telegram_server import Call, FakeTelegram
 from tests.test_discord import content_of, original_edits, running_bot
 from tests.test_discord import real_core as discord_core
 from tests.test_history import sim_url as sim_url  # the fixture
+from tests.test_reliability import _tg_env, start_telegram
 from tests.test_telegram import real_core as telegram_core
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
@@ -110,10 +113,10 @@ class BulkAdapter(CollectingAdapter):
         super().__init__("telegram")
         self.sends = sends
 
-    async def send_bulk(self, chat_id: str, text: str) -> bool:
+    async def send_bulk(self, chat_id: str, text: str) -> str:
         await asyncio.sleep(0.01)
         self.sends.append(chat_id)
-        return True
+        return "sent"
 
 
 async def test_replicas_resuming_one_broadcast_send_it_once(tmp_path: Path) -> None:
@@ -203,3 +206,135 @@ def test_the_terminal_admin_reads_stats_and_is_told_broadcasts_are_telegrams(
     assert other.returncode == 2, other.stderr  # the exit status of an unknown command
     assert "/stats isn't a command I know" in other.stdout
     assert "Stats" not in other.stdout and "/broadcast" not in other.stdout
+
+
+class Crash(BaseException):
+    """The process dying: nothing after it runs (not even an ``except Exception``)."""
+
+
+class InboxAdapter(CollectingAdapter):
+    """A Telegram stand-in whose sends land in ``inbox`` the moment they are made.
+
+    ``crash_at``: the send to that chat reaches the chat, then the process "dies"
+    before its answer is read (once ``batch_end`` sends went out: its batch), and
+    every later send of this adapter hangs, as in a dead process.
+    """
+
+    def __init__(
+        self,
+        inbox: list[str],
+        *,
+        crash_at: str | None = None,
+        batch_end: int = 0,
+        refused: frozenset[str] = frozenset(),
+        unreadable: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__("telegram")
+        self.inbox = inbox
+        self.crash_at = crash_at
+        self.batch_end = batch_end
+        self.refused = refused
+        self.unreadable = unreadable
+        self.dead = asyncio.Event()
+
+    async def send_bulk(self, chat_id: str, text: str) -> str:
+        if self.dead.is_set():
+            await asyncio.Event().wait()  # a dead process sends nothing more
+        if chat_id in self.refused:
+            return "failed"  # e.g. the user blocked the bot: nothing reached the chat
+        self.inbox.append(chat_id)
+        if chat_id == self.crash_at:
+            # every other send of this batch is on its way too
+            await wait_until(lambda: len(self.inbox) == self.batch_end, what="the batch sent")
+            self.dead.set()
+            raise Crash
+        await asyncio.sleep(0)
+        return "unconfirmed" if chat_id in self.unreadable else "sent"
+
+
+async def test_a_broadcast_cut_by_a_crash_mid_batch_reaches_everyone_exactly_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.db"
+    settings = Settings(_env_file=None, NEMO_BOT_DB=path, NEMO_ADMIN_USERS="7")  # type: ignore[call-arg]
+    people = [f"{n:02d}" for n in range(25)]
+    inbox: list[str] = []
+    async with make_store(path) as store:
+        for user in people:
+            await store.note_contact("telegram", user, user)
+        await store.start_broadcast("telegram", "news", admin_chat="7", admin_user="7")
+        crashing = InboxAdapter(
+            inbox, crash_at="14", batch_end=2 * BATCH - 1, refused=frozenset({"03"})
+        )
+        async with NemoClient(base_url="http://127.0.0.1:9") as client:  # never called
+            admin = Admin(settings=settings, store=store, client=client)
+            admin.use({"telegram": crashing})
+            assert await admin.resume() == 1
+            await wait_until(lambda: crashing.dead.is_set(), what="the crash")
+            await asyncio.wait_for(admin.wait_idle(), 30)
+            assert len(inbox) == 19  # the first batch (one refused) and all of the second
+            assert crashing.repliers == {}  # no report from the dead run
+    # The restart: a new process, a new store, the same database.
+    async with make_store(path) as store:
+        after = InboxAdapter(inbox, unreadable=frozenset({"22"}))
+        async with NemoClient(base_url="http://127.0.0.1:9") as client:
+            admin = Admin(settings=settings, store=store, client=client)
+            admin.use({"telegram": after})
+            assert await admin.resume() == 1
+            await asyncio.wait_for(admin.wait_idle(), 30)
+        assert await store.unfinished_broadcasts() == []
+    assert sorted(inbox) == [p for p in people if p != "03"]  # each once, none twice
+    (report,) = [r.all_text() for r in after.repliers.values()]
+    assert report == (
+        "📣 Broadcast done: 24 sent, 1 failed. 2 of them could not be confirmed "
+        "(the connection broke while sending); they were not sent again."
+    )
+
+
+async def test_a_bot_killed_mid_broadcast_resumes_and_nobody_gets_it_twice(
+    sim: Simulator, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """``nemo-bot telegram`` killed -9 with a batch on the wire, then started again."""
+    db = tmp_path / "bot.db"
+    people = [ADMIN, *range(1001, 1026)]
+    async with make_store(db) as store:
+        for user in people:
+            await store.note_contact("telegram", str(user), str(user))
+    news = "Big news: the broadcast survives a crash"
+    sends = [0]
+
+    def on_the_wire(call: Call) -> bool:
+        """The first 12 broadcast messages are answered; later ones reach the chat only."""
+        if call.method != "sendMessage" or call.params.get("text") != news:
+            return False
+        sends[0] += 1
+        return sends[0] > 12
+
+    tg.hold(on_the_wire)
+    env = _tg_env(tg, sim, db, NEMO_ADMIN_USERS=str(ADMIN), NEMO_REPLICA_LEASE=2)
+    bot = await start_telegram(tg, env, tmp_path)
+    try:
+        tg.private_text(ADMIN, f"/broadcast {news}")
+        # Two batches went out: the first answered, 8 of the second held on the wire.
+        await wait_until(lambda: len(tg.held) == 2 * BATCH - 12, within=60, what="batch 2")
+        settled = "SELECT count(*) FROM broadcast_sends WHERE state = 'sent'"
+        await wait_until(lambda: db_rows(db, settled) == [(12,)], what="12 recorded as sent")
+        bot.signal(signal.SIGKILL)
+        await bot.wait()
+    finally:
+        await bot.__aexit__()
+    tg.release()
+    assert sum(tg.texts(user).count(news) for user in people) == 2 * BATCH
+
+    again = await start_telegram(tg, env, tmp_path)
+    async with again:
+        await tg.wait_for(lambda: "Broadcast done" in last(tg, ADMIN), within=60)
+        again.signal(signal.SIGTERM)
+        assert await again.wait() == 0
+    for user in people:
+        assert tg.texts(user).count(news) == 1, user  # exactly once each
+    assert last(tg, ADMIN) == (
+        "📣 Broadcast done: 26 sent, 0 failed. 8 of them could not be confirmed "
+        "(the connection broke while sending); they were not sent again."
+    )
+    assert "Traceback" not in again.stderr

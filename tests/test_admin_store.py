@@ -96,3 +96,39 @@ async def test_a_broadcast_keeps_its_place_and_counts_until_finished(
     assert done is not None and (done.sent, done.failed, done.finished_at) == (5, 1, clock.now)
     assert [b.broadcast_id for b in await store.unfinished_broadcasts()] == [second.broadcast_id]
     assert await store.finish_broadcast(999_999) is None
+
+
+async def test_a_broadcast_claims_each_recipient_once_and_counts_outcomes_at_the_end(
+    store: AnyStore, clock: FakeClock
+) -> None:
+    for user in ("a", "b", "c", "d", "e"):
+        await store.note_contact("telegram", user, f"chat-{user}")
+    record = await store.start_broadcast("telegram", "hi", admin_chat="9", admin_user="9")
+    bid = record.broadcast_id
+    assert await store.claim_broadcast_recipient(bid, "a")
+    assert not await store.claim_broadcast_recipient(bid, "a")  # never a second send
+    for user in ("b", "c", "d"):
+        assert await store.claim_broadcast_recipient(bid, user)
+    # another broadcast has its own recipients
+    other = await store.start_broadcast("telegram", "other", admin_chat="9", admin_user="9")
+    assert await store.claim_broadcast_recipient(other.broadcast_id, "a")
+
+    targets = await store.broadcast_targets("telegram", after=None, limit=10, unclaimed_in=bid)
+    assert targets == [("e", "chat-e")]
+    assert len(await store.broadcast_targets("telegram", after=None, limit=10)) == 5
+
+    await store.settle_broadcast_recipient(bid, "a", "sent")
+    await store.settle_broadcast_recipient(bid, "b", "failed")
+    await store.settle_broadcast_recipient(bid, "c", "unconfirmed")
+    await store.settle_broadcast_recipient(bid, "a", "failed")  # settled once: stays sent
+    # "d" stays claimed: a crash came between its send and its outcome
+    await store.advance_broadcast(bid, cursor="d", sent=2, failed=0)  # counts of an old run
+    done = await store.finish_broadcast(bid)
+    assert done is not None
+    assert (done.sent, done.failed, done.unconfirmed) == (3, 1, 2)
+    assert await store.finish_broadcast(bid) is None  # finished once: reported once
+    pending = await store.unfinished_broadcasts()
+    assert [b.broadcast_id for b in pending] == [other.broadcast_id]
+    assert not await store.claim_broadcast_recipient(other.broadcast_id, "a")  # untouched
+    await store.finish_broadcast(other.broadcast_id)
+    assert not await store.claim_broadcast_recipient(other.broadcast_id, "b")  # done: no claims

@@ -39,7 +39,7 @@ from bots.telegram.webhook import StoredWebhook
 from core.config import Settings
 from core.rate_budget import LayeredBudget, StoreBudget
 from core.types import ConversationHandler, ConversationRef
-from storage.base import Store
+from storage.base import BroadcastOutcome, Store
 
 __all__ = [
     "TelegramBot",
@@ -321,12 +321,12 @@ class TelegramBot:
             language=ref.language,
         )
 
-    async def send_bulk(self, chat_id: str, text: str) -> bool:
+    async def send_bulk(self, chat_id: str, text: str) -> BroadcastOutcome:
         """A broadcast message to ``chat_id`` at the lowest priority (``core.admin.BulkSender``).
 
-        False when Telegram refused it (the user blocked the bot, the chat is gone);
-        a message whose answer could not be read may be in the chat, so it counts as
-        sent and is not sent again.
+        ``failed`` when Telegram refused it (the user blocked the bot, the chat is
+        gone); ``unconfirmed`` when its answer could not be read: it may be in the
+        chat, so it is not sent again.
         """
         replier = self._replier(
             chat_id=int(chat_id), user_id=chat_id, thread_id=None, reply_to=None, language=None
@@ -334,11 +334,11 @@ class TelegramBot:
         try:
             await replier.send_bulk_text(text)
         except MaybeSent:
-            return True
+            return "unconfirmed"
         except TelegramError as exc:
             log.info("telegram: a broadcast message was refused (%s)", type(exc).__name__)
-            return False
-        return True
+            return "failed"
+        return "sent"
 
     def _replier(
         self,

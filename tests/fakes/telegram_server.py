@@ -188,6 +188,10 @@ class FakeTelegram:
         self._group_sent: dict[int, collections.deque[float]] = {}
         self._all_sent: collections.deque[float] = collections.deque()
         self._garbled: dict[str, int] = {}
+        #: Calls carried out whose answer waits for :meth:`release` (see :meth:`hold`).
+        self.held: list[Call] = []
+        self._hold_if: Callable[[Call], bool] | None = None
+        self._released = asyncio.Event()
         self.download_limit = download_limit
         self.calls: list[Call] = []
         self.downloads: list[str] = []
@@ -224,6 +228,7 @@ class FakeTelegram:
 
     async def __aexit__(self, *exc: object) -> None:
         self._closing = True
+        self._released.set()  # no answer stays held past the end
         self._new_update.set()  # end pending long polls now, not at their time-out
         if self._runner is not None:
             await self._runner.cleanup()
@@ -256,6 +261,20 @@ class FakeTelegram:
         message reaches the chat, the bot cannot know it.
         """
         self._garbled[method] = self._garbled.get(method, 0) + times
+
+    def hold(self, predicate: Callable[[Call], bool]) -> None:
+        """Carry out the calls ``predicate`` picks but hold their answers until :meth:`release`.
+
+        Like a network that dies after the request went out: the message reaches the
+        chat, the bot waits for an answer that does not come.
+        """
+        self._released.clear()
+        self._hold_if = predicate
+
+    def release(self) -> None:
+        """Stop holding answers; the held ones are answered now (if anyone still listens)."""
+        self._hold_if = None
+        self._released.set()
 
     def calls_of(self, method: str, *, ok_only: bool = True) -> list[Call]:
         """Recorded calls of ``method`` (by default only the ones that succeeded)."""
@@ -549,6 +568,9 @@ class FakeTelegram:
             return self._error(call, exc.status, exc.description)
         if method in _MESSAGE_METHODS:
             self._count(int(params.get("chat_id", 0)), call.at)
+        if self._hold_if is not None and self._hold_if(call):
+            self.held.append(call)
+            await self._released.wait()
         if self._garbled.get(method):
             self._garbled[method] -= 1
             return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
