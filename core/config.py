@@ -6,11 +6,13 @@ stops start-up with one clear line per bad variable (:class:`SettingsError`).
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import (
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -22,7 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from storage.secrets import SecretKeyError, parse_keys
 
-__all__ = ["Settings", "SettingsError", "display_value", "load_settings"]
+__all__ = ["TERMINAL_USER_PREFIX", "Settings", "SettingsError", "display_value", "load_settings"]
 
 DEFAULT_API_BASE = "https://mega-api-prod.nemovideo.ai"
 
@@ -31,10 +33,101 @@ class SettingsError(Exception):
     """A setting is missing or malformed. ``str()`` is one line per bad variable."""
 
 
-def _split_ids(value: object) -> object:
+#: How the terminal chat's user (the login name) is written in a list of user ids.
+TERMINAL_USER_PREFIX = "terminal:"
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+#: The written forms of a boolean setting (any case), README.md's Settings table.
+_BOOLEANS = {"true": True, "false": False, "yes": True, "no": False}
+_BOOLEANS |= {"on": True, "off": False, "1": True, "0": False}
+
+
+def _split(value: object) -> object:
+    """``"1, 2,,3"`` -> ``["1", "2", "3"]`` (``;`` works too; blanks and spaces are dropped)."""
     if isinstance(value, str):
         return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
     return value
+
+
+def _refuse(bad: list[str], noun: str, hint: str) -> ValueError:
+    """One line naming every bad item: "'x' is not a NOUN: HINT" ("are not NOUNs" for more)."""
+    names = ", ".join(repr(item) for item in bad)
+    if len(bad) == 1:
+        return ValueError(f"{names} is not a {noun}: {hint}")
+    return ValueError(f"{names} are not {noun}s: {hint}")
+
+
+def _id_list(*, users: bool) -> BeforeValidator:
+    """Comma-separated platform ids (numbers: Telegram and Discord ids are integers).
+
+    A name such as ``@alice`` would never match anybody, so it stops start-up rather
+    than leave a bot open (an allowlist) or an admin locked out. User lists also take
+    ``terminal:LOGIN``, the terminal chat's user. Ids are kept as the platforms' ids
+    print (``007`` -> ``7``), since they are compared as text.
+    """
+    if users:
+        noun = "user id"
+        hint = (
+            "Telegram and Discord user ids are numbers (e.g. 123456789); "
+            f"the terminal chat's user is {TERMINAL_USER_PREFIX}LOGIN"
+        )
+    else:
+        noun = "chat id"
+        hint = "chat ids are numbers (e.g. 123456789, or -1001234567890 for a Telegram group)"
+
+    def parse(value: object) -> object:
+        items = _split(value)
+        if not isinstance(items, list):
+            return items
+        ids: list[str] = []
+        bad: list[str] = []
+        for item in map(str, items):
+            login = item.removeprefix(TERMINAL_USER_PREFIX)
+            if _INTEGER.fullmatch(item):
+                ids.append(str(int(item)))
+            elif users and login != item and login:
+                ids.append(item)
+            else:
+                bad.append(item)
+        if bad:
+            raise _refuse(bad, noun, hint)
+        return ids
+
+    return BeforeValidator(parse)
+
+
+def _shard_numbers(value: object) -> object:
+    items = _split(value)
+    if not isinstance(items, list):
+        return items
+    bad = [str(item) for item in items if not re.fullmatch(r"[0-9]+", str(item))]
+    if bad:
+        raise _refuse(
+            bad, "shard number", "shards are numbered 0, 1, ... up to DISCORD_SHARD_COUNT - 1"
+        )
+    return [int(item) for item in items]
+
+
+def _boolean(value: object) -> object:
+    """true/false, yes/no, on/off, 1/0 in any case; anything else is refused in one line.
+
+    pydantic alone would also take ``t``, ``y``, ``n``... that README does not name.
+    """
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word not in _BOOLEANS:
+        raise ValueError(f"{str(value)!r} is not true or false (yes/no, on/off and 1/0 work too)")
+    return _BOOLEANS[word]
+
+
+# NoDecode: the documented form of a list is comma-separated, not the JSON list that
+# pydantic-settings would otherwise expect from the environment and .env.
+UserIds = Annotated[list[str], NoDecode, _id_list(users=True)]
+ChatIds = Annotated[list[str], NoDecode, _id_list(users=False)]
+ShardIds = Annotated[list[int], NoDecode, BeforeValidator(_shard_numbers)]
+Flag = Annotated[bool, BeforeValidator(_boolean)]
 
 
 class Settings(BaseSettings):
@@ -71,31 +164,20 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = Field(None, alias="TELEGRAM_BOT_TOKEN")
     telegram_api_base: str = Field("https://api.telegram.org", alias="TELEGRAM_API_BASE")
     telegram_webhook_secret: SecretStr | None = Field(None, alias="TELEGRAM_WEBHOOK_SECRET")
-    telegram_local_mode: bool = Field(False, alias="TELEGRAM_LOCAL_MODE")
+    telegram_local_mode: Flag = Field(False, alias="TELEGRAM_LOCAL_MODE")
     #: Messages per second across all chats (Telegram documents 30); 0 = no overall cap.
     telegram_overall_rate: int = Field(30, alias="TELEGRAM_OVERALL_RATE", ge=0, le=100_000)
 
     discord_bot_token: SecretStr | None = Field(None, alias="DISCORD_BOT_TOKEN")
     discord_api_base: str = Field("https://discord.com/api/v10", alias="DISCORD_API_BASE")
     discord_gateway_url: str = Field("wss://gateway.discord.gg", alias="DISCORD_GATEWAY_URL")
-    # Comma-separated in the environment and .env, so NoDecode: not parsed as JSON.
     discord_shard_count: int | None = Field(None, alias="DISCORD_SHARD_COUNT", ge=1, le=100_000)
-    discord_shard_ids: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, alias="DISCORD_SHARD_IDS"
-    )
+    discord_shard_ids: ShardIds = Field(default_factory=list, alias="DISCORD_SHARD_IDS")
 
-    # NoDecode: the documented form is comma-separated ids, not the JSON list that
-    # pydantic-settings would otherwise expect from the environment and .env.
-    allowed_user_ids: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, alias="NEMO_ALLOWED_USERS"
-    )
-    allowed_chat_ids: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, alias="NEMO_ALLOWED_CHATS"
-    )
+    allowed_user_ids: UserIds = Field(default_factory=list, alias="NEMO_ALLOWED_USERS")
+    allowed_chat_ids: ChatIds = Field(default_factory=list, alias="NEMO_ALLOWED_CHATS")
     #: Platform user ids that may use /stats and /broadcast (nobody else sees them).
-    admin_user_ids: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, alias="NEMO_ADMIN_USERS"
-    )
+    admin_user_ids: UserIds = Field(default_factory=list, alias="NEMO_ADMIN_USERS")
 
     log_level: str = Field("INFO", alias="NEMO_LOG_LEVEL")
     health_port: int | None = Field(None, alias="NEMO_HEALTH_PORT", ge=0, le=65535)
@@ -104,11 +186,6 @@ class Settings(BaseSettings):
     #: Seconds a dead replica's claims (stored updates, session turns, renders) hold
     #: before a live replica takes them over; claims are renewed every third of it.
     replica_lease: float = Field(30.0, alias="NEMO_REPLICA_LEASE", ge=1.0, le=3600.0)
-
-    @field_validator("allowed_user_ids", "allowed_chat_ids", "admin_user_ids", mode="before")
-    @classmethod
-    def _ids(cls, value: object) -> object:
-        return _split_ids(value)
 
     @field_validator("nemo_bot_db", mode="before")
     @classmethod
@@ -128,11 +205,6 @@ class Settings(BaseSettings):
             except SecretKeyError as exc:
                 raise ValueError(str(exc)) from None
         return value
-
-    @field_validator("discord_shard_ids", mode="before")
-    @classmethod
-    def _shard_id_list(cls, value: object) -> object:
-        return _split_ids(value)
 
     @field_validator("discord_shard_ids")
     @classmethod
@@ -207,13 +279,19 @@ class Settings(BaseSettings):
 
     def is_admin(self, user_id: str) -> bool:
         """Whether ``user_id`` is one of ``NEMO_ADMIN_USERS``."""
-        return user_id in self.admin_user_ids
+        return _listed(user_id, self.admin_user_ids)
 
     def is_allowed(self, user_id: str, chat_id: str) -> bool:
         """Whether the allowlist (if any) admits this user in this chat."""
-        if self.allowed_user_ids and user_id not in self.allowed_user_ids:
+        if self.allowed_user_ids and not _listed(user_id, self.allowed_user_ids):
             return False
         return not (self.allowed_chat_ids and chat_id not in self.allowed_chat_ids)
+
+
+def _listed(user_id: str, ids: list[str]) -> bool:
+    # Platform ids are numbers and the terminal's user is a login name (useradd refuses
+    # all-digit names), so "terminal:alice" can only ever match the terminal chat's alice.
+    return user_id in ids or f"{TERMINAL_USER_PREFIX}{user_id}" in ids
 
 
 def display_value(value: object) -> str:

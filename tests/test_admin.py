@@ -188,7 +188,7 @@ def test_the_terminal_admin_reads_stats_and_is_told_broadcasts_are_telegrams(
 ) -> None:
     env = {"NEMO_API_BASE": sim_url, "NEMO_BOT_DB": str(tmp_path / "bot.db")}
     user = os.environ.get("USER") or __import__("getpass").getuser()
-    (tmp_path / ".env").write_text(f"NEMO_ADMIN_USERS=someone,{user}\n")
+    (tmp_path / ".env").write_text(f"NEMO_ADMIN_USERS=99,terminal:{user}\n")
     admin = chat("help", "/stats", "/broadcast hello", cwd=tmp_path, env=env)
     assert admin.returncode == 0, admin.stderr
     assert "/stats" in admin.stdout and "📊 Stats" in admin.stdout
@@ -196,12 +196,14 @@ def test_the_terminal_admin_reads_stats_and_is_told_broadcasts_are_telegrams(
     assert "Broadcasts go to Telegram users" in admin.stdout
 
     # A request over an operator's limit is counted as limited.
-    (tmp_path / ".env").write_text(f"NEMO_ADMIN_USERS={user}\nNEMO_LIMIT_REQUESTS_PER_HOUR=1\n")
+    (tmp_path / ".env").write_text(
+        f"NEMO_ADMIN_USERS=terminal:{user}\nNEMO_LIMIT_REQUESTS_PER_HOUR=1\n"
+    )
     limited = chat("make a 5-second clip of a dog", "add music", "/stats", cwd=tmp_path, env=env)
     requests = limited.stdout.split("Requests (7 days):")[1].splitlines()[0]
     assert "limited 1" in requests, limited.stdout
 
-    (tmp_path / ".env").write_text("NEMO_ADMIN_USERS=someone\n")
+    (tmp_path / ".env").write_text("NEMO_ADMIN_USERS=99\n")
     other = chat("help", "/stats", cwd=tmp_path, env=env)
     assert other.returncode == 2, other.stderr  # the exit status of an unknown command
     assert "/stats isn't a command I know" in other.stdout

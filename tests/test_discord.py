@@ -370,7 +370,7 @@ async def test_a_refusal_for_one_person_is_ephemeral(
     sim: Simulator, fake: FakeDiscord, tmp_path: Path
 ) -> None:
     async with (
-        real_core(sim, fake, tmp_path, NEMO_ALLOWED_USERS="someone-else") as (service, settings),
+        real_core(sim, fake, tmp_path, NEMO_ALLOWED_USERS="999") as (service, settings),
         running_bot(fake, settings, service),
     ):
         payload = await fake.slash("video", {"prompt": "a city"})

@@ -258,7 +258,7 @@ async def test_new_project_gets_a_new_session_not_a_new_token(
 
 
 async def test_allowlist_refuses_politely(sim: Simulator, tmp_path: Path) -> None:
-    async with core_for(sim, tmp_path, NEMO_ALLOWED_USERS="someone-else") as (service, _):
+    async with core_for(sim, tmp_path, NEMO_ALLOWED_USERS="999") as (service, _):
         r = CollectingReplier()
         await service.handle(msg("make a video"), r)
         await service.handle(msg("x", intent=Intent.EXPORT), r)

@@ -17,7 +17,7 @@ import pytest
 
 from core.config import Settings
 from tests.fakes.procs import NEMO_BOT, bot_env
-from tests.fakes.simproc import ROOT
+from tests.fakes.simproc import ROOT, free_port
 
 #: A documented (non-default) value for each setting, and what `nemo-bot config` prints.
 SAMPLES: dict[str, tuple[str, str]] = {
@@ -52,7 +52,7 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "NEMO_LIMIT_REQUESTS_PER_HOUR": ("30", "30"),
     "NEMO_LIMIT_EXPORTS_PER_DAY": ("5", "5"),
     "NEMO_LIMIT_QUEUE": ("2", "2"),
-    "NEMO_ADMIN_USERS": ("123,456", "123,456"),
+    "NEMO_ADMIN_USERS": ("123,terminal:alice", "123,terminal:alice"),
     "NEMO_REPLICA_NAME": ("bot-a", "bot-a"),
     "NEMO_REPLICA_LEASE": ("12.5", "12.5"),
 }
@@ -200,6 +200,123 @@ def test_a_heartbeat_notice_that_could_never_show_is_refused_in_one_line(
     [line] = result.stderr.splitlines()
     assert line.startswith("nemo-bot: bad setting NEMO_HEARTBEAT_NOTICE_S (700)")
     assert "NEMO_HEARTBEAT_TIMEOUT_S (600)" in line
+
+
+def _run(
+    command: str, values: dict[str, str], source: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """``nemo-bot COMMAND`` with ``values`` set through the environment or a ``.env`` file."""
+    env = dict(values)
+    if source == ".env":
+        (cwd / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        env = {}
+    return subprocess.run(
+        [*NEMO_BOT, command],
+        cwd=cwd,
+        env=bot_env(PYTHONPATH=ROOT, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+#: A bad value for each list of ids, the item it must name, and what an id is there.
+BAD_IDS = [
+    ("NEMO_ALLOWED_USERS", "12,abc", "'abc' is not a user id"),
+    ("NEMO_ALLOWED_CHATS", "-100123, @mygroup", "'@mygroup' is not a chat id"),
+    ("NEMO_ADMIN_USERS", "12,alice ,x", "'alice', 'x' are not user ids"),
+    ("DISCORD_SHARD_IDS", "0,one", "'one' is not a shard number"),
+]
+
+
+@pytest.mark.parametrize("source", ["environment", ".env"])
+@pytest.mark.parametrize(("name", "value", "said"), BAD_IDS)
+def test_a_non_numeric_id_stops_the_bot_at_start_in_one_line(
+    name: str, value: str, said: str, source: str, tmp_path: Path
+) -> None:
+    # `nemo-bot run` with a token: were the list accepted, the bot would go on to
+    # start Telegram (against a port nobody answers on) and fail otherwise.
+    values = {
+        "TELEGRAM_BOT_TOKEN": SAMPLES["TELEGRAM_BOT_TOKEN"][0],
+        "TELEGRAM_API_BASE": f"http://127.0.0.1:{free_port()}",
+        "NEMO_BOT_DB": str(tmp_path / "bot.db"),
+        "DISCORD_SHARD_COUNT": "2",
+        name: value,
+    }
+    result = _run("run", values, source, tmp_path)
+    assert result.returncode == 2, result.stderr  # README, "Exit status": a bad setting
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"nemo-bot: bad setting {name}: {said}: "), line
+    assert "number" in line and "Traceback" not in result.stderr
+    assert not (tmp_path / "bot.db").exists()  # stopped before anything was opened
+
+
+@pytest.mark.parametrize("source", ["environment", ".env"])
+def test_id_lists_tolerate_blank_items_and_spaces(source: str, tmp_path: Path) -> None:
+    values = {
+        "NEMO_ALLOWED_USERS": " 12 , ,34,, terminal:alice ",
+        "NEMO_ALLOWED_CHATS": ",-1001234, 007,",
+        "NEMO_ADMIN_USERS": " , ",
+        "DISCORD_SHARD_COUNT": "4",
+        "DISCORD_SHARD_IDS": " 3,, 1 ",
+    }
+    result = _run("config", values, source, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert shown(result.stdout, "NEMO_ALLOWED_USERS") == "12,34,terminal:alice"
+    assert shown(result.stdout, "NEMO_ALLOWED_CHATS") == "-1001234,7"  # as Telegram prints it
+    assert shown(result.stdout, "NEMO_ADMIN_USERS") == ""
+    assert shown(result.stdout, "DISCORD_SHARD_IDS") == "1,3"
+
+
+def test_the_terminal_user_in_a_list_is_the_terminal_chats_login_only() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, NEMO_ADMIN_USERS="terminal:alice,42", NEMO_ALLOWED_USERS="terminal:alice"
+    )
+    assert settings.is_admin("alice") and settings.is_admin("42")
+    assert not settings.is_admin("bob") and not settings.is_admin("4")
+    assert settings.is_allowed("alice", "terminal") and not settings.is_allowed("42", "42")
+
+
+#: Every written form of a boolean README's Settings table names, and what it means.
+BOOLEAN_FORMS = [
+    ("true", "true"), ("false", "false"), ("yes", "true"), ("no", "false"),
+    ("on", "true"), ("off", "false"), ("1", "true"), ("0", "false"),
+    ("TRUE", "true"), ("Off", "false"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("source", ["environment", ".env"])
+@pytest.mark.parametrize(("value", "meaning"), BOOLEAN_FORMS)
+def test_a_boolean_takes_each_documented_form(
+    value: str, meaning: str, source: str, tmp_path: Path
+) -> None:
+    result = _run("config", {"TELEGRAM_LOCAL_MODE": value}, source, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert shown(result.stdout, "TELEGRAM_LOCAL_MODE") == meaning
+
+
+def test_the_readme_names_every_boolean_form_the_bot_takes() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Settings", 1)[1].split("\n## ", 1)[0]
+    intro = " ".join(section.split("\n| variable |", 1)[0].split())
+    for value, _ in BOOLEAN_FORMS:
+        if value.islower() or value.isdigit():
+            assert f"`{value}`" in intro, f"README's Settings intro does not name {value}"
+
+
+@pytest.mark.parametrize("source", ["environment", ".env"])
+@pytest.mark.parametrize("value", ["maybe", "t", "enabled"])
+def test_a_boolean_in_no_documented_form_is_refused_in_one_line(
+    value: str, source: str, tmp_path: Path
+) -> None:
+    result = _run("config", {"TELEGRAM_LOCAL_MODE": value}, source, tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"nemo-bot: bad setting TELEGRAM_LOCAL_MODE: '{value}' is not true or false "
+        "(yes/no, on/off and 1/0 work too)"
+    ]
 
 
 # --- The README's Docker recipe: `cp .env.example .env` + `docker run --env-file .env` ---

@@ -61,7 +61,7 @@ async def test_bad_shard_settings_stop_start_up_with_one_line_each(tmp_path: Pat
     cases: list[tuple[dict[str, object], str, str]] = [
         ({"DISCORD_SHARD_COUNT": 2, ids: "1,2"}, ids, "2 not in 0..1"),
         ({ids: "0,1"}, ids, "needs DISCORD_SHARD_COUNT"),
-        ({"DISCORD_SHARD_COUNT": 2, ids: "0,zero"}, ids, "integer"),
+        ({"DISCORD_SHARD_COUNT": 2, ids: "0,zero"}, ids, "'zero' is not a shard number"),
         ({"DISCORD_SHARD_COUNT": 2, ids: "1,1"}, ids, "twice"),
         ({"DISCORD_SHARD_COUNT": 0, ids: "0"}, "DISCORD_SHARD_COUNT", "greater than or equal"),
     ]
