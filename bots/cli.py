@@ -234,14 +234,16 @@ def _run_sim(args: argparse.Namespace) -> int:
     config = SimConfig(seed=args.seed)
     if args.render_seconds is not None:
         config.render_seconds = args.render_seconds
-    if args.port:
-        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-        print(
-            f"Chat with it from another terminal: "
-            f"NEMO_API_BASE=http://{host}:{args.port} nemo-bot chat",
-            flush=True,
+    # A wildcard address listens on loopback too; chat needs an address to connect to.
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+
+    def how_to_chat(port: int) -> str:
+        # Printed once the simulator listens, under its "NemoVideo simulator on" line.
+        return (
+            f"Chat with it from another terminal: NEMO_API_BASE=http://{host}:{port} nemo-bot chat"
         )
-    serve(host=args.host, port=args.port, config=config)
+
+    serve(host=args.host, port=args.port, config=config, then=how_to_chat)
     return 0
 
 

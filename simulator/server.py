@@ -273,7 +273,9 @@ class Simulator:
         return web.json_response({"ok": True, "base_url": self.base_url})
 
 
-async def _serve(host: str, port: int, config: SimConfig) -> None:
+async def _serve(
+    host: str, port: int, config: SimConfig, then: Callable[[int], str] | None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -281,11 +283,21 @@ async def _serve(host: str, port: int, config: SimConfig) -> None:
             loop.add_signal_handler(sig, stop.set)
     async with Simulator(config, host=host, port=port) as sim:
         print(f"NemoVideo simulator on {sim.base_url}", flush=True)
+        if then is not None:
+            print(then(sim.port), flush=True)
         await stop.wait()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, config: SimConfig | None = None) -> None:
-    """Run a simulator until SIGINT/SIGTERM (blocking); prints one line
-    ``NemoVideo simulator on http://H:P`` once it accepts connections."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    config: SimConfig | None = None,
+    then: Callable[[int], str] | None = None,
+) -> None:
+    """Run a simulator until SIGINT/SIGTERM (blocking).
+
+    Prints ``NemoVideo simulator on http://H:P`` once it accepts connections, then
+    ``then(port)`` if given (the port it really listens on, also when ``port`` is 0).
+    """
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(host, port, config or SimConfig()))
+        asyncio.run(_serve(host, port, config or SimConfig(), then))

@@ -195,10 +195,14 @@ def test_a_bad_flag_after_a_command_prints_that_commands_usage() -> None:
     assert "nemo-bot chat: error: unrecognized arguments: --bogus" in result.stderr
 
 
-def test_the_simulator_prints_the_line_that_points_chat_at_it(tmp_path: Path) -> None:
-    port = free_port()
+@pytest.mark.parametrize("port", ["free", "0"])
+def test_the_simulator_says_it_listens_then_prints_the_line_that_points_chat_at_it(
+    port: str, tmp_path: Path
+) -> None:
+    # "0" picks a free port: the line for chat names the one it really listens on.
+    wanted = str(free_port()) if port == "free" else port
     proc = subprocess.Popen(
-        [*NEMO_BOT, "sim", "--port", str(port)],
+        [*NEMO_BOT, "sim", "--port", wanted],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -206,10 +210,17 @@ def test_the_simulator_prints_the_line_that_points_chat_at_it(tmp_path: Path) ->
     )
     try:
         assert proc.stdout is not None
+        listening = re.fullmatch(
+            r"NemoVideo simulator on http://127\.0\.0\.1:(\d+)", proc.stdout.readline().strip()
+        )
+        assert listening, "the first line is not the simulator's listening line"
+        if port == "free":
+            assert listening.group(1) == wanted
         line = proc.stdout.readline().strip()
-        assert proc.stdout.readline().startswith("NemoVideo simulator on")  # it is up
+        assert line.startswith("Chat with it from another terminal: ")
         # The exact line, as a shell would run it.
         assignment, command = line.split(": ", 1)[1].split(" ", 1)
+        assert assignment == f"NEMO_API_BASE=http://127.0.0.1:{listening.group(1)}"
         assert command == "nemo-bot chat"
         name, _, value = assignment.partition("=")
         result = run_cli(
