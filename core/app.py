@@ -141,7 +141,9 @@ async def open_core(
     ):
         shared = isinstance(store, PostgresStore)
         lease = settings.replica_lease
-        gate = StoreSessionGate(store, ttl=lease) if shared else None
+        gate = (
+            StoreSessionGate(store, ttl=lease, queue_limit=settings.limit_queue) if shared else None
+        )
         if shared:  # a dead replica's render is taken over after NEMO_REPLICA_LEASE
             poll_policy = dataclasses.replace(poll_policy or PollPolicy(), delivery_lease=lease)
         service = build_service(

@@ -10,9 +10,13 @@ replica that dies mid-request stops renewing: its lease expires after ``ttl``
 seconds and the next waiter runs. No transaction stays open while a request runs.
 
 ``max_waiting`` bounds the requests of one session waiting *in this replica*, like
-the in-process gate does; each replica counts its own. A waiting request's place
-(``on_place``: the holder plus the waiters before it, on every replica) is read
-from the store each time the waiter looks again.
+the in-process gate does; each replica counts its own. ``queue_limit``
+(``NEMO_LIMIT_QUEUE``) bounds one user's waiting requests on every replica together:
+a request joins the line only through :meth:`storage.base.Store.join_queue`, which
+counts and joins in one atomic step (two replicas asked at the same instant cannot
+both take the last place), and :class:`QueueFull` is raised when there is no room.
+A waiting request's place (``on_place``: the holder plus the waiters before it, on
+every replica) is read from the store each time the waiter looks again.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from core.gate import OnPlace, OnWait, SessionBusy, SessionKey
 from core.renewal import kept_alive
 from storage.base import Lease, Store
 
-__all__ = ["StoreSessionGate", "default_replica_name"]
+__all__ = ["QueueFull", "StoreSessionGate", "default_replica_name"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,14 @@ log = logging.getLogger(__name__)
 def default_replica_name() -> str:
     """``host:pid``: unique per running process."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class QueueFull(SessionBusy):
+    """The user already has ``NEMO_LIMIT_QUEUE`` requests waiting (on any replica)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} requests already wait")
+        self.limit = limit
 
 
 class StoreSessionGate:
@@ -53,12 +65,14 @@ class StoreSessionGate:
         poll: float = 1.0,
         max_waiting: int = 3,
         settle: float = 0.25,
+        queue_limit: int | None = None,
     ) -> None:
         """``ttl``: how long a dead replica's lease blocks its session; ``poll``: the
         longest a waiter sleeps before looking again without a notification;
         ``settle``: how long a request numbered by its platform that found the session
         free waits for an earlier-numbered one that arrived at another replica at the
-        same moment (the earlier one then goes first)."""
+        same moment (the earlier one then goes first); ``queue_limit``: how many
+        requests one user may have waiting on every replica (None: no limit)."""
         if ttl <= 0 or poll <= 0:
             raise ValueError("ttl and poll must be positive")
         self._store = store
@@ -67,6 +81,7 @@ class StoreSessionGate:
         self._poll = min(poll, ttl / 3)  # a waiter refreshes its place well within ttl
         self._max_waiting = max_waiting
         self._settle = settle
+        self._queue_limit = queue_limit
         self._members: dict[SessionKey, int] = {}
 
     @property
@@ -105,6 +120,15 @@ class StoreSessionGate:
         name = str(key)
         lease: Lease | None = None
         try:
+            if self._queue_limit is not None and not await self._store.join_queue(
+                name,
+                owner=owner,
+                seq=seq,
+                ttl=self._ttl,
+                prefix=f"{key.platform}:{key.user_id}:",
+                limit=self._queue_limit,
+            ):
+                raise QueueFull(self._queue_limit)
             lease = await self._acquire(
                 name, owner, seq, on_wait, on_place, numbered=order is not None
             )

@@ -8,9 +8,12 @@
 Unset means no limit. Status, credits, help and cancel are never limited. The
 counts live in the store (:meth:`storage.base.Store.hit_counter`: fixed windows,
 one atomic check-and-add), so they hold across restarts and, on PostgreSQL, across
-replicas. With a session gate shared by replicas (``shared``), the waiting requests
-are counted in the store too (its waiters, :meth:`storage.base.Store.count_waiters`).
-A refused user is told which limit and when it resets; a refused request is not counted.
+replicas. With a session gate shared by replicas (``shared``), the queue limit is the
+gate's (:class:`core.lease_gate.StoreSessionGate` ``queue_limit``): a request joins
+the line in the store in one atomic step that counts the user's waiting requests on
+every replica (:meth:`storage.base.Store.join_queue`), and :meth:`Limits.queue_full`
+answers a request it turned away. A refused user is told which limit and when it
+resets; a refused request is not counted.
 """
 
 from __future__ import annotations
@@ -80,30 +83,32 @@ class Limits:
         return True
 
     async def may_wait(self, req: Request, turns: Turns) -> bool:
-        """Whether one more request of this user may wait for a busy session's turn."""
+        """Whether one more request of this user may wait for a busy session's turn.
+
+        In one process the line is all here. With replicas (``shared``) the store
+        gate decides, atomically, when the request joins the line: True here.
+        """
         msg = req.msg
-        if self._queue is None:
+        if self._queue is None or self._shared:
             return True
         key = SessionKey(msg.platform, msg.user_id, msg.chat_id)
-        if not self._shared:
-            if not turns.busy(key) or turns.waiting_of(msg.platform, msg.user_id) < self._queue:
-                return True
-        else:
-            # Every replica's waiters; the running request holds a lease, not a place.
-            waiting = await self._store.count_waiters(f"{msg.platform}:{msg.user_id}:")
-            if waiting < self._queue or not await self._busy_anywhere(key, turns):
-                return True
+        if not turns.busy(key) or turns.waiting_of(msg.platform, msg.user_id) < self._queue:
+            return True
+        await self.queue_full(req)
+        return False
+
+    async def queue_full(self, req: Request, intent: Intent | None = None) -> None:
+        """Tell the user the line is full; give back what :meth:`admit` counted for ``intent``."""
+        msg = req.msg
+        if intent is not None and intent in COUNTED:
+            who = f"{msg.platform}:{msg.user_id}"
+            if self._per_hour is not None:
+                await self._store.hit_counter(_REQUESTS, who, window=HOUR, amount=-1)
+            if intent is Intent.EXPORT and self._per_day is not None:
+                await self._store.hit_counter(_EXPORTS, who, window=DAY, amount=-1)
         self._metrics.limited.labels(limit="queue").inc()
         log.info("limit: queue full for %s user %s", msg.platform, mask_id(msg.user_id))
         await req.say("limit_queue", private=True, limit=self._queue)
-        return False
-
-    async def _busy_anywhere(self, key: SessionKey, turns: Turns) -> bool:
-        """Whether a request of the session runs or waits here or on another replica."""
-        if turns.busy(key):
-            return True
-        lease = await self._store.get_lease(str(key))
-        return lease is not None and lease.expires_at > time.time()
 
     async def _refuse(self, req: Request, which: str, limit: int, resets_at: float) -> None:
         self._metrics.limited.labels(limit=which).inc()

@@ -32,6 +32,7 @@ from core.config import Settings
 from core.dispatch import Dispatcher
 from core.gate import SessionBusy, SessionGate, SessionKey
 from core.language import resolve as resolve_language
+from core.lease_gate import QueueFull
 from core.limits import Limits
 from core.logs import mask_id
 from core.metrics import Metrics
@@ -214,6 +215,9 @@ class ConversationService:
             ):
                 self.turns.starts(ticket)
                 await self._guarded(req, ticket.intent)
+        except QueueFull:  # NEMO_LIMIT_QUEUE, counted across replicas by the store gate
+            req.fail("limited")
+            await self._limits.queue_full(req, ticket.intent)
         except SessionBusy:
             req.fail("busy")
             await req.say("busy", private=True)

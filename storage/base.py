@@ -369,6 +369,19 @@ class Store(Protocol):
         ``(seq, owner)``, on every replica sharing the store.
         """
 
+    async def join_queue(
+        self, key: str, *, owner: str, seq: int, ttl: float, prefix: str, limit: int
+    ) -> bool:
+        """Register the waiter (``key``, ``seq``, ``owner``) unless the line is full: one
+        atomic step on every replica (a lock per ``prefix``: one user's keys).
+
+        Full means the live waiters of the keys starting with ``prefix`` that would
+        still wait are ``limit`` or more; when ``key``'s session is free, the first of
+        its waiters runs at once and does not count. A request that finds its session
+        free with nobody waiting always joins (it runs at once), and so does a waiter
+        registered already. False (nothing registered) when full.
+        """
+
     async def count_waiters(self, prefix: str) -> int:
         """How many live waiters there are for the keys starting with ``prefix``."""
 

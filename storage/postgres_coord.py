@@ -17,6 +17,7 @@ from dataclasses import fields
 from typing import Any
 
 from .base import CounterHit, InboundUpdate, Lease, RenderRecord, window_bounds
+from .rows import queue_has_room
 from .wakeups import Wakeups
 
 __all__ = ["CHANNEL", "PostgresCoordination"]
@@ -191,6 +192,49 @@ class PostgresCoordination:
             owner,
         )
         return int(row["ahead"])
+
+    async def join_queue(
+        self, key: str, *, owner: str, seq: int, ttl: float, prefix: str, limit: int
+    ) -> bool:
+        """Count and join in one transaction, under a transaction lock per user (``prefix``).
+
+        Without the lock two replicas could each count ``limit - 1`` and both join.
+        """
+        now = self._clock()
+        async with self._acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "nemo-queue:" + prefix
+            )
+            row = await conn.fetchrow(
+                "SELECT "
+                "EXISTS (SELECT 1 FROM session_waiters WHERE key = $1 AND seq = $2 "
+                "AND owner = $3) AS joined, "
+                "EXISTS (SELECT 1 FROM session_leases WHERE key = $1 AND owner IS NOT NULL "
+                "AND expires_at > $4) AS held, "
+                "(SELECT count(*) FROM session_waiters WHERE key = $1 AND expires_at > $4) "
+                "AS here, "
+                "(SELECT count(*) FROM session_waiters WHERE left(key, length($5)) = $5 "
+                "AND expires_at > $4) AS mine",
+                key,
+                seq,
+                owner,
+                now,
+                prefix,
+            )
+            if not row["joined"] and not queue_has_room(
+                held=row["held"], here=row["here"], mine=row["mine"], limit=limit
+            ):
+                return False
+            await conn.execute(
+                "INSERT INTO session_waiters (key, seq, owner, expires_at) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (key, seq, owner) "
+                "DO UPDATE SET expires_at = EXCLUDED.expires_at",
+                key,
+                seq,
+                owner,
+                now + ttl,
+            )
+        return True
 
     async def count_waiters(self, prefix: str) -> int:
         """The live waiters of the keys starting with ``prefix``."""

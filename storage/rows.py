@@ -19,6 +19,7 @@ __all__ = [
     "PROJECT_SELECT",
     "broadcast_of",
     "project_of",
+    "queue_has_room",
     "utc_day",
 ]
 
@@ -45,6 +46,18 @@ PROJECT_SELECT = (
     "AND r.status = 'completed' AND r.output_url IS NOT NULL) AS has_video "
     "FROM projects p"
 )
+
+
+def queue_has_room(*, held: bool, here: int, mine: int, limit: int) -> bool:
+    """Whether one more request may join a line (:meth:`storage.base.Store.join_queue`).
+
+    ``held``: the session's lease is live; ``here``: the session's live waiters;
+    ``mine``: the user's live waiters on every session. A free session's first
+    waiter runs at once, so it is not counted as waiting.
+    """
+    if not held and not here:
+        return True  # it runs at once: it does not wait
+    return mine - (0 if held else 1) < limit
 
 
 def utc_day(at: float) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import aiosqlite
 
 from .base import CounterHit, InboundUpdate, Lease, RenderRecord, window_bounds
+from .rows import queue_has_room
 from .wakeups import Wakeups
 
 __all__ = ["SQLiteCoordination"]
@@ -155,6 +156,33 @@ class SQLiteCoordination:
             (key, now, seq, seq, owner, key, now),
         )
         return int(row[0])
+
+    async def join_queue(
+        self, key: str, *, owner: str, seq: int, ttl: float, prefix: str, limit: int
+    ) -> bool:
+        """Count and join in one ``BEGIN IMMEDIATE`` transaction (SQLite's write lock)."""
+        now = self._clock()
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT "
+                "EXISTS (SELECT 1 FROM session_waiters WHERE key = :key AND seq = :seq "
+                "AND owner = :owner), "
+                "EXISTS (SELECT 1 FROM session_leases WHERE key = :key AND owner IS NOT NULL "
+                "AND expires_at > :now), "
+                "(SELECT count(*) FROM session_waiters WHERE key = :key AND expires_at > :now), "
+                "(SELECT count(*) FROM session_waiters "
+                "WHERE substr(key, 1, length(:prefix)) = :prefix AND expires_at > :now)",
+                {"key": key, "seq": seq, "owner": owner, "now": now, "prefix": prefix},
+            )
+            joined, held, here, mine = next(iter(rows))
+            if not joined and not queue_has_room(held=held, here=here, mine=mine, limit=limit):
+                return False
+            await conn.execute(
+                "INSERT INTO session_waiters (key, seq, owner, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key, seq, owner) DO UPDATE SET expires_at = excluded.expires_at",
+                (key, seq, owner, now + ttl),
+            )
+        return True
 
     async def count_waiters(self, prefix: str) -> int:
         """The live waiters of the keys starting with ``prefix``."""

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from core.gate import OnWait, SessionBusy, SessionKey
-from core.lease_gate import StoreSessionGate
+from core.lease_gate import QueueFull, StoreSessionGate
 from simulator.server import Simulator
 from storage import make_store
 from tests.fakes.collecting import Said
@@ -180,6 +180,57 @@ async def test_busy_session_tells_the_caller_once_and_refuses_past_max_waiting(
         assert told == ["wait"]
 
 
+@pytest.mark.parametrize("held", [True, False], ids=["session-busy", "session-free"])
+async def test_joins_at_the_same_instant_on_two_replicas_admit_exactly_the_queue_limit(
+    target: Path | str, held: bool
+) -> None:
+    """Twelve requests of one user join at once through two stores (two replicas' pools)."""
+    limit, prefix, key = 3, "telegram:u1:", str(KEY)
+    async with make_store(target) as sa, make_store(target) as sb:
+        if held:  # a request of the session runs: every newcomer waits
+            assert await sa.try_acquire_lease(key, owner="runner", seq=0, ttl=60) is not None
+
+        async def join(n: int) -> bool:
+            store = sa if n % 2 else sb
+            return await store.join_queue(
+                key, owner=f"r{n % 2}/{n}", seq=n + 1, ttl=60, prefix=prefix, limit=limit
+            )
+
+        admitted = await asyncio.gather(*(join(n) for n in range(12)))
+        # a free session: the first to join runs at once, `limit` more wait
+        assert sum(admitted) == (limit if held else limit + 1)
+        assert await sa.count_waiters(prefix) == sum(admitted)
+        # a joined waiter keeps its place (asking again is no new place)
+        first = admitted.index(True)
+        assert await join(first)
+        assert await sa.count_waiters(prefix) == sum(admitted)
+        # another user's line is their own
+        assert await sb.join_queue(
+            "telegram:u2:chat1", owner="x", seq=1, ttl=60, prefix="telegram:u2:", limit=limit
+        )
+
+
+async def test_gates_on_two_replicas_refuse_past_the_users_queue_limit_together(
+    target: Path | str,
+) -> None:
+    async with make_store(target) as sa, make_store(target) as sb:
+        gates = [
+            StoreSessionGate(store, replica=name, poll=0.1, max_waiting=10, queue_limit=2)
+            for store, name in ((sa, "a"), (sb, "b"))
+        ]
+        async with gates[0].hold(KEY, 1):
+            waiting = [asyncio.create_task(_enter(gates[n % 2], n + 2, _nothing)) for n in range(6)]
+
+            async def refused_rest() -> bool:
+                return sum(t.done() for t in waiting) == 4 and await _waiters(target) == 2
+
+            await _until(refused_rest)
+            refused = [t for t in waiting if t.done()]
+            assert all(isinstance(t.exception(), QueueFull) for t in refused)
+            assert all(t.exception().limit == 2 for t in refused)  # type: ignore[union-attr]
+        await asyncio.wait_for(asyncio.gather(*(t for t in waiting if not t.done())), 30)
+
+
 async def test_a_waiter_sees_its_place_counted_across_replicas_as_it_moves(
     target: Path | str,
 ) -> None:
@@ -215,6 +266,10 @@ async def test_a_waiter_sees_its_place_counted_across_replicas_as_it_moves(
         await asyncio.wait_for(third, 15)
         assert places == {2: [1], 3: [2, 1]}
         assert await sa.count_waiters("telegram:u1:") == 0
+
+
+async def _nothing() -> None:
+    pass
 
 
 async def _enter(gate: StoreSessionGate, seq: int, on_wait: OnWait) -> None:

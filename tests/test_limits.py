@@ -20,6 +20,7 @@ import pytest
 
 from core.i18n import t
 from simulator.server import Simulator
+from storage import make_store
 from tests.conftest import fast_sim_config
 from tests.fakes.collecting import CollectingReplier
 from tests.fakes.discord_server import FakeDiscord
@@ -178,7 +179,7 @@ async def test_two_replicas_on_postgresql_count_places_and_the_queue_together(
     tmp_path: Path, pg_url: str
 ) -> None:
     """One user's requests waiting on two replicas: places and the queue limit add up."""
-    limits = {"NEMO_BOT_DB": pg_url, "NEMO_LIMIT_QUEUE": 2}
+    limits = {"NEMO_BOT_DB": pg_url, "NEMO_LIMIT_QUEUE": 2, "NEMO_LIMIT_REQUESTS_PER_HOUR": 10}
     async with (
         Simulator(fast_sim_config(slow_step_seconds=60.0)) as sim,
         core_for(sim, tmp_path, **limits) as (a, _),
@@ -203,3 +204,5 @@ async def test_two_replicas_on_postgresql_count_places_and_the_queue_together(
     assert notices(third)[0] == t("queue_many", "en", ahead=2)
     assert fourth.texts() == [t("limit_queue", "en", limit=2)]
     assert sim.stats["chat"] == 1
+    async with make_store(pg_url) as store:  # the refused request is not counted
+        assert await store.read_counter("limit_requests", "test:u1", window=3600) == 3
