@@ -7,11 +7,21 @@ started runs; when that work ends the update is marked done. A replica that dies
 stops renewing: after ``lease`` seconds any live replica's sweep
 (:meth:`Inbox.run`) claims the update and handles it again.
 
-Handling again must not repeat what reached the backend: a request that already
-sent its prompt (the chat relay calls :meth:`Ticket.mark_sent` just before it
-opens the backend's stream) is marked ``sent``; a replica taking such an update
-over sees ``resumed`` on its :class:`Ticket` and only reads the session's state
-and tells the user what was done, as after a dropped stream.
+Handling again must not repeat what reached the backend. Just before a request
+sends something the backend would do twice, it records that on the stored update
+(:meth:`Ticket.mark_sent`, with what it sends):
+
+* the chat relay, before it opens the backend's stream (stage ``sent``): a replica
+  taking such an update over sees ``resumed`` on its :class:`Ticket` and only reads
+  the session's state and tells the user what was done, as after a dropped stream;
+* an upload, before each file goes out (stage ``upload:…``, the files' hashes): the
+  replica taking over looks for them in the session's state instead of sending
+  them again (:mod:`core.uploads`);
+* an export, before its render is recorded and submitted (stage ``export:<id>``):
+  the replica taking over follows that render instead of submitting another
+  (:mod:`core.exports`).
+
+:meth:`Ticket.earlier` reads what a handler that died had recorded.
 
 The ticket of the update being handled travels in a context variable
 (:func:`current`): the adapter's handler tasks inherit it, so the core can ask
@@ -32,12 +42,16 @@ from typing import Any
 from core.renewal import kept_alive
 from storage.base import InboundUpdate, Store
 
-__all__ = ["SENT", "Inbox", "Ticket", "current", "track"]
+__all__ = ["EXPORT", "SENT", "UPLOAD", "Inbox", "Ticket", "current", "track"]
 
 log = logging.getLogger("nemo.inbox")
 
-#: The stage of an update whose request reached the backend.
+#: The stage of an update whose chat prompt reached the backend.
 SENT = "sent"
+#: The stage kind of an update whose file(s) may have reached the backend.
+UPLOAD = "upload"
+#: The stage kind of an update whose export may have reached the backend.
+EXPORT = "export"
 
 _current: contextvars.ContextVar[Ticket | None] = contextvars.ContextVar(
     "nemo_inbox_ticket", default=None
@@ -71,12 +85,25 @@ class Ticket:
 
     @property
     def resumed(self) -> bool:
-        """An earlier handler had sent this request to the backend and then died."""
-        return self.update.attempts > 1 and self.update.stage == SENT
+        """An earlier handler had sent this request's prompt to the backend and then died."""
+        return self.earlier(SENT) is not None
 
-    async def mark_sent(self) -> None:
-        """The request is about to reach the backend: never send it again."""
-        await self._inbox.set_stage(self.update, SENT)
+    def earlier(self, kind: str) -> str | None:
+        """What an earlier handler of this update recorded for ``kind`` before it died.
+
+        ``None`` when this is the first attempt or the stage is of another kind;
+        otherwise the detail given to :meth:`mark_sent` (``""`` if none).
+        """
+        stage = self.update.stage
+        if self.update.attempts <= 1 or stage is None:
+            return None
+        name, _, detail = stage.partition(":")
+        return detail if name == kind else None
+
+    async def mark_sent(self, kind: str = SENT, detail: str = "") -> None:
+        """``kind`` (:data:`SENT`, :data:`UPLOAD`, :data:`EXPORT`) is about to reach the
+        backend, as ``detail`` says: a replica taking over must not send it blindly again."""
+        await self._inbox.set_stage(self.update, f"{kind}:{detail}" if detail else kind)
 
     async def settled(self) -> None:
         """Wait until every task registered for this update has ended."""

@@ -15,12 +15,13 @@ something gets through (the file, else its link), marked delivered once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from core.accounts import RenderOwners, renewing
 from core.client import NemoClient
@@ -110,6 +111,26 @@ class RenderTracker:
         self._tasks[render.render_id] = task
         self._by_session[render.session_id] = render.render_id
         task.add_done_callback(functools.partial(self._forget, render))
+
+    @contextlib.asynccontextmanager
+    async def submitting(self, render: RenderRecord) -> AsyncIterator[None]:
+        """Record ``render`` before it is submitted (the body submits it).
+
+        With ``shared`` replicas the record is created claimed by this replica and the
+        claim is renewed while the submit runs, so no other replica adopts a render
+        that is still on its way (it would poll too early, get "not found" and tell
+        the user it never started). If this replica dies mid-submit the claim expires
+        and another adopts and follows it.
+        """
+        if not self.shared:
+            await self._store.add_render(render)
+            yield
+            return
+        # The store's clock is Unix time (claims expire by it).
+        render.claimed_by, render.claimed_at = self._delivery.owner, time.time()
+        await self._store.add_render(render)
+        async with self._delivery.holding_claim(render.render_id):
+            yield
 
     def _forget(self, render: RenderRecord, _task: object = None) -> None:
         self._tasks.pop(render.render_id, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from simulator.config import FAULT_KINDS, SimConfig
+from simulator.config import RANDOM_FAULT_KINDS, SimConfig
 from simulator.server import serve
 
 
@@ -30,7 +30,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--initial-credits", type=int, default=SimConfig.initial_credits)
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument(
-        "--fault-kinds", default=",".join(FAULT_KINDS), help="comma-separated, for --fault-rate"
+        "--fault-kinds",
+        default=",".join(RANDOM_FAULT_KINDS),
+        help="comma-separated, for --fault-rate",
     )
     p.add_argument(
         "--video-size",

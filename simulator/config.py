@@ -49,10 +49,23 @@ FAULT_ENDPOINTS: dict[str, tuple[str, ...]] = {
     "late_error": ("chat",),  # the turn works and says so, then an error event follows
     "duplicate_render_id": ("render",),  # duplicate-id error even for a fresh id
     "render_failed": ("render",),  # the submitted render ends in status "failed"
+    # The call takes effect (files stored / render started) but its answer comes only
+    # after ``late_answer_seconds``: a client killed meanwhile never learns the outcome.
+    "late_answer": ("upload", "render"),
+    # The upload is held ``late_answer_seconds`` before the backend takes it; a client
+    # that went away meanwhile leaves nothing behind.
+    "upload_stalls": ("upload",),
 }
 
 #: All fault kinds accepted by ``inject``.
 FAULT_KINDS: tuple[str, ...] = tuple(FAULT_ENDPOINTS)
+
+#: Faults that only slow a call down: left out of the random fault mode by default
+#: (they are for tests that need a call in flight for a while).
+SLOW_FAULTS: tuple[str, ...] = ("late_answer", "upload_stalls")
+
+#: The random fault mode's default kinds.
+RANDOM_FAULT_KINDS: tuple[str, ...] = tuple(k for k in FAULT_KINDS if k not in SLOW_FAULTS)
 
 RenderSeconds = float | Callable[[random.Random], float]
 
@@ -101,9 +114,10 @@ class SimConfig:
     video_height: int = 1080
     # --- rate limits / errors ---
     retry_after_seconds: int = 1  # value of the Retry-After header on 429
+    late_answer_seconds: float = 30.0  # delay of the "late_answer" / "upload_stalls" faults
     # --- random fault mode ---
     fault_rate: float = 0.0  # chance that any API call gets a random fault
-    fault_kinds: tuple[str, ...] = field(default_factory=lambda: FAULT_KINDS)
+    fault_kinds: tuple[str, ...] = field(default_factory=lambda: RANDOM_FAULT_KINDS)
     # --- bookkeeping ---
     record_requests: bool = True
     max_recorded_requests: int = 10_000

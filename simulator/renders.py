@@ -84,6 +84,8 @@ class Renders:
         else:
             job.output_path = b.media["preview.mp4"]
         data = {"id": render_id, "status": "pending", "progress": 0}
+        if fault == "late_answer":  # the render runs; the answer is late
+            await asyncio.sleep(b.config.late_answer_seconds)
         if wrapped:
             return web.json_response({"success": True, "data": data})
         return web.json_response(data)

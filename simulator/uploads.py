@@ -7,6 +7,7 @@ reading anything.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from pathlib import Path
@@ -62,6 +63,11 @@ async def upload(b: Backend, request: web.Request) -> web.Response:
     length = request.content_length
     if length is not None and length > b.config.max_upload_bytes + _MULTIPART_SLACK:
         raise _too_large(b)
+    if fault == "upload_stalls":
+        await asyncio.sleep(b.config.late_answer_seconds)
+        if request.transport is None or request.transport.is_closing():
+            b.stats["uploads_abandoned"] += 1  # the client went away: nothing is taken
+            return b.err(400, "The upload was abandoned by its client", 400)
     base = f"http://{request.host}/media/"
     if request.content_type.startswith("multipart/"):
         files = await _multipart(b, request, base)
@@ -83,6 +89,8 @@ async def upload(b: Backend, request: web.Request) -> web.Response:
         session.video_infos.append(info)
     session.draft_version += 1
     b.stats["uploads"] += len(files)
+    if fault == "late_answer":  # stored and applied; the answer is late
+        await asyncio.sleep(b.config.late_answer_seconds)
     return b.ok({"files": files, "session_state_applied": True, "session_id": sid})
 
 
