@@ -245,6 +245,75 @@ async def test_a_replica_killed_mid_stream_and_mid_render_loses_nothing(
         assert any("dropped before it finished" in t for t in tg.texts(702)), tg.texts(702)
 
 
+async def _stages(conn: asyncpg.Connection) -> list[str]:
+    """The recorded stage kinds of the stored updates nobody finished, in update order."""
+    rows = await conn.fetch(
+        "SELECT stage FROM inbound_updates WHERE done_at IS NULL ORDER BY update_id"
+    )
+    return [(r["stage"] or "-").partition(":")[0] for r in rows]
+
+
+@pytest.mark.timeout(300)  # three replica processes, a chat turn and a render: slow when busy
+async def test_a_replica_killed_mid_upload_and_mid_export_submit_sends_nothing_twice(
+    tg: FakeTelegram, pg_url: str, tmp_path: Path, png: bytes
+) -> None:
+    # The backend takes each call at once but answers it 40 s late (the upload that
+    # stalls: takes nothing for 40 s), so the victim dies with all three on their way.
+    config = fast_sim_config(render_seconds=3.0, late_answer_seconds=40.0)
+    async with (
+        Simulator(config) as sim,
+        _replicas(3, tg=tg, sim=sim, db=pg_url, cwd=tmp_path, lease=3.0) as replicas,
+        aiohttp.ClientSession() as http,
+    ):
+        victim = replicas[0]
+        conn = await asyncpg.connect(pg_url)
+        try:
+            # A user with a project to export.
+            assert await _post(http, victim, _update(tg, 711, "add a title that says hello")) == 200
+            await _until_handled(conn, within=60)
+            # A photo that reaches the backend (its answer is late) ...
+            sim.inject("late_answer", endpoint="upload")
+            arrives = tg.photo(tg.private_chat(712), 712, png, caption="use it as the opening")
+            assert await _post(http, victim, tg.push({"message": arrives})) == 200
+            await wait_until(lambda: sim.stats["uploads"] == 1, within=30, what="the file stored")
+            # ... a photo the backend never takes ...
+            sim.inject("upload_stalls", endpoint="upload")
+            stalls = tg.photo(tg.private_chat(713), 713, png)
+            assert await _post(http, victim, tg.push({"message": stalls})) == 200
+            await wait_until(lambda: sim.stats["upload"] == 2, within=30, what="the 2nd upload")
+            # ... and an export the backend starts (its answer is late).
+            sim.inject("late_answer", endpoint="render")
+            assert await _post(http, victim, _update(tg, 711, "/export")) == 200
+            await wait_until(lambda: sim.stats["renders"] == 1, within=30, what="the render")
+            victim.proc.signal(signal.SIGKILL)
+            assert await victim.proc.wait() == -signal.SIGKILL
+            # The victim died with all three sent and unanswered.
+            assert await _stages(conn) == ["upload", "upload", "export"]
+            assert not tg.texts(712) and not tg.texts(713)
+            # The others take them over: the render is followed and delivered, the
+            # users of the uploads are told what the session's state shows.
+            await _until_handled(conn, within=90)
+            await wait_until(
+                lambda: len(tg.calls_of("sendVideo")) >= 1, within=90, what="the video"
+            )
+        finally:
+            await conn.close()
+        await asyncio.sleep(2.0)  # a second delivery, render or upload would show by now
+        assert len(tg.calls_of("sendVideo")) == 1
+        assert sim.stats["render"] == 1 and sim.stats["renders"] == 1
+        assert sim.stats["upload"] == 2 and sim.stats["uploads"] == 1
+        arrived = tg.texts(712)
+        assert any("reached your project" in t for t in arrived), arrived
+        assert not any("may not have arrived" in t for t in arrived), arrived
+        # The caption had not been sent: it runs once the file is known to be there.
+        assert _prompts(sim).count("use it as the opening") == 1
+        unknown = tg.texts(713)
+        assert any("may not have arrived" in t and "send it again" in t for t in unknown), unknown
+        assert not any("reached your project" in t or "Added" in t for t in unknown), unknown
+        video_chat = tg.calls_of("sendVideo")[0].params["chat_id"]
+        assert int(video_chat) == 711
+
+
 async def test_replicas_share_the_overall_budget(
     pg_url: str, sim: Simulator, tmp_path: Path
 ) -> None:
