@@ -7,20 +7,31 @@ recently used first, numbered; ``open N`` makes project N this chat's current
 project again (the next prompt edits it); ``send it again`` re-sends the current
 project's last finished video without rendering it again (the file where it fits
 the platform, else the link, exactly as a fresh export is delivered).
+
+The backend's links to finished videos expire. Before re-sending, the stored link
+is tried; when the file host refuses it (403, 404, 410...) or cannot be reached,
+a fresh link is read from the render's status (the same call that follows an
+export) and stored. When the backend has none either, the user is told plainly and
+offered an export instead: never a dead link.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
 
 from core.client import NemoClient
+from core.errors import NemoError
 from core.request import Request
-from core.types import Video
+from core.types import Action, Video
+from core.wire import RenderState
 from storage.base import ProjectRecord, SessionRecord, Store, UserRecord
 
 __all__ = ["History", "title_of"]
+
+log = logging.getLogger("nemo.history")
 
 #: How many projects ``my projects`` lists (``open N`` counts in the same list).
 LIST_LIMIT = 10
@@ -102,6 +113,13 @@ class History:
             await req.say("resend_none")
             return
         url, client = render.output_url, self._client
+        if not await self._link_works(url):
+            fresh = await self._fresh_link(req, render.render_id)
+            if fresh is None:
+                await req.say("resend_expired", actions=(Action.EXPORT,))
+                return
+            url = fresh
+            await self._store.update_render(render.render_id, output_url=fresh)
         await req.replier.send_video(
             Video(
                 url=url,
@@ -110,6 +128,28 @@ class History:
                 fetch=lambda limit: client.download(url, limit=limit),
             )
         )
+
+    async def _link_works(self, url: str) -> bool:
+        """Whether the file host still serves ``url`` (its headers are enough)."""
+        try:
+            await self._client.download(url, limit=0)  # 0: stop at the announced size
+        except NemoError as exc:
+            log.info("resend: the stored video link no longer works (%s)", type(exc).__name__)
+            return False
+        return True
+
+    async def _fresh_link(self, req: Request, render_id: str) -> str | None:
+        """A new link to the render's video from its status, or None if there is none."""
+        try:
+            status = await self._client.render_status(req.ident.token, render_id)
+        except NemoError as exc:
+            log.info("resend: no fresh link for the video (%s)", exc)
+            return None
+        if status.status is not RenderState.COMPLETED or not status.output_url:
+            return None
+        if not await self._link_works(status.output_url):
+            return None
+        return status.output_url
 
     async def _current(self, req: Request, user: UserRecord) -> str | None:
         session = await self._store.get_session(user.platform, user.user_id, req.msg.chat_id)

@@ -44,6 +44,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="every render is the same short preview clip instead of following its draft",
     )
+    p.add_argument(
+        "--link-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="render links stop working (403) this long after a status reply handed them out",
+    )
     a = p.parse_args(argv)
     try:
         width, height = (int(n) for n in a.video_size.lower().split("x"))
@@ -64,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         render_drafts=not a.fixed_renders,
         video_width=width,
         video_height=height,
+        link_ttl_seconds=a.link_ttl,
     )
     serve(a.host, a.port, config)
 

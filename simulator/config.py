@@ -112,6 +112,10 @@ class SimConfig:
     video_seconds: float = 2.0  # length of the preview clip
     video_width: int = 1920  # size of every MP4 (a portrait draft swaps the two)
     video_height: int = 1080
+    # A finished render's link stops working (HTTP 403, like an expired signed URL) this
+    # long after a status reply handed it out; every status reply hands out a fresh one.
+    # None: links never expire (Simulator.expire_links() still ends the ones handed out).
+    link_ttl_seconds: float | None = None
     # --- rate limits / errors ---
     retry_after_seconds: int = 1  # value of the Retry-After header on 429
     late_answer_seconds: float = 30.0  # delay of the "late_answer" / "upload_stalls" faults

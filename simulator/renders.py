@@ -28,6 +28,8 @@ class Renders:
         self.jobs: dict[str, RenderJob] = {}
         self.outputs: dict[str, RenderJob] = {}  # served file name -> job
         self._rng = random.Random(f"{backend.config.seed}:render")
+        #: Links handed out before this time no longer work (see :meth:`expire_links`).
+        self.links_valid_from = 0.0
 
     def _seconds(self) -> float:
         cfg = self.b.config
@@ -110,7 +112,8 @@ class Renders:
 
     def _status_body(self, request: web.Request, job: RenderJob) -> dict[str, Any]:
         status, progress = job.status(now())
-        url = f"http://{request.host}/media/{job.output_name}"
+        # Like a signed link: when it was handed out rides in the query (see link_works).
+        url = f"http://{request.host}/media/{job.output_name}?issued={now():.6f}"
         if status == "completed" and not job.counted:
             job.counted = True
             self.b.stats["renders_completed"] += 1
@@ -159,6 +162,24 @@ class Renders:
         return web.json_response(
             {"success": True, "data": {"id": job.render_id, "status": "cancelled"}}
         )
+
+    def expire_links(self) -> None:
+        """Every output link handed out so far stops working; status replies give new ones."""
+        self.links_valid_from = now()
+
+    def forget(self) -> None:
+        """Forget every render (as a backend that cleaned up old jobs): polls answer 404."""
+        self.jobs.clear()
+        self.outputs.clear()
+
+    def link_works(self, request: web.Request) -> bool:
+        """Whether the output link ``request`` came with is still good."""
+        try:
+            issued = float(request.query.get("issued", "0"))
+        except ValueError:
+            return False
+        ttl = self.b.config.link_ttl_seconds
+        return issued >= self.links_valid_from and (ttl is None or now() < issued + ttl)
 
     def output(self, name: str) -> RenderJob | None:
         """The job whose output is served as ``name``."""

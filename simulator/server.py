@@ -114,6 +114,14 @@ class Simulator:
         if token in self.backend.tokens:
             self.backend.tokens[token].revoked = True
 
+    def expire_links(self) -> None:
+        """Every render link handed out so far answers 403 (status replies give fresh ones)."""
+        self.renders.expire_links()
+
+    def forget_renders(self) -> None:
+        """Forget every render: its status answers 404 and its links stop working."""
+        self.renders.forget()
+
     async def idle(self, limit: float = 5.0) -> None:
         """Wait until no chat turn runs in the background (they outlive dropped streams)."""
         tasks = list(self.backend.tasks)
@@ -222,6 +230,11 @@ class Simulator:
         path = self.backend.media.get(name)
         job = self.renders.output(name)
         if job is not None:
+            if not self.renders.link_works(request):
+                self.backend.stats["media_expired"] += 1
+                return web.json_response(
+                    {"code": 403, "message": "Request has expired"}, status=403
+                )
             status, _ = job.status(now())
             path = job.output_path if status == "completed" else None
         if path is None or not path.exists():

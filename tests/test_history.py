@@ -78,6 +78,42 @@ async def test_telegram_lists_projects_opens_an_old_one_and_resends_its_video(
     )  # the timeline is the city project's
 
 
+async def test_telegram_resend_gets_a_fresh_link_when_the_stored_one_expired(
+    sim: Simulator, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    async with telegram_core(sim, tg, tmp_path):
+        tg.private_text(52, CITY)
+        await tg.wait_for(finished(tg, 52), within=15)
+        tg.private_text(52, "/export")
+        await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == 1, within=20)
+        renders = len(sim.renders.jobs)
+
+        sim.expire_links()  # the link the export delivered now answers 403
+        tg.private_text(52, "/resend")
+        await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == 2, within=20)
+        assert sim.stats["media_expired"] >= 1  # the stored link was tried and refused
+        assert len(sim.renders.jobs) == renders  # sent again from a fresh link, no new render
+
+        sim.forget_renders()  # the backend has no link to give either
+        sim.expire_links()
+        tg.private_text(52, "send it again")
+        await tg.wait_for(lambda: "has expired" in (tg.texts(52) or [""])[-1], within=20)
+        offer = tg.sent_to(52)[-1]
+        assert offer.callbacks()  # an Export button under the explanation
+        tg.press(52, offer, offer.callbacks()[0])
+        await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == 3, within=30)
+
+    first, again, rendered = tg.calls_of("sendVideo")
+    assert again.files["video"] == first.files["video"]  # the same MP4
+    links = [re.findall(r"http://\S+", str(c.params.get("caption"))) for c in (first, again)]
+    assert links[0] and links[1] and links[0] != links[1]  # a link handed out after the expiry
+    assert offer.text == (
+        "The link to this project's last video has expired and the backend has no new one. "
+        "Say export to render it again (exports are free)."
+    )
+    assert rendered.files["video"][4:8] == b"ftyp"  # the offered export rendered it anew
+
+
 async def test_telegram_open_without_a_number_or_with_a_wrong_one_explains(
     sim: Simulator, tg: FakeTelegram, tmp_path: Path
 ) -> None:

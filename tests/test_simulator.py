@@ -735,3 +735,26 @@ async def test_python_dash_m_simulator() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_render_links_expire_and_each_status_reply_hands_out_a_fresh_one() -> None:
+    async with Simulator(fast_sim_config(render_seconds=0.2)) as sim, api_for(sim) as api:
+        await api.chat("make a 3-second clip of a lighthouse")
+        await api.render("render_x")
+        old = _status(await api.poll("render_x"))[1]
+        assert old is not None and (await api.http.get(old)).status_code == 200
+        sim.expire_links()
+        assert (await api.http.get(old)).status_code == 403
+        fresh = _status(await api.poll("render_x"))[1]
+        assert fresh is not None and fresh != old
+        assert (await api.http.get(fresh)).content[4:8] == b"ftyp"
+        sim.forget_renders()
+        assert (await api.http.get("/api/render/proxy/lambda/render_x")).status_code == 404
+        assert (await api.http.get(fresh)).status_code == 404
+    # --link-ttl: a link handed out is good only that long (0: expired at once)
+    expiring = fast_sim_config(render_seconds=0.2, link_ttl_seconds=0)
+    async with Simulator(expiring) as sim, api_for(sim) as api:
+        await api.chat("make a 3-second clip of a lighthouse")
+        await api.render("render_y")
+        url = _status(await api.poll("render_y"))[1]
+        assert url is not None and (await api.http.get(url)).status_code == 403
