@@ -39,12 +39,19 @@ lines, no spaces before a line break).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from core import gui_langs
 
-__all__ = ["GuiHints", "SentenceBuffer", "translate"]
+__all__ = [
+    "FAMILIES",
+    "RULES_BY_LANGUAGE",
+    "GuiHints",
+    "SentenceBuffer",
+    "missing_families",
+    "translate",
+]
 
 
 @dataclass(slots=True)
@@ -107,169 +114,212 @@ _ZH_CLAUSE_REST = r"[^，。；：！？,.;:!?\n]*"
 
 Rule = tuple[re.Pattern[str], str, str | None]
 
-_RULES: list[Rule] = [
+#: English GUI talk, by family (each family in the order its rules apply).
+_EN: dict[str, list[Rule]] = {
     # export: any control named export/download/render, with or without a verb
-    (
-        re.compile(
-            rf"\b{_CLICK}\s+{_THE}{_QUOTE_OPEN}{_EXPORT_WORD}{_QUOTE_CLOSE}(?:\s+{_CONTROL})?"
-            rf"{_WHERE}",
-            _I,
+    "export": [
+        (
+            re.compile(
+                rf"\b{_CLICK}\s+{_THE}{_QUOTE_OPEN}{_EXPORT_WORD}{_QUOTE_CLOSE}(?:\s+{_CONTROL})?"
+                rf"{_WHERE}",
+                _I,
+            ),
+            "say “export”",
+            "export",
         ),
-        "say “export”",
-        "export",
-    ),
-    (
-        re.compile(
-            rf"\b{_THE}{_QUOTE_OPEN}{_EXPORT_WORD}{_QUOTE_CLOSE}\s+{_CONTROL}\b{_WHERE}", _I
+        (
+            re.compile(
+                rf"\b{_THE}{_QUOTE_OPEN}{_EXPORT_WORD}{_QUOTE_CLOSE}\s+{_CONTROL}\b{_WHERE}", _I
+            ),
+            "the “export” command",
+            "export",
         ),
-        "the “export” command",
-        "export",
-    ),
+    ],
     # upload: files dragged in or imported through a control
-    (
-        re.compile(
-            rf"\b(?:drag(?:ging)?(?:\s*(?:and|&|n|/)\s*drop(?:ping)?)?|drop(?:ping)?|import(?:ing)?)\s+"
-            rf"(?:(?:(?:your|some|any|more|other)\s+(?:own\s+)?(?:\w+\s+)?"
-            rf"(?:files?|photos?|images?|pictures?|videos?|clips?|media|footage|assets?|music|audio|songs?))"
-            rf"|(?:(?:the|a|an)\s+)?(?:\w+\s+)?(?:files?|media|footage|assets?)\b)"
-            rf"{_CLAUSE_REST}",
-            _I,
+    "upload": [
+        (
+            re.compile(
+                rf"\b(?:drag(?:ging)?(?:\s*(?:and|&|n|/)\s*drop(?:ping)?)?|drop(?:ping)?|import(?:ing)?)\s+"
+                rf"(?:(?:(?:your|some|any|more|other)\s+(?:own\s+)?(?:\w+\s+)?"
+                rf"(?:files?|photos?|images?|pictures?|videos?|clips?|media|footage|assets?|music|audio|songs?))"
+                rf"|(?:(?:the|a|an)\s+)?(?:\w+\s+)?(?:files?|media|footage|assets?)\b)"
+                rf"{_CLAUSE_REST}",
+                _I,
+            ),
+            "send the file here in the chat",
+            None,
         ),
-        "send the file here in the chat",
-        None,
-    ),
-    (
-        re.compile(
-            rf"\b{_CLICK}\s+{_THE}{_QUOTE_OPEN}(?:upload|import|add\s+media){_QUOTE_CLOSE}"
-            rf"(?:\s+{_CONTROL})?{_CLAUSE_REST}",
-            _I,
+        (
+            re.compile(
+                rf"\b{_CLICK}\s+{_THE}{_QUOTE_OPEN}(?:upload|import|add\s+media){_QUOTE_CLOSE}"
+                rf"(?:\s+{_CONTROL})?{_CLAUSE_REST}",
+                _I,
+            ),
+            "send the file here in the chat",
+            None,
         ),
-        "send the file here in the chat",
-        None,
-    ),
+    ],
     # view: the project shown in the editor becomes the track summary below
-    (
-        re.compile(
-            rf"\b{_VIEW_VERB}\s+{_OBJECT}(?:(?:in|on|at|from|inside)\s+)?{_THE}"
-            rf"{_QUOTE_OPEN}{_VIEW_PLACE}{_QUOTE_CLOSE}(?:\s+{_PANEL})?\b{_PURPOSE}",
-            _I,
+    "view": [
+        (
+            re.compile(
+                rf"\b{_VIEW_VERB}\s+{_OBJECT}(?:(?:in|on|at|from|inside)\s+)?{_THE}"
+                rf"{_QUOTE_OPEN}{_VIEW_PLACE}{_QUOTE_CLOSE}(?:\s+{_PANEL})?\b{_PURPOSE}",
+                _I,
+            ),
+            "see the timeline below",
+            "timeline",
         ),
-        "see the timeline below",
-        "timeline",
-    ),
-    (
-        re.compile(
-            rf"\b(?:in|on)\s+{_THE}{_VIEW_PLACE}(?:\s+{_PANEL})?\s+(?:to|and)\s+"
-            rf"(?:see|hear|check|review|watch|preview|view|listen){_CLAUSE_REST}",
-            _I,
+        (
+            re.compile(
+                rf"\b(?:in|on)\s+{_THE}{_VIEW_PLACE}(?:\s+{_PANEL})?\s+(?:to|and)\s+"
+                rf"(?:see|hear|check|review|watch|preview|view|listen){_CLAUSE_REST}",
+                _I,
+            ),
+            "in the timeline below",
+            "timeline",
         ),
-        "in the timeline below",
-        "timeline",
-    ),
+    ],
     # drag: anything else dragged on screen
-    (
-        re.compile(
-            # "drag and drop" always; a bare "drag" only with an object ("drag the clip"),
-            # so "a video of drag racing" stays as it is.
-            r"\b(?:drag(?:ging)?\s*(?:and|&|n|/)\s*drop(?:ping)?|drag(?:ging)?\s+(?=(?:it|them|"
-            r"the|this|that|these|those|a|an|each|any|your|its|their)\b))"
-            rf"{_CLAUSE_REST}",
-            _I,
+    "drag": [
+        (
+            re.compile(
+                # "drag and drop" always; a bare "drag" only with an object ("drag the clip"),
+                # so "a video of drag racing" stays as it is.
+                r"\b(?:drag(?:ging)?\s*(?:and|&|n|/)\s*drop(?:ping)?|drag(?:ging)?\s+(?=(?:it|them|"
+                r"the|this|that|these|those|a|an|each|any|your|its|their)\b))"
+                rf"{_CLAUSE_REST}",
+                _I,
+            ),
+            "just tell me in a message what to move and where",
+            None,
         ),
-        "just tell me in a message what to move and where",
-        None,
-    ),
+    ],
     # panel: any other panel, tab or menu
-    (
-        re.compile(
-            rf"\b(?:open(?:ing)?|go(?:ing)?\s+to|switch(?:ing)?\s+to|head\s+to|use|using)\s+{_THE}"
-            rf"{_QUOTE_OPEN}([\w -]{{1,30}}?){_QUOTE_CLOSE}\s+{_PANEL}\b{_CLAUSE_REST}",
-            _I,
+    "panel": [
+        (
+            re.compile(
+                rf"\b(?:open(?:ing)?|go(?:ing)?\s+to|switch(?:ing)?\s+to|head\s+to|use|using)\s+{_THE}"
+                rf"{_QUOTE_OPEN}([\w -]{{1,30}}?){_QUOTE_CLOSE}\s+{_PANEL}\b{_CLAUSE_REST}",
+                _I,
+            ),
+            "tell me what you'd like for the \\1",
+            None,
         ),
-        "tell me what you'd like for the \\1",
-        None,
-    ),
+    ],
     # click: any other control
-    (
-        re.compile(
-            rf"\b{_CLICK}\s+{_THE}[\[“\"'‘「【]([^\]”\"'’」】]{{1,30}})[\]”\"'’」】](?:\s+{_CONTROL})?",
-            _I,
+    "click": [
+        (
+            re.compile(
+                rf"\b{_CLICK}\s+{_THE}[\[“\"'‘「【]([^\]”\"'’」】]{{1,30}})[\]”\"'’」】](?:\s+{_CONTROL})?",
+                _I,
+            ),
+            "say “\\1”",
+            None,
         ),
-        "say “\\1”",
-        None,
-    ),
-    (
-        re.compile(
-            rf"\b{_CLICK}\s+{_THE}([\w-]+(?:\s+[\w-]+){{0,2}}?)\s+{_CONTROL}\b",
-            _I,
+        (
+            re.compile(
+                rf"\b{_CLICK}\s+{_THE}([\w-]+(?:\s+[\w-]+){{0,2}}?)\s+{_CONTROL}\b",
+                _I,
+            ),
+            "say “\\1”",
+            None,
         ),
-        "say “\\1”",
-        None,
-    ),
-    (
-        re.compile(r"\b(?:click|tap)(?:\s+on)?\s+([A-Z][\w-]*(?:\s+[A-Z][\w-]*){0,2})"),
-        "say “\\1”",
-        None,
-    ),
-    # Chinese: export
-    (
-        re.compile(
-            rf"{_ZH_CLICK}?\s*(?:右上角|左上角|右下角|下方|上方|底部|顶部)?的?\s*"
-            rf"{_ZH_QUOTE_OPEN}(?:导出|下载|渲染)(?:视频)?{_ZH_QUOTE_CLOSE}\s*(?:按钮|按键|键|图标|选项)"
+        (
+            re.compile(r"\b(?:click|tap)(?:\s+on)?\s+([A-Z][\w-]*(?:\s+[A-Z][\w-]*){0,2})"),
+            "say “\\1”",
+            None,
         ),
-        "发送“导出”",
-        "export",
-    ),
-    (
-        re.compile(rf"{_ZH_CLICK}\s*{_ZH_QUOTE_OPEN}(?:导出|下载|渲染){_ZH_QUOTE_CLOSE}(?!视频给)"),
-        "发送“导出”",
-        "export",
-    ),
-    # Chinese: upload and drag
-    (
-        re.compile(
-            rf"(?:(?:拖拽|拖动|拖放|拖曳|拖入|拖进)(?:上传|导入)?|导入|点击上传|点击导入)"
-            rf"(?:你的|您的)?(?:本地)?(?:素材)?(?:文件|素材|图片|照片|视频|音频|音乐|媒体){_ZH_CLAUSE_REST}"
+    ],
+}
+
+#: Chinese GUI talk, by family.
+_ZH: dict[str, list[Rule]] = {
+    "export": [
+        (
+            re.compile(
+                rf"{_ZH_CLICK}?\s*(?:右上角|左上角|右下角|下方|上方|底部|顶部)?的?\s*"
+                rf"{_ZH_QUOTE_OPEN}(?:导出|下载|渲染)(?:视频)?{_ZH_QUOTE_CLOSE}\s*(?:按钮|按键|键|图标|选项)"
+            ),
+            "发送“导出”",
+            "export",
         ),
-        "直接把文件发到聊天里",
-        None,
-    ),
-    # Chinese: view ("打开时间线面板查看", "在时间线中预览效果", "在预览窗口中查看")
-    (
-        re.compile(
-            rf"(?:(?:打开|点开|查看|切换到|进入|前往|去)\s*(?:左侧|右侧|下方|上方|底部)?的?\s*"
-            rf"{_ZH_VIEW_PLACE}{_ZH_PANEL}?(?:中|里|上)?|在\s*{_ZH_VIEW_PLACE}{_ZH_PANEL}?(?:中|里|上))"
-            rf"(?:\s*(?:以|来|即可|就能|可以)?\s*(?:预览|查看|试听|播放|确认|检查|看看|听听){_ZH_CLAUSE_REST})?"
+        (
+            re.compile(
+                rf"{_ZH_CLICK}\s*{_ZH_QUOTE_OPEN}(?:导出|下载|渲染){_ZH_QUOTE_CLOSE}(?!视频给)"
+            ),
+            "发送“导出”",
+            "export",
         ),
-        "查看下方的时间线",
-        "timeline",
-    ),
-    (
-        re.compile(rf"(?:拖拽|拖动|拖放|拖曳|拖){_ZH_CLAUSE_REST}"),
-        "直接发消息告诉我要把什么移到哪里",
-        None,
-    ),
-    (
-        re.compile(
-            rf"(?:打开|点开|切换到|进入)\s*{_ZH_QUOTE_OPEN}(\w{{1,12}}?){_ZH_QUOTE_CLOSE}\s*{_ZH_PANEL}{_ZH_CLAUSE_REST}"
+    ],
+    "upload": [
+        (
+            re.compile(
+                rf"(?:(?:拖拽|拖动|拖放|拖曳|拖入|拖进)(?:上传|导入)?|导入|点击上传|点击导入)"
+                rf"(?:你的|您的)?(?:本地)?(?:素材)?(?:文件|素材|图片|照片|视频|音频|音乐|媒体){_ZH_CLAUSE_REST}"
+            ),
+            "直接把文件发到聊天里",
+            None,
         ),
-        "告诉我你对\\1的要求",
-        None,
-    ),
-    (
-        re.compile(
-            rf"{_ZH_CLICK}\s*[「“\"【\[『]([^」”\"】\]』]{{1,20}})[」”\"】\]』](?:\s*(?:按钮|按键|图标|选项))?"
+    ],
+    # "打开时间线面板查看", "在时间线中预览效果", "在预览窗口中查看"
+    "view": [
+        (
+            re.compile(
+                rf"(?:(?:打开|点开|查看|切换到|进入|前往|去)\s*(?:左侧|右侧|下方|上方|底部)?的?\s*"
+                rf"{_ZH_VIEW_PLACE}{_ZH_PANEL}?(?:中|里|上)?|在\s*{_ZH_VIEW_PLACE}{_ZH_PANEL}?(?:中|里|上))"
+                rf"(?:\s*(?:以|来|即可|就能|可以)?\s*(?:预览|查看|试听|播放|确认|检查|看看|听听){_ZH_CLAUSE_REST})?"
+            ),
+            "查看下方的时间线",
+            "timeline",
         ),
-        "发送“\\1”",
-        None,
-    ),
-    (
-        re.compile(rf"{_ZH_CLICK}\s*(\w{{1,10}}?)\s*(?:按钮|按键|图标)"),
-        "发送“\\1”",
-        None,
-    ),
-    # Spanish, Portuguese, Russian, Indonesian: the same families (core/gui_langs.py)
-    *gui_langs.RULES,
+    ],
+    "drag": [
+        (
+            re.compile(rf"(?:拖拽|拖动|拖放|拖曳|拖){_ZH_CLAUSE_REST}"),
+            "直接发消息告诉我要把什么移到哪里",
+            None,
+        ),
+    ],
+    "panel": [
+        (
+            re.compile(
+                rf"(?:打开|点开|切换到|进入)\s*{_ZH_QUOTE_OPEN}(\w{{1,12}}?){_ZH_QUOTE_CLOSE}\s*{_ZH_PANEL}{_ZH_CLAUSE_REST}"
+            ),
+            "告诉我你对\\1的要求",
+            None,
+        ),
+    ],
+    "click": [
+        (
+            re.compile(
+                rf"{_ZH_CLICK}\s*[「“\"【\[『]([^」”\"】\]』]{{1,20}})[」”\"】\]』](?:\s*(?:按钮|按键|图标|选项))?"
+            ),
+            "发送“\\1”",
+            None,
+        ),
+        (
+            re.compile(rf"{_ZH_CLICK}\s*(\w{{1,10}}?)\s*(?:按钮|按键|图标)"),
+            "发送“\\1”",
+            None,
+        ),
+    ],
+}
+
+#: The families of GUI talk: every language has rules for each (``missing_families``).
+FAMILIES = ("export", "upload", "view", "drag", "panel", "click")
+
+#: Every language's rules by family: English and Chinese here, the others in
+#: :mod:`core.gui_langs`.
+RULES_BY_LANGUAGE: dict[str, dict[str, list[Rule]]] = {
+    "en": _EN,
+    "zh": _ZH,
+    **gui_langs.RULES_BY_LANGUAGE,
+}
+
+#: Every rule, in the order they apply: language by language, family by family.
+_RULES: list[Rule] = [
+    rule for families in RULES_BY_LANGUAGE.values() for rules in families.values() for rule in rules
 ]
 
 #: Two GUI phrases that became the same words in one sentence ("see the timeline below,
@@ -288,15 +338,33 @@ _REPEATED_LANGS = [
     )
     for see in gui_langs.SEE_BELOW
 ]
-_TEMP_ISSUE = re.compile(
-    r"\s*(?:I encountered a temporary issue[^.!?\n]*[.!?]?"
-    r"|我遇到了(?:一个)?临时(?:性)?问题[^。！？\n]*[。！？]?)\s*$",
-    _I,
-)
+#: "I encountered a temporary issue" (to the end of its sentence) in every language.
+TEMP_ISSUE_BY_LANGUAGE: dict[str, str] = {
+    "en": r"I encountered a temporary issue[^.!?\n]*[.!?]?",
+    "zh": r"我遇到了(?:一个)?临时(?:性)?问题[^。！？\n]*[。！？]?",
+    **gui_langs.TEMP_ISSUE,
+}
+_TEMP_ISSUE = re.compile(rf"\s*(?:{'|'.join(TEMP_ISSUE_BY_LANGUAGE.values())})\s*$", _I)
 _SENTENCE_END = re.compile(r"[.!?。！？\n]")
 _SPACE_BEFORE_BREAK = re.compile(r"[ \t]+\n")
 _BLANK_LINES = re.compile(r"\n(?:[ \t]*\n){2,}")
 _SPACE_RUN = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
+
+
+def missing_families(languages: Iterable[str]) -> dict[str, list[str]]:
+    """The GUI-talk families each of ``languages`` has no rule for (empty when complete).
+
+    "temporary_issue" stands for the trailing "I encountered a temporary issue".
+    """
+    missing = {}
+    for code in languages:
+        families = RULES_BY_LANGUAGE.get(code, {})
+        lacks = [family for family in FAMILIES if not families.get(family)]
+        if code not in TEMP_ISSUE_BY_LANGUAGE:
+            lacks.append("temporary_issue")
+        if lacks:
+            missing[code] = lacks
+    return missing
 
 
 def _cased(match: re.Match[str], replacement: str) -> str:

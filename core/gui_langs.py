@@ -6,8 +6,12 @@ in: the export control becomes that language's export command ("exportar", "эк
 "ekspor", the first phrase of ``export`` in ``core/locales/<code>.toml``), a view of the
 editor becomes "the timeline below" (the bot shows the track summary after the reply).
 
-Rules are ``(pattern, replacement, hint)`` like :data:`core.gui._RULES`; upload comes
-before drag, so "drag your files here" asks for the file rather than for words.
+Rules are ``(pattern, replacement, hint)`` like :data:`core.gui._RULES`, grouped by
+family (:data:`core.gui.FAMILIES`) in :data:`RULES_BY_LANGUAGE`; upload comes before
+drag, so "drag your files here" asks for the file rather than for words, and view
+before panel, so "open the timeline panel" shows the timeline. :data:`TEMP_ISSUE`
+holds each language's "I encountered a temporary issue". ``core.gui.missing_families``
+names any family a language lacks (a test keeps the list empty).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ _Q_OPEN = r"[\[“\"'‘«„]?"
 _Q_CLOSE = r"[\]”\"'’»“]?"
 #: The rest of a clause: up to punctuation or the end.
 _REST = r"[^,.;:!?\n]*"
+#: The word a purpose clause starts with ("to", "so that" in the four languages).
+_PURPOSE_WORD = r"(?:para|y|e|и|чтобы|untuk|dan)\b"
 
 
 def _rules(
@@ -39,12 +45,17 @@ def _rules(
     see: str,
     send_file: str,
     tell_drag: str,
+    panel_verb: str,
+    panel: str,
+    tell_panel: str,
     where: str = "",
     drag_infinitive: tuple[str, str] | None = None,
-) -> list[Rule]:
-    """One language's rules from its words (each argument a regex fragment or a reply)."""
+) -> dict[str, list[Rule]]:
+    """One language's rules by family, from its words (regex fragments or replies)."""
     # Each fragment may be an alternation at its top level: group it before use.
-    click, drag, upload, view_verb = (f"(?:{f})" for f in (click, drag, upload, view_verb))
+    click, drag, upload, view_verb, panel_verb, panel = (
+        f"(?:{f})" for f in (click, drag, upload, view_verb, panel_verb, panel)
+    )
     article = r"(?:(?:el|la|los|las|o|a|os|as|na|no|на|в)\s+)?"
     # "you can drag the clip" needs the reply's infinitive ("puedes decirme ...").
     infinitive: list[Rule] = (
@@ -52,60 +63,82 @@ def _rules(
         if drag_infinitive
         else []
     )
-    return [
+    return {
         # export: "click the Export button", "the Export button", "click Export"
-        (
-            re.compile(
-                rf"\b{click}\s+{article}(?:{control}\s+(?:de\s+|do\s+|da\s+)?)?"
-                rf"{_Q_OPEN}{export}{_Q_CLOSE}(?:\s+{control})?(?:{where})?",
-                _I,
+        "export": [
+            (
+                re.compile(
+                    rf"\b{click}\s+{article}(?:{control}\s+(?:de\s+|do\s+|da\s+)?)?"
+                    rf"{_Q_OPEN}{export}{_Q_CLOSE}(?:\s+{control})?(?:{where})?",
+                    _I,
+                ),
+                say.format(export_command),
+                "export",
             ),
-            say.format(export_command),
-            "export",
-        ),
-        (
-            re.compile(
-                rf"\b{control}\s+(?:de\s+|do\s+|da\s+)?{_Q_OPEN}{export}{_Q_CLOSE}(?:{where})?", _I
+            (
+                re.compile(
+                    rf"\b{control}\s+(?:de\s+|do\s+|da\s+)?{_Q_OPEN}{export}{_Q_CLOSE}(?:{where})?",
+                    _I,
+                ),
+                say.format(export_command),
+                "export",
             ),
-            say.format(export_command),
-            "export",
-        ),
+        ],
         # upload: files dragged in, or an Upload / Import control
         # ... with its purpose after a comma ("..., чтобы загрузить их")
-        (
-            re.compile(rf"\b{upload}{_REST}(?:,\s*(?:чтобы|para|untuk)\b{_REST})?", _I),
-            send_file,
-            None,
-        ),
-        (
-            re.compile(
-                rf"\b{click}\s+{article}(?:{control}\s+(?:de\s+|do\s+|da\s+)?)?"
-                rf"{_Q_OPEN}{upload_word}{_Q_CLOSE}{_REST}",
-                _I,
+        "upload": [
+            (
+                re.compile(rf"\b{upload}{_REST}(?:,\s*(?:чтобы|para|untuk)\b{_REST})?", _I),
+                send_file,
+                None,
             ),
-            send_file,
-            None,
-        ),
+            (
+                re.compile(
+                    rf"\b{click}\s+{article}(?:{control}\s+(?:de\s+|do\s+|da\s+)?)?"
+                    rf"{_Q_OPEN}{upload_word}{_Q_CLOSE}{_REST}",
+                    _I,
+                ),
+                send_file,
+                None,
+            ),
+        ],
         # view: the project shown in the editor becomes the track summary below
-        (
-            re.compile(rf"\b{view_verb}\s+{view_place}(?:{purpose})?", _I),
-            see,
-            "timeline",
-        ),
-        # drag: anything else moved on screen
-        *infinitive,
-        (re.compile(rf"\b{drag}{_REST}", _I), tell_drag, None),
-        # click: any other control named in quotes
-        (
-            re.compile(
-                rf"\b{click}\s+{article}(?:{control}\s+)?[\[“\"«„]([^\]”\"»“]{{1,30}})[\]”\"»“]"
-                rf"(?:\s+{control})?",
-                _I,
+        "view": [
+            (
+                re.compile(rf"\b{view_verb}\s+{view_place}(?:{purpose})?", _I),
+                see,
+                "timeline",
             ),
-            say.format(r"\1"),
-            None,
-        ),
-    ]
+        ],
+        # drag: anything else moved on screen
+        "drag": [*infinitive, (re.compile(rf"\b{drag}{_REST}", _I), tell_drag, None)],
+        # panel: any other panel, tab or menu, named ("open the Music panel")
+        "panel": [
+            (
+                re.compile(
+                    rf"\b{panel_verb}\s+{article}{panel}\s+(?:(?:de|del|do|da|dos|das)\s+)?"
+                    rf"{article}{_Q_OPEN}(\w[\w -]{{0,29}}?){_Q_CLOSE}"
+                    rf"(?=\s*[,.;:!?\n]|\s+{_PURPOSE_WORD}|\s*$)"
+                    rf"(?:,?\s+{_PURPOSE_WORD}{_REST})?",
+                    _I,
+                ),
+                tell_panel,
+                None,
+            ),
+        ],
+        # click: any other control named in quotes
+        "click": [
+            (
+                re.compile(
+                    rf"\b{click}\s+{article}(?:{control}\s+)?[\[“\"«„]([^\]”\"»“]{{1,30}})[\]”\"»“]"
+                    rf"(?:\s+{control})?",
+                    _I,
+                ),
+                say.format(r"\1"),
+                None,
+            ),
+        ],
+    }
 
 
 _ES = _rules(
@@ -140,6 +173,9 @@ _ES = _rules(
     see="mira la línea de tiempo de abajo",
     send_file="envía el archivo aquí en el chat",
     tell_drag="dime en un mensaje qué mover y adónde",
+    panel_verb=r"abre|abra|abrir|ve\s+a|vaya\s+a|cambia\s+a|usa|use",
+    panel=r"panel|pestaña|menú|barra\s+lateral|sección|ventana",
+    tell_panel="dime qué quieres en “\\1”",
     where=(
         r"\s+(?:en|de)\s+la\s+(?:esquina|parte|barra)"
         r"(?:\s+(?:superior|inferior|de\s+herramientas|derecha|izquierda))*"
@@ -180,6 +216,9 @@ _PT = _rules(
     see="veja a linha do tempo abaixo",
     send_file="envie o arquivo aqui no chat",
     tell_drag="me diga em uma mensagem o que mover e para onde",
+    panel_verb=r"abra|abre|abrir|vá\s+para|va\s+para|acesse|use|usa",
+    panel=r"painel|aba|menu|barra\s+lateral|seção|janela",
+    tell_panel="me diga o que você quer em “\\1”",
     where=(
         r"\s+(?:no|na)\s+(?:canto|parte|barra)"
         r"(?:\s+(?:superior|inferior|de\s+ferramentas|direito|esquerdo|direita|esquerda))*"
@@ -219,6 +258,9 @@ _RU = _rules(
     see="посмотрите таймлайн ниже",
     send_file="пришлите файл сюда в чат",
     tell_drag="напишите мне в сообщении, что и куда переместить",
+    panel_verb=r"откройте|открой|перейдите\s+(?:в|на)|перейди\s+(?:в|на)|используйте",
+    panel=r"панел\w*|вкладк\w*|меню|раздел\w*|окн\w*",
+    tell_panel="напишите, что вы хотите в разделе «\\1»",
     where=r"\s+(?:в|на)\s+(?:(?:правом|левом|верхнем|нижнем)\s+)+(?:углу|панели)(?:\s+экрана)?",
     drag_infinitive=(
         r"(?:перетащить|перетянуть)",
@@ -254,6 +296,9 @@ _ID = _rules(
     see="lihat linimasa di bawah",
     send_file="kirim filenya ke sini di chat",
     tell_drag="beri tahu aku lewat pesan apa yang dipindah dan ke mana",
+    panel_verb=r"buka|bukalah|pergi\s+ke|beralih\s+ke|gunakan",
+    panel=r"panel|tab|menu|bilah\s+samping|bagian|jendela",
+    tell_panel="beri tahu aku apa yang kamu mau untuk “\\1”",
     where=r"\s+di\s+(?:pojok|sudut|bagian|bilah)(?:\s+(?:kanan|kiri|atas|bawah|alat))*",
 )
 
@@ -265,4 +310,27 @@ SEE_BELOW = (
     "lihat linimasa di bawah",
 )
 
-RULES: list[Rule] = [*_ES, *_PT, *_RU, *_ID]
+#: Each language's rules by family, in the order they apply.
+RULES_BY_LANGUAGE: dict[str, dict[str, list[Rule]]] = {
+    "es": _ES,
+    "pt": _PT,
+    "ru": _RU,
+    "id": _ID,
+}
+
+#: Every rule of the four languages, in order.
+RULES: list[Rule] = [
+    rule for families in RULES_BY_LANGUAGE.values() for rules in families.values() for rule in rules
+]
+
+#: "I encountered a temporary issue", as the backend tacks it onto replies that worked
+#: (up to the end of its sentence); :class:`core.gui.SentenceBuffer` drops it at the end.
+TEMP_ISSUE: dict[str, str] = {
+    "es": r"(?:He\s+tenido|Tuve|Encontré|Me\s+encontré\s+con)\s+un\s+problema\s+temporal"
+    r"[^.!?\n]*[.!?]?",
+    "pt": r"(?:Encontrei|Tive|Ocorreu)\s+um\s+problema\s+temporário[^.!?\n]*[.!?]?",
+    "ru": r"(?:Я\s+столкнул(?:ся|ась)\s+с\s+временной\s+проблемой|Возникла\s+временная\s+"
+    r"проблема|Произошла\s+временная\s+ошибка)[^.!?\n]*[.!?]?",
+    "id": r"(?:Saya|Aku)\s+(?:mengalami|menemui)\s+(?:sebuah\s+)?(?:masalah|kendala)\s+"
+    r"sementara[^.!?\n]*[.!?]?",
+}

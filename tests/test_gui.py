@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from core.gui import GuiHints, SentenceBuffer, translate
+from core import gui
+from core.gui import FAMILIES, GuiHints, SentenceBuffer, missing_families, translate
+from core.language import SUPPORTED
 
 
 def stream_through(chunks: list[str]) -> tuple[str, GuiHints]:
@@ -376,3 +378,148 @@ def test_a_spanish_phrase_split_across_chunks_is_still_caught() -> None:
     out, hints = stream_through(["Listo. Pulsa el bot", "ón Exportar cuando quieras.", " Más"])
     assert out == "Listo. Di “exportar” cuando quieras. Más"
     assert hints.offer_export
+
+
+#: One phrase of every family in every language, and what the chat says instead.
+#: ``temporary_issue``: the trailing "I encountered a temporary issue" (dropped).
+FAMILY_SAMPLES: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {
+        "export": ("Click the Export button to download it.", "Say “export” to download it."),
+        "upload": ("Drag and drop your photos here.", "Send the file here in the chat."),
+        "view": ("Open the timeline panel to see the change.", "See the timeline below."),
+        "drag": (
+            "Drag the title to 5 seconds.",
+            "Just tell me in a message what to move and where.",
+        ),
+        "panel": (
+            "Open the Music panel to pick a track.",
+            "Tell me what you'd like for the Music.",
+        ),
+        "click": ("Press the Apply button.", "Say “Apply”."),
+        "temporary_issue": ("I encountered a temporary issue.", ""),
+    },
+    "zh": {
+        "export": ("点击导出按钮即可下载。", "发送“导出”即可下载。"),
+        "upload": ("拖拽上传你的素材文件到这里。", "直接把文件发到聊天里。"),
+        "view": ("在时间线中预览效果。", "查看下方的时间线。"),
+        "drag": ("拖动标题到 5 秒处。", "直接发消息告诉我要把什么移到哪里。"),
+        "panel": ("打开音乐面板选择一首曲子。", "告诉我你对音乐的要求。"),
+        "click": ("点击“添加音乐”按钮继续。", "发送“添加音乐”继续。"),
+        "temporary_issue": ("我遇到了一个临时问题。", ""),
+    },
+    "es": {
+        "export": (
+            "Haz clic en el botón Exportar para descargar tu video.",
+            "Di “exportar” para descargar tu video.",
+        ),
+        "upload": (
+            "Arrastra tus archivos aquí para subirlos.",
+            "Envía el archivo aquí en el chat.",
+        ),
+        "view": (
+            "Abre el panel de la línea de tiempo para ver el cambio.",
+            "Mira la línea de tiempo de abajo.",
+        ),
+        "drag": ("Arrastra el título al segundo 5.", "Dime en un mensaje qué mover y adónde."),
+        "panel": (
+            "Abre el panel de Música para elegir una pista.",
+            "Dime qué quieres en “Música”.",
+        ),
+        "click": (
+            "Haz clic en el botón “Añadir música” para seguir.",
+            "Di “Añadir música” para seguir.",
+        ),
+        "temporary_issue": ("Encontré un problema temporal.", ""),
+    },
+    "pt": {
+        "export": (
+            "Clique no botão Exportar para baixar seu vídeo.",
+            "Diga “exportar” para baixar seu vídeo.",
+        ),
+        "upload": ("Arraste seus arquivos aqui.", "Envie o arquivo aqui no chat."),
+        "view": ("Abra a linha do tempo para ver a mudança.", "Veja a linha do tempo abaixo."),
+        "drag": (
+            "Arraste o título para o segundo 5.",
+            "Me diga em uma mensagem o que mover e para onde.",
+        ),
+        "panel": (
+            "Abra o painel de Música para escolher uma faixa.",
+            "Me diga o que você quer em “Música”.",
+        ),
+        "click": ("Clique no botão “Adicionar música”.", "Diga “Adicionar música”."),
+        "temporary_issue": ("Encontrei um problema temporário.", ""),
+    },
+    "ru": {
+        "export": (
+            "Нажмите кнопку «Экспорт», чтобы скачать видео.",
+            "Напишите «экспорт», чтобы скачать видео.",
+        ),
+        "upload": ("Перетащите файлы сюда, чтобы загрузить их.", "Пришлите файл сюда в чат."),
+        "view": ("Откройте таймлайн, чтобы увидеть изменения.", "Посмотрите таймлайн ниже."),
+        "drag": (
+            "Перетащите клип на 5 секунду.",
+            "Напишите мне в сообщении, что и куда переместить.",
+        ),
+        "panel": (
+            "Откройте панель «Музыка», чтобы выбрать трек.",
+            "Напишите, что вы хотите в разделе «Музыка».",
+        ),
+        "click": ("Нажмите «Добавить музыку».", "Напишите «Добавить музыку»."),
+        "temporary_issue": ("Я столкнулся с временной проблемой.", ""),
+    },
+    "id": {
+        "export": (
+            "Klik tombol Ekspor untuk mengunduh videomu.",
+            "Ketik “ekspor” untuk mengunduh videomu.",
+        ),
+        "upload": ("Seret file kamu ke sini.", "Kirim filenya ke sini di chat."),
+        "view": ("Buka panel linimasa untuk melihat perubahannya.", "Lihat linimasa di bawah."),
+        "drag": (
+            "Seret klip ke detik ke-5.",
+            "Beri tahu aku lewat pesan apa yang dipindah dan ke mana.",
+        ),
+        "panel": (
+            "Buka panel Musik untuk memilih lagu.",
+            "Beri tahu aku apa yang kamu mau untuk “Musik”.",
+        ),
+        "click": ("Klik tombol “Tambah musik”.", "Ketik “Tambah musik”."),
+        "temporary_issue": ("Saya mengalami masalah sementara.", ""),
+    },
+}
+
+
+def test_every_language_has_rules_for_every_family_of_gui_talk() -> None:
+    assert missing_families(SUPPORTED) == {}
+    # the check names what is missing: a language it has never seen lacks everything
+    assert missing_families(["xx"]) == {"xx": [*FAMILIES, "temporary_issue"]}
+
+
+def test_the_family_check_fails_when_a_language_loses_a_family(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spanish = {k: v for k, v in gui.RULES_BY_LANGUAGE["es"].items() if k != "panel"}
+    monkeypatch.setitem(gui.RULES_BY_LANGUAGE, "es", spanish)
+    monkeypatch.delitem(gui.TEMP_ISSUE_BY_LANGUAGE, "ru")
+    assert missing_families(SUPPORTED) == {"es": ["panel"], "ru": ["temporary_issue"]}
+
+
+@pytest.mark.parametrize("code", SUPPORTED)
+def test_every_language_has_a_sample_of_every_family(code: str) -> None:
+    assert sorted(FAMILY_SAMPLES[code]) == sorted([*FAMILIES, "temporary_issue"])
+
+
+@pytest.mark.parametrize(
+    ("code", "family"),
+    [(code, family) for code in FAMILY_SAMPLES for family in FAMILY_SAMPLES[code]],
+)
+def test_each_family_is_translated_in_each_language(code: str, family: str) -> None:
+    text, expected = FAMILY_SAMPLES[code][family]
+    if family == "temporary_issue":  # dropped at the end of a reply, kept in the middle
+        out, _ = stream_through(["Ok. ", text])
+        assert out == "Ok."
+        out, _ = stream_through([text, " Ok."])
+        assert out == f"{text} Ok."
+        return
+    out = translate(text)
+    assert out == expected
+    assert not (GUI_EN.search(out) or GUI_ZH.search(out) or GUI_OTHER.search(out)), out
