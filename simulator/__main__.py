@@ -27,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=SimConfig.gui_phrase_ratio,
         help="share of replies that talk about the web app's screen",
     )
+    p.add_argument(
+        "--temporary-issue-ratio",
+        type=float,
+        default=SimConfig.temporary_issue_ratio,
+        help='share of replies ending "I encountered a temporary issue"',
+    )
     p.add_argument("--initial-credits", type=int, default=SimConfig.initial_credits)
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument(
@@ -65,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         silent_edit_ratio=a.silent_edit_ratio,
         old_style_ratio=a.old_style_ratio,
         gui_phrase_ratio=a.gui_phrase_ratio,
+        temporary_issue_ratio=a.temporary_issue_ratio,
         initial_credits=a.initial_credits,
         fault_rate=a.fault_rate,
         fault_kinds=tuple(k for k in a.fault_kinds.split(",") if k),

@@ -6,7 +6,9 @@ import asyncio
 import importlib.metadata
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -441,3 +443,66 @@ def test_the_demo_makes_a_video_from_a_prompt_in_any_of_the_bots_languages(
     assert "城市夜景 (0-4s)" in result.stdout  # the Chinese timeline summary names the clip
     assert "кота (0-3s)" in result.stdout
     assert "ciudad de noche (0-5s)" in result.stdout
+
+
+# --- README's opening conversation is what the demo really prints ---
+
+
+def readme_sample() -> list[str]:
+    """The lines of README.md's first code block (the sample conversation)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("\n## ", 1)[0].split("```\n", 2)[1]
+    return block.splitlines()
+
+
+def run_in_a_terminal(args: list[str], *, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run ``args`` with a pseudo-terminal as stdout (as `make demo` runs); (status, output)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.STDOUT
+    )
+    os.close(slave)
+    output = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 180)
+            if not ready:
+                raise AssertionError(f"no output for 180 s:\n{output.decode(errors='replace')}")
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        status = proc.wait(30)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return status, output.decode().replace("\r\n", "\n")
+
+
+def test_the_readmes_sample_conversation_is_what_the_demo_prints(tmp_path: Path) -> None:
+    # `make demo` is the simulator and the terminal chat in one process. Its simulator
+    # lets chance pick whether an edit comes with the agent's sentence or none; here
+    # the same simulator runs on its own with every edit silent (the README's case) and
+    # no chance remarks, and the chat sends the README's own lines in a terminal.
+    sample = readme_sample()
+    said = [line.removeprefix("🧑 ") for line in sample if line.startswith("🧑 ")]
+    assert said[0].startswith("generate") and said[-1] == "export"
+    flags = ["--silent-edit-ratio", "1", "--gui-phrase-ratio", "0", "--temporary-issue-ratio", "0"]
+    with sim_process(*flags, "--render-seconds", "1", program=("simulator",)) as url:
+        env = bot_env(PYTHONPATH=ROOT, NEMO_API_BASE=url, NEMO_BOT_DB=tmp_path / "bot.db")
+        args = [arg for text in said for arg in ("-m", text)]
+        status, output = run_in_a_terminal([*NEMO_BOT, "chat", *args], env=env, cwd=tmp_path)
+    assert status == 0, output
+    # Every line of the sample is there, in order (each "…" stands for text left out).
+    at = 0
+    for line in sample:
+        for part in filter(None, line.strip().split("…")):
+            found = output.find(part, at)
+            assert found >= 0, f"README's {line.strip()!r} ({part!r}) not printed:\n{output}"
+            at = found + len(part)
+    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 1  # "💾 Saved to /…/videos/…"
