@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from bots.common import ACTION_INTENTS
 from bots.status import ExitCode
-from core.i18n import command_word, key_of
+from core.i18n import command_word, key_of, t
 from core.language import resolve as resolve_language
 from core.router import route
 from core.types import (
@@ -88,11 +88,6 @@ _FAILURE_WORDS = {
     ),
 }
 
-TERMINAL_HELP = (
-    "In this terminal: /attach PATH [instruction] sends a file (quote a path with spaces; "
-    "~ works); /quit or Ctrl-D quits."
-)
-
 
 class _ConsoleStream:
     """Prints streamed text as it comes."""
@@ -100,16 +95,22 @@ class _ConsoleStream:
     def __init__(self, replier: ConsoleReplier) -> None:
         self._replier = replier
         self._started = False
+        self._writes = 0  # the replier's count of writes after this stream's last one
 
     async def append(self, text: str) -> None:
-        if not self._started:
-            self._replier.write("🤖 ")
+        replier = self._replier
+        if not self._started or replier.writes != self._writes:
+            # (Or going on after something else was printed: a Ctrl-C's "Cancelling" line.)
+            replier.end_line()
+            replier.write("🤖 ")
+            text = text.lstrip() if self._started else text
             self._started = True
-        self._replier.write(text)
+        replier.write(text)
+        self._writes = replier.writes
 
     async def finish(self, actions: Sequence[Action] = ()) -> None:
         if self._started:
-            self._replier.write("\n")
+            self._replier.end_line()  # (a Ctrl-C may have ended the line already)
             if actions:
                 self._replier.write(_actions_line(actions, self._replier.language) + "\n")
 
@@ -141,6 +142,8 @@ class ConsoleReplier:
         self.language: str | None = None
         #: Where finished videos were saved, in order.
         self.saved: list[Path] = []
+        #: How many times something was printed (a stream tells its own lines apart).
+        self.writes = 0
 
     def heard(self, msg: IncomingMessage) -> IncomingMessage:
         """Note the language of what the user typed (the core answers in it too); ``msg``."""
@@ -158,6 +161,7 @@ class ConsoleReplier:
         self._out.write(text)
         self._out.flush()
         self._column_zero = text.endswith("\n")
+        self.writes += 1
 
     def end_line(self) -> None:
         """Finish whatever line is open (a progress bar, a half-streamed reply, a prompt)."""
@@ -468,13 +472,79 @@ async def _interactive(service: ConversationHost, replier: ConsoleReplier) -> No
                     problem = f"{problem} (put quotes around a path with spaces)"
                 replier.write(f"🤖 {problem}\n")
                 continue
-            await service.handle(replier.heard(_message(instruction, [path])), replier)
+            msg = _message(instruction, [path])
         else:
-            await service.handle(replier.heard(_message(line)), replier)
-            if route(line) is Intent.HELP:
-                replier.write(f"   {TERMINAL_HELP}\n")
+            msg = _message(line)
+        await _cancellable(service, replier, replier.heard(msg))
+        if route(line) is Intent.HELP:
+            replier.write(f"   {t('console.help', replier.language)}\n")
+
+
+async def _cancellable(
+    service: ConversationHost, replier: ConsoleReplier, msg: IncomingMessage
+) -> None:
+    """Answer ``msg`` and wait for an export it starts; Ctrl-C meanwhile cancels them.
+
+    The cancel is the core's (:mod:`core.cancel`), as the word "cancel" on any
+    platform: the stream is closed, the export is not delivered and the backend
+    is asked to stop it, and the answer says what changed. A second Ctrl-C while
+    that runs quits, as Ctrl-C at the idle prompt does. (Typing "cancel" while a
+    request runs is not read: the terminal reads the next line once it is done.)
+    """
+    loop = asyncio.get_running_loop()
+    cancels: list[asyncio.Task[None]] = []
+
+    def interrupted() -> None:
+        _stop_catching_ctrl_c(loop, saved)  # the next Ctrl-C quits
+        replier.end_line()  # after the terminal's own ^C, on the line being printed
+        replier.write(f"🤖 {t('console.cancelling', replier.language)}\n")
+        cancel = IncomingMessage(
+            platform=PLATFORM,
+            user_id=msg.user_id,
+            chat_id=msg.chat_id,
+            text="cancel",
+            language=replier.language,
+            intent=Intent.CANCEL,
+        )
+        cancels.append(loop.create_task(service.handle(cancel, replier)))
+
+    saved = _catch_ctrl_c(loop, interrupted)
+    try:
+        await service.handle(msg, replier)
         # One terminal: let an export's progress bar finish before the next prompt.
         await service.wait_idle()
+        for cancel in cancels:
+            await cancel  # its answer comes before the next prompt
+    finally:
+        _stop_catching_ctrl_c(loop, saved)
+        for cancel in cancels:
+            cancel.cancel()  # (only when the chat itself is being stopped)
+
+
+def _catch_ctrl_c(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]) -> object:
+    """Make SIGINT call ``handler`` in the loop; returns what to restore (None: nothing).
+
+    ``asyncio.run`` turns SIGINT into a cancel of the whole chat (exit 130); while a
+    request runs it means "stop that" instead.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    saved = signal.getsignal(signal.SIGINT)
+    try:
+        loop.add_signal_handler(signal.SIGINT, handler)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here: Ctrl-C quits
+        return None
+    return saved
+
+
+def _stop_catching_ctrl_c(loop: asyncio.AbstractEventLoop, saved: object) -> None:
+    """Give SIGINT back to whoever had it before :func:`_catch_ctrl_c` (idempotent)."""
+    if saved is None:
+        return
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        if loop.remove_signal_handler(signal.SIGINT):
+            # remove_signal_handler leaves Python's default, not asyncio.run's own.
+            signal.signal(signal.SIGINT, saved)  # type: ignore[arg-type]
 
 
 def run_terminal(chat: Callable[[], Coroutine[Any, Any, int]]) -> int:

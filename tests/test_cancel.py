@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bots.discord_adapter.views import custom_id
+from bots.telegram.running import SHOW_AFTER
 from core.types import Action
 from simulator.server import Simulator
 from tests.conftest import fast_sim_config
@@ -26,6 +27,7 @@ from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.test_cli import run_cli
 from tests.test_discord import content_of, is_callback, running_bot
 from tests.test_discord import real_core as discord_core
+from tests.test_telegram import finished
 from tests.test_telegram import real_core as telegram_core
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
@@ -207,3 +209,104 @@ async def test_discord_cancel_button_under_the_running_reply_is_the_owners(
         await until(lambda: fake.message_with(cancel) is None)  # the button is taken away
     assert callback.json["data"]["flags"] == 64 and "belong" in callback.json["data"]["content"]
     assert "The timeline did change: Added video track" in content_of(told)
+
+
+# -- a private chat's running reply: a draft, with its Cancel button in a note ------------------
+
+RUNNING_NOTE = "Working on it"
+
+
+def notes(tg: FakeTelegram, chat: int) -> list[SentMessage]:
+    return with_text(tg, chat, RUNNING_NOTE)
+
+
+async def test_telegram_private_running_reply_gets_a_cancel_note_for_its_owner(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    owner, other = 51, 52
+    cancel = f"a:cancel:{owner}"
+    async with (
+        # The edit is applied at once; its reply is then typed slowly (well past the note).
+        Simulator(fast_sim_config(slow_step_seconds=0.05, chunk_delay=2.0)) as slow_words,
+        telegram_core(slow_words, tg, tmp_path),
+    ):
+        tg.private_text(owner, PROMPT)
+        # The reply grows as a draft; a few seconds in, the note with the button comes.
+        [note] = await tg.wait_for(lambda: notes(tg, owner), within=30)
+        await tg.wait_for(lambda: tg.drafts, within=30)  # the reply still grows as a draft
+        assert note.callbacks() == [cancel]
+        assert note.text == "⏳ Working on it… Tap Cancel to stop."
+        tg.press(other, note, cancel)  # (a forwarded button: somebody else's press)
+        await tg.wait_for(lambda: tg.calls_of("answerCallbackQuery"))
+        [refusal] = tg.calls_of("answerCallbackQuery")
+        tg.press(owner, note, cancel)
+        [told] = await tg.wait_for(lambda: with_text(tg, owner, "Stopped your request"), within=20)
+        await tg.wait_for(lambda: not notes(tg, owner))  # the note is deleted
+        shown, drafts = tg.texts(owner), len(tg.drafts)
+        await asyncio.sleep(4.5)  # two chunk delays: the stopped reply must not grow
+        assert tg.texts(owner) == shown and len(tg.drafts) == drafts
+    assert refusal.params["show_alert"] is True
+    assert "belongs to someone else" in refusal.params["text"]
+    assert slow_words.stats["chat"] == 1  # the refused press stopped nothing, the owner's did
+    assert [m.message_id for m in tg.deleted] == [note.message_id]
+    # The reply so far stays in the chat, cut, before the answer; nothing carries Cancel.
+    cut, answer = tg.sent_to(owner)
+    assert cut.text and cut.text.startswith(tg.drafts[-1][2][:20]) and answer is told
+    assert all(not m.callbacks() or cancel not in m.callbacks() for m in tg.sent_to(owner))
+    assert "The timeline did change: Added video track" in told.text  # type: ignore[operator]
+
+
+async def test_telegram_private_fast_reply_leaves_no_running_note(
+    sim: Simulator, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    user = 53
+    async with telegram_core(sim, tg, tmp_path):
+        tg.private_text(user, PROMPT)
+        await tg.wait_for(finished(tg, user), within=30)
+        # Past the moment a still-running request would have shown its note.
+        await asyncio.sleep(SHOW_AFTER + 1.0)
+        reply, *rest = tg.sent_to(user)
+    assert not notes(tg, user)
+    # The answer is the draft's last text, whole, in one message (then maybe the timeline).
+    assert reply.text == tg.drafts[-1][2]
+    assert all(m.text and m.text.startswith("Timeline (1 track)") for m in rest)
+    assert not [m for m in tg.sent_to(user) if f"a:cancel:{user}" in m.callbacks()]
+    # Any note a slow machine did send was taken away again: only the answer stays.
+    assert all(RUNNING_NOTE in (m.text or "") for m in tg.deleted)
+
+
+@pytest.mark.parametrize("chat", ["private", "group"])
+async def test_telegram_export_progress_carries_cancel_for_its_owner(
+    tg: FakeTelegram, tmp_path: Path, chat: str
+) -> None:
+    owner, other = 61, 62
+    where = owner if chat == "private" else -600
+    cancel = f"a:cancel:{owner}"
+
+    def say(text: str) -> None:
+        if chat == "private":
+            tg.private_text(owner, text)
+        else:
+            tg.group_text(where, owner, text, mention=True)
+
+    async with (
+        Simulator(fast_sim_config(render_seconds=60.0)) as sim,
+        telegram_core(sim, tg, tmp_path),
+    ):
+        say(PROMPT)
+        await tg.wait_for(finished(tg, where), within=30)
+        say("export")
+        [progress] = await tg.wait_for(
+            lambda: [m for m in tg.sent_to(where) if cancel in m.callbacks()], within=30
+        )
+        assert progress.text and "Rendering" in progress.text
+        tg.press(other, progress, cancel)
+        await tg.wait_for(lambda: tg.calls_of("answerCallbackQuery"))
+        [refusal] = tg.calls_of("answerCallbackQuery")
+        tg.press(owner, progress, cancel)
+        [told] = await tg.wait_for(lambda: with_text(tg, where, "Stopped the export"), within=20)
+        await tg.wait_for(lambda: not progress.callbacks())  # its job is done: the button goes
+        await until(lambda: sim.stats.get("renders_cancelled") == 1)
+    assert "belongs to someone else" in refusal.params["text"]
+    assert not tg.calls_of("sendVideo")
+    assert "Stopped your request" not in told.text  # type: ignore[operator]

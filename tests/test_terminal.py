@@ -6,8 +6,11 @@ so Ctrl-C, Ctrl-D and a closing terminal reach them the way they reach a person'
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -192,3 +195,45 @@ def test_verbose_prints_log_lines_on_stderr_instead(sim_url: str, tmp_path: Path
     assert "INFO nemo.service: request platform=console" in result.stderr
     assert "INFO" not in result.stdout
     assert not (tmp_path / "nemo-bot-chat.log").exists()
+
+
+def test_ctrl_c_cancels_the_running_request_and_export_then_prompts_again(
+    tmp_path: Path,
+) -> None:
+    # The edit is applied at once, its reply typed slowly; an export renders for a minute.
+    slow = ("--slow-step-seconds", "0.05", "--chunk-delay", "2", "--render-seconds", "60")
+    with sim_process(*slow, program=("simulator",)) as slow_sim:
+        env = bot_env(NEMO_API_BASE=slow_sim, NEMO_BOT_DB=tmp_path / "bot.db", TMPDIR=tmp_path)
+        term = Terminal("chat", "--save-dir", str(tmp_path / "videos"), env=env, cwd=tmp_path)
+        try:
+            term.expect(BANNER_END)
+            at = term.expect(PROMPT)
+            term.send("make a 4-second clip of a red balloon\r")
+            at = term.expect("🤖 ", after=at)  # the reply has started streaming
+            term.send("\x03")
+            at = term.expect("Cancelling… (Ctrl-C again quits)", after=at)
+            told = term.expect("Stopped your request.", after=at)
+            prompt_at = term.expect(PROMPT, after=told)
+            # The stream was closed: nothing more of the reply arrives (chunks come every 2 s).
+            time.sleep(4.5)
+            assert term.text.encode()[prompt_at:] == PROMPT.encode()
+            assert not term.exited()
+            term.send("export\r")
+            at = term.expect("🎬 [", after=prompt_at)
+            term.expect("%", after=at)
+            term.send("\x03")
+            at = term.expect("Stopped the export", after=at)
+            at = term.expect(PROMPT, after=at)
+            with urllib.request.urlopen(f"{slow_sim}/_sim/stats", timeout=10) as answer:
+                stats = json.load(answer)
+            term.send("\x03")  # at the idle prompt: quits, as before
+            assert term.wait(within=20) == 130
+        finally:
+            term.kill()
+    screen = term.text
+    stopped = screen[screen.index("Stopped your request.") :]
+    # The backend applied the edit before it started typing: the user is told.
+    assert "The timeline did change" in stopped.split(PROMPT)[0]
+    assert stats.get("renders_cancelled") == 1  # the backend was asked to stop rendering
+    assert "Your video is ready" not in screen and not (tmp_path / "videos").exists()
+    assert "Traceback" not in screen

@@ -246,7 +246,14 @@ class UpdateHandlers:
             user_display=query.from_user.full_name,
             seq=update.update_id,
         )
-        self._dispatch(msg)
+        if intent is not Intent.CANCEL:
+            self._dispatch(msg)
+            return
+        # Once the cancel is done, the pressed button has nothing left to stop: it goes
+        # (a running reply and a queue notice lose it anyway; an export's progress does not).
+        replier = self._replier_for(msg)
+        notice = self._notice(replier.chat_id, replier.thread_id, msg.language)
+        self._requests.spawn(self._answer(msg, replier, then_unbutton=message.message_id), notice)
 
     async def on_error(self, update: object, context: Context) -> None:
         """Log the error (token redacted) and apologise to the user if there is one."""
@@ -332,7 +339,7 @@ class UpdateHandlers:
             await replier.send_text("\n".join(dict.fromkeys(refusals)))
         if attachments:
             msg = self._incoming(first, text=text, attachments=tuple(attachments), seq=seq)
-            await self._service.handle(msg, self._replier_for(msg))
+            await self._answer(msg, self._replier_for(msg))
 
     def _incoming(
         self,
@@ -386,7 +393,21 @@ class UpdateHandlers:
         """
         replier = self._replier_for(msg)
         notice = self._notice(replier.chat_id, replier.thread_id, msg.language)
-        self._requests.spawn(self._service.handle(msg, replier), notice)
+        self._requests.spawn(self._answer(msg, replier), notice)
+
+    async def _answer(
+        self, msg: IncomingMessage, replier: TelegramReplier, *, then_unbutton: int | None = None
+    ) -> None:
+        """The core answers ``msg``; whatever way the request ends, its running note goes.
+
+        ``then_unbutton``: a message whose buttons are taken off once it is answered.
+        """
+        try:
+            await self._service.handle(msg, replier)
+        finally:
+            replier.end_running()
+        if then_unbutton is not None:
+            await replier.drop_buttons(then_unbutton)
 
     def _replier_for(self, msg: IncomingMessage) -> TelegramReplier:
         return self._make_replier(

@@ -8,8 +8,9 @@ text is awaited (:meth:`LiveMessage.settle`, :meth:`TelegramTextStream.finish`).
 
 In private chats a growing reply is shown as a Bot API draft
 (``sendMessageDraft``: no edits, no message until the end); the final text then
-goes out with one ``sendMessage``. When the server refuses drafts, and in
-groups, the reply is one message edited as it grows.
+goes out with one ``sendMessage``, and its Cancel button, which a draft cannot
+carry, comes in a note of its own (:mod:`bots.telegram.running`). When the
+server refuses drafts, and in groups, the reply is one message edited as it grows.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class LiveMessage:
     def text(self) -> str:
         """The content last asked for."""
         return self._wanted[0] if self._wanted else ""
+
+    @property
+    def markup(self) -> InlineKeyboardMarkup | None:
+        """The buttons last asked for."""
+        return self._wanted[1] if self._wanted else None
 
     def show(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         """Ask for ``text`` to appear soon; content asked for later replaces it."""
@@ -254,6 +260,9 @@ class TelegramTextStream:
         self._last: LiveMessage | None = None
         self._last_sent: Job | None = None
         self._finals: list[asyncio.Future[Any]] = []
+        if self._use_drafts and self._running is not None:
+            # A draft can't carry them: a running request gets them in a note of its own.
+            replier.show_running(self._running)
 
     def _current(self) -> LiveMessage:
         if self._live is None:
@@ -278,6 +287,7 @@ class TelegramTextStream:
         if draft is self._draft:
             self._use_drafts = False
             self._draft = None
+            self._replier.end_running()  # the edited message carries the buttons now
             if self._buffer.strip():
                 self._current().show(self._buffer, self._running)
 
@@ -308,6 +318,7 @@ class TelegramTextStream:
     async def finish(self, actions: Sequence[Action] = ()) -> None:
         """Show whatever is left, with the action buttons under the last message."""
         markup = self._replier.keyboard(actions)
+        self._replier.end_running()
         if self._buffer.strip():
             self._close_piece(self._buffer, markup)
         elif self._draft is not None:

@@ -31,6 +31,7 @@ from bots.telegram.format import (
     utf16_len,
 )
 from bots.telegram.live import LiveMessage, TelegramTextStream
+from bots.telegram.running import RunningNote
 from bots.telegram.scheduler import Job, MaybeSent, OutboundScheduler, Priority
 from core.types import Action, Video
 
@@ -96,6 +97,7 @@ class TelegramReplier:
         self.drafts = drafts or Drafts(enabled=False)
         self._progress: LiveMessage | None = None
         self._notice: LiveMessage | None = None
+        self._running: RunningNote | None = None
         self._last_action: tuple[str, float] | None = None
         self._replied = False
         self._tasks = tasks
@@ -184,6 +186,7 @@ class TelegramReplier:
         it, so ``private`` answers stay in the conversation. A part whose answer
         could not be read may be in the chat already: it is not sent again.
         """
+        self._progress_over()
         pieces = [piece for piece in split_text(text) if piece.strip()]
         markup = self.keyboard(actions)
         jobs = [
@@ -201,10 +204,22 @@ class TelegramReplier:
     def stream(self, running: Sequence[Action] = ()) -> TelegramTextStream:
         """Start a streamed reply; ``running`` buttons show under it until it finishes.
 
-        A private chat's reply grows as a draft, which has no buttons: there the
-        user types cancel instead.
+        A private chat's reply grows as a draft, which has no buttons: there they
+        come in a note of their own if the request runs for more than a few
+        seconds (:mod:`bots.telegram.running`).
         """
         return TelegramTextStream(self, running)
+
+    def show_running(self, markup: InlineKeyboardMarkup) -> None:
+        """Give this request a "working on it" note with ``markup`` if it is still running
+        in a few seconds (at most one per request; see :class:`RunningNote`)."""
+        if self._running is None:
+            self._running = RunningNote(self, markup)
+
+    def end_running(self) -> None:
+        """This request is over: its running note is not sent, or is deleted (never waits)."""
+        if self._running is not None:
+            self._running.end()
 
     async def notice(self, text: str, *, actions: Sequence[Action] = ()) -> None:
         """Show or edit this request's notice (its place in line), paced by the scheduler."""
@@ -215,11 +230,38 @@ class TelegramReplier:
         await self._notice.settle(text, self.keyboard(actions))
 
     async def progress(self, text: str, percent: int | None = None) -> None:
-        """Show or update this conversation's single progress message (returns at once)."""
+        """Show or update this conversation's single progress message (returns at once).
+
+        Until the render is done (100 %) it carries the Cancel button, its owner's.
+        """
         if self._progress is None:
             self._progress = LiveMessage(self)
-        self._progress.show(_progress_text(text, percent))
+        running = percent is None or percent < 100
+        markup = self.keyboard((Action.CANCEL,)) if running else None
+        self._progress.show(_progress_text(text, percent), markup)
         await self.working(ChatAction.UPLOAD_VIDEO)
+
+    def _progress_over(self) -> None:
+        """The export ended (delivered or failed): its progress message loses Cancel."""
+        progress = self._progress
+        if progress is not None and progress.markup is not None:
+            progress.show(progress.text, None)
+
+    async def drop_buttons(self, message_id: int) -> None:
+        """Take the buttons off one message of this chat (a pressed Cancel: its job is done).
+
+        Never raises: a message already without them, or gone, is what was wanted.
+        """
+        job = self.submit(
+            lambda: self.bot.edit_message_reply_markup(self.chat_id, message_id, reply_markup=None),
+            priority=Priority.FINAL,
+            creates=False,
+            repeatable=True,
+        )
+        try:
+            await job
+        except TelegramError as exc:
+            log.debug("telegram: buttons not taken off (%s)", exc)
 
     async def send_video(self, video: Video) -> None:
         """Upload the MP4 if it fits the Bot API cap, else post the link.
@@ -229,7 +271,7 @@ class TelegramReplier:
         """
         if self._progress is not None:
             with contextlib.suppress(TelegramError):
-                await self._progress.settle()
+                await self._progress.settle(self._progress.text, None)
         data = await self._fetch(video)
         body = "\n\n".join(part for part in (video.caption, video.summary or "") if part.strip())
         if data:

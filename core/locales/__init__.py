@@ -17,8 +17,9 @@ source every other file mirrors):
     ``marks``, fillers removed even inside words, for languages written without
     spaces ("请").
 every other table
-    What the bot says. ``[messages]`` is the core's; ``[telegram]`` and
-    ``[discord]`` are the adapters' own words (button labels, command menus).
+    What the bot says. ``[messages]`` is the core's; ``[telegram]``,
+    ``[discord]`` and ``[console]`` are the adapters' own words (button labels,
+    command menus, the terminal's help).
     Keys are flattened with dots (``telegram.commands.start``) and values are
     :meth:`str.format` templates; every language has every key, with the same
     placeholders (``tests/test_i18n.py`` checks it).

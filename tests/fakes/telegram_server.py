@@ -4,7 +4,7 @@ It implements what python-telegram-bot calls during a session: getMe,
 getUpdates (long poll, ``offset`` semantics), setMyCommands, deleteWebhook,
 setWebhook, sendMessage, sendMessageDraft (private chats only; ``drafts=False``
 makes it an unknown method), editMessageText, editMessageReplyMarkup,
-sendChatAction, sendVideo (multipart), answerCallbackQuery, getFile and file
+sendChatAction, sendVideo (multipart), answerCallbackQuery, deleteMessage, getFile and file
 downloads under ``/file/bot<token>/<path>``. Replies look like the real thing
 (``{"ok": true, "result": ...}``) and so do its errors (400 "message is not
 modified", 400 "message is too long", 429 with ``retry_after``), because the
@@ -197,6 +197,8 @@ class FakeTelegram:
         self.downloads: list[str] = []
         self.broken_downloads: set[str] = set()  # file paths whose download answers 500
         self.messages: dict[tuple[int, int], SentMessage] = {}
+        #: Messages the bot deleted (deleteMessage), in order; gone from ``messages``.
+        self.deleted: list[SentMessage] = []
         self.errors: list[tuple[str, str]] = []
         self.webhook: JSON | None = None
         self.commands: dict[str | None, list[JSON]] = {}
@@ -674,6 +676,14 @@ class FakeTelegram:
         return sent.as_json(self.bot_user, self._chats.get(key[0]) or {"id": key[0]})
 
     async def _m_answerCallbackQuery(self, params: JSON, files: dict[str, bytes]) -> bool:
+        return True
+
+    async def _m_deleteMessage(self, params: JSON, files: dict[str, bytes]) -> bool:
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        sent = self.messages.pop(key, None)
+        if sent is None:
+            raise _ApiError(400, "Bad Request: message to delete not found")
+        self.deleted.append(sent)
         return True
 
     async def _m_sendMessage(self, params: JSON, files: dict[str, bytes]) -> JSON:
