@@ -209,7 +209,7 @@ def test_ctrl_c_cancels_the_running_request_and_export_then_prompts_again(
             term.expect(BANNER_END)
             at = term.expect(PROMPT)
             term.send("make a 4-second clip of a red balloon\r")
-            at = term.expect("🤖 ", after=at)  # the reply has started streaming
+            at = term.expect("red balloon.", after=at)  # the reply's first sentence
             term.send("\x03")
             at = term.expect("Cancelling… (Ctrl-C again quits)", after=at)
             told = term.expect("Stopped your request.", after=at)
