@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from bots.discord_adapter.views import custom_id
+from bots.telegram.format import utf16_len
 from bots.telegram.running import SHOW_AFTER
-from core.types import Action
+from core.types import DEFAULT_ACTIONS, Action, IncomingMessage, Replier
 from simulator.server import Simulator
 from tests.conftest import fast_sim_config
 from tests.fakes.discord_server import FakeDiscord
@@ -27,7 +28,7 @@ from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.test_cli import run_cli
 from tests.test_discord import content_of, is_callback, running_bot
 from tests.test_discord import real_core as discord_core
-from tests.test_telegram import finished
+from tests.test_telegram import ScriptedService, finished, running, tg_settings
 from tests.test_telegram import real_core as telegram_core
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
@@ -275,9 +276,11 @@ async def test_telegram_private_fast_reply_leaves_no_running_note(
     assert all(RUNNING_NOTE in (m.text or "") for m in tg.deleted)
 
 
-@pytest.mark.parametrize("chat", ["private", "group"])
+@pytest.mark.parametrize(
+    ("chat", "how"), [("private", "press"), ("group", "press"), ("private", "type")]
+)
 async def test_telegram_export_progress_carries_cancel_for_its_owner(
-    tg: FakeTelegram, tmp_path: Path, chat: str
+    tg: FakeTelegram, tmp_path: Path, chat: str, how: str
 ) -> None:
     owner, other = 61, 62
     where = owner if chat == "private" else -600
@@ -300,13 +303,45 @@ async def test_telegram_export_progress_carries_cancel_for_its_owner(
             lambda: [m for m in tg.sent_to(where) if cancel in m.callbacks()], within=30
         )
         assert progress.text and "Rendering" in progress.text
-        tg.press(other, progress, cancel)
-        await tg.wait_for(lambda: tg.calls_of("answerCallbackQuery"))
-        [refusal] = tg.calls_of("answerCallbackQuery")
-        tg.press(owner, progress, cancel)
+        if how == "press":
+            tg.press(other, progress, cancel)
+            await tg.wait_for(lambda: tg.calls_of("answerCallbackQuery"))
+            [refusal] = tg.calls_of("answerCallbackQuery")
+            assert "belongs to someone else" in refusal.params["text"]
+            tg.press(owner, progress, cancel)
+        else:
+            say("cancel")
         [told] = await tg.wait_for(lambda: with_text(tg, where, "Stopped the export"), within=20)
-        await tg.wait_for(lambda: not progress.callbacks())  # its job is done: the button goes
+        # Its job is done, pressed or typed: the button goes, and stays gone.
+        await tg.wait_for(lambda: not progress.callbacks())
         await until(lambda: sim.stats.get("renders_cancelled") == 1)
-    assert "belongs to someone else" in refusal.params["text"]
+        await asyncio.sleep(1.0)
+    assert not progress.callbacks()
     assert not tg.calls_of("sendVideo")
     assert "Stopped your request" not in told.text  # type: ignore[operator]
+
+
+async def test_telegram_private_long_slow_reply_stays_exact_and_in_order_around_its_note(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    user = 54
+    long = "".join(f"sentence number {i} is here. " for i in range(500))  # ~14k chars
+
+    async def slow_verbose(msg: IncomingMessage, replier: Replier) -> None:
+        stream = replier.stream(running=(Action.CANCEL,))  # as core.relay asks for it
+        for start in range(0, len(long), 700):
+            await stream.append(long[start : start + 700])
+            await asyncio.sleep(0.4)  # ~8 s in all: well past the note's 3 s
+        await stream.finish(DEFAULT_ACTIONS)
+
+    async with running(tg_settings(tg, tmp_path), ScriptedService(slow_verbose)):
+        tg.private_text(user, "tell me everything")
+        [note] = await tg.wait_for(lambda: notes(tg, user), within=30)
+        await tg.wait_for(finished(tg, user), within=60)
+        await tg.wait_for(lambda: tg.deleted, within=30)
+    assert note.callbacks() == [f"a:cancel:{user}"]
+    assert [m.message_id for m in tg.deleted] == [note.message_id]
+    parts = tg.texts(user)  # what stays: the reply alone, cut at 4096, in order
+    assert len(parts) >= 4 and all(utf16_len(p) <= 4096 for p in parts)
+    assert "".join(parts).replace(" ", "") == long.replace(" ", "")
+    assert tg.sent_to(user)[-1].callbacks() == [f"a:{a.value}:{user}" for a in DEFAULT_ACTIONS]

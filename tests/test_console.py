@@ -101,3 +101,17 @@ async def test_progress_off_a_terminal_is_a_line_per_tenth() -> None:
     assert lines[0] == "🎬 rendering 0%" and lines[-1] == "🎬 rendering 100%"
     shown = [int(line.split()[-1].rstrip("%")) for line in lines]
     assert shown == [0, 12, 21, 30, 42, 51, 60, 72, 81, 90, 100]
+
+
+async def test_a_stream_cut_by_a_line_of_its_own_goes_on_on_a_fresh_line() -> None:
+    out = io.StringIO()
+    replier = ConsoleReplier(out)
+    stream = replier.stream()
+    await stream.append("First line.\n")
+    await stream.append("Second, ")  # its own line break: no new 🤖
+    await stream.append("same line.")
+    replier.end_line()  # Ctrl-C: the "Cancelling" line comes in between
+    replier.write("🤖 ⏹ Cancelling…\n")
+    await stream.append(" Open …")  # the cut reply's rest
+    await stream.finish()
+    assert out.getvalue() == ("🤖 First line.\nSecond, same line.\n🤖 ⏹ Cancelling…\n🤖 Open …\n")

@@ -32,7 +32,7 @@ from telegram.ext import Application, ApplicationBuilder
 from bots.telegram.budget import OverallBudget, budget_for
 from bots.telegram.handlers import PLATFORM, UpdateHandlers
 from bots.telegram.logs import TokenRedactor, quiet_http_loggers
-from bots.telegram.replier import Drafts, TelegramReplier
+from bots.telegram.replier import Drafts, Progresses, TelegramReplier
 from bots.telegram.scheduler import ChatLimits, MaybeSent, OutboundScheduler
 from bots.telegram.texts import COMMANDS
 from bots.telegram.webhook import StoredWebhook
@@ -165,6 +165,7 @@ class TelegramBot:
             budget=budget or budget_for(settings.telegram_overall_rate), limits=limits
         )
         self._drafts = Drafts(enabled=drafts)
+        self._progresses = Progresses()
         self._handlers = UpdateHandlers(
             service,
             make_replier=self._replier,
@@ -360,6 +361,7 @@ class TelegramBot:
             language=language,
             tasks=self._live_tasks,
             drafts=self._drafts,
+            progresses=self._progresses,
         )
 
 

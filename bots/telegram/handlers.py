@@ -44,6 +44,7 @@ from bots.telegram.texts import text as adapter_text
 from bots.tracker import Notice, RequestTracker
 from core.language import choose
 from core.language import resolve as resolve_language
+from core.router import route
 from core.types import Attachment, ConversationHandler, IncomingMessage, Intent
 
 __all__ = ["ReplierFactory", "UpdateHandlers"]
@@ -406,6 +407,8 @@ class UpdateHandlers:
             await self._service.handle(msg, replier)
         finally:
             replier.end_running()
+        if (msg.intent or route(msg.text, has_attachments=bool(msg.attachments))) is Intent.CANCEL:
+            replier.cancelled()  # typed or pressed: the export's Cancel button goes too
         if then_unbutton is not None:
             await replier.drop_buttons(then_unbutton)
 

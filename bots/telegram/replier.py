@@ -35,7 +35,7 @@ from bots.telegram.running import RunningNote
 from bots.telegram.scheduler import Job, MaybeSent, OutboundScheduler, Priority
 from core.types import Action, Video
 
-__all__ = ["Drafts", "TelegramReplier", "TelegramTextStream"]
+__all__ = ["Drafts", "Progresses", "TelegramReplier", "TelegramTextStream"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,30 @@ class Drafts:
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
+
+
+class Progresses:
+    """The export progress messages showing Cancel, by conversation and owner; one per bot.
+
+    A cancel is answered by a replier of its own, not the one following the export: this
+    is how it finds the progress message whose Cancel button has nothing left to stop.
+    """
+
+    def __init__(self) -> None:
+        self._shown: dict[tuple[int, int | None, str], LiveMessage] = {}
+
+    def add(self, key: tuple[int, int | None, str], progress: LiveMessage) -> None:
+        """``progress`` shows Cancel for the owner in ``key`` (chat, topic, user)."""
+        self._shown[key] = progress
+
+    def discard(self, key: tuple[int, int | None, str], progress: LiveMessage) -> None:
+        """``progress`` no longer shows Cancel (its export ended)."""
+        if self._shown.get(key) is progress:
+            del self._shown[key]
+
+    def take(self, key: tuple[int, int | None, str]) -> LiveMessage | None:
+        """The progress message showing Cancel for ``key``, forgotten here."""
+        return self._shown.pop(key, None)
 
 
 def _progress_text(text: str, percent: int | None) -> str:
@@ -85,6 +109,7 @@ class TelegramReplier:
         language: str | None = None,
         tasks: set[asyncio.Future[Any]] | None = None,
         drafts: Drafts | None = None,
+        progresses: Progresses | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
@@ -95,6 +120,7 @@ class TelegramReplier:
         self.reply_to = reply_to
         self.language = language
         self.drafts = drafts or Drafts(enabled=False)
+        self._progresses = progresses or Progresses()
         self._progress: LiveMessage | None = None
         self._notice: LiveMessage | None = None
         self._running: RunningNote | None = None
@@ -239,11 +265,30 @@ class TelegramReplier:
         running = percent is None or percent < 100
         markup = self.keyboard((Action.CANCEL,)) if running else None
         self._progress.show(_progress_text(text, percent), markup)
+        if markup is not None:
+            self._progresses.add(self._owner, self._progress)
+        else:
+            self._progresses.discard(self._owner, self._progress)
         await self.working(ChatAction.UPLOAD_VIDEO)
+
+    @property
+    def _owner(self) -> tuple[int, int | None, str]:
+        return self.chat_id, self.thread_id, self.user_id
 
     def _progress_over(self) -> None:
         """The export ended (delivered or failed): its progress message loses Cancel."""
         progress = self._progress
+        if progress is not None and progress.markup is not None:
+            self._progresses.discard(self._owner, progress)
+            progress.show(progress.text, None)
+
+    def cancelled(self) -> None:
+        """A cancel of this user's here is done: their export's progress loses Cancel.
+
+        The export was stopped, or is being delivered and can't be (then the
+        delivery takes the button away anyway). Returns at once.
+        """
+        progress = self._progresses.take(self._owner)
         if progress is not None and progress.markup is not None:
             progress.show(progress.text, None)
 
@@ -270,6 +315,7 @@ class TelegramReplier:
         long to share it with the text follows in a message of its own.
         """
         if self._progress is not None:
+            self._progresses.discard(self._owner, self._progress)
             with contextlib.suppress(TelegramError):
                 await self._progress.settle(self._progress.text, None)
         data = await self._fetch(video)
