@@ -314,6 +314,37 @@ async def test_a_replica_killed_mid_upload_and_mid_export_submit_sends_nothing_t
         assert int(video_chat) == 711
 
 
+@pytest.mark.timeout(300)
+async def test_one_webhook_process_on_sqlite_killed_mid_export_submit_and_restarted(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """No replicas: the next start resumes the recorded render and takes the update over;
+    the render is submitted once and delivered once."""
+    db = str(tmp_path / "bot.db")
+    config = fast_sim_config(render_seconds=2.0, late_answer_seconds=40.0)
+    async with Simulator(config) as sim, aiohttp.ClientSession() as http:
+        async with _replicas(1, tg=tg, sim=sim, db=db, cwd=tmp_path, lease=2.0) as [first]:
+            assert await _post(http, first, _update(tg, 721, "add a title that says hello")) == 200
+            await wait_until(lambda: tg.texts(721), within=60, what="the first answer")
+            sim.inject("late_answer", endpoint="render")
+            assert await _post(http, first, _update(tg, 721, "/export")) == 200
+            await wait_until(lambda: sim.stats["renders"] == 1, within=30, what="the render")
+            first.proc.signal(signal.SIGKILL)
+            assert await first.proc.wait() == -signal.SIGKILL
+        async with _replicas(1, tg=tg, sim=sim, db=db, cwd=tmp_path, lease=2.0) as [second]:
+            await wait_until(
+                lambda: len(tg.calls_of("sendVideo")) >= 1, within=90, what="the video"
+            )
+            await wait_until(
+                lambda: "taken over (attempt 2, stage export:" in second.proc.stderr,
+                within=30,
+                what="the cut update taken over",
+            )
+            await asyncio.sleep(2.0)  # a second render or delivery would show by now
+        assert len(tg.calls_of("sendVideo")) == 1
+        assert sim.stats["render"] == 1 and sim.stats["renders"] == 1
+
+
 async def test_replicas_share_the_overall_budget(
     pg_url: str, sim: Simulator, tmp_path: Path
 ) -> None:
