@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from core import inbox
+from core.draining import drain
 
 __all__ = ["Notice", "RequestTracker"]
 
@@ -84,13 +85,7 @@ class RequestTracker:
     async def drain(self, grace: float) -> None:
         """Refuse new requests, give the running ones ``grace`` s, then cancel the rest."""
         self._closing = True
-        running = self._tasks - {asyncio.current_task()}
-        if not running:
-            return
-        _, pending = await asyncio.wait(running, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await drain(self._tasks - {asyncio.current_task()}, grace)
 
     async def _watched(self, work: Coroutine[Any, Any, None], notice: Notice, what: str) -> None:
         try:

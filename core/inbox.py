@@ -39,6 +39,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from core.draining import drain
 from core.renewal import kept_alive
 from storage.base import InboundUpdate, Store
 
@@ -217,13 +218,7 @@ class Inbox:
     async def aclose(self, grace: float = 10.0) -> None:
         """Stop taking updates over; give running ones ``grace`` s, then hand them back."""
         self._closing = True
-        running = list(self._running.values())
-        if not running:
-            return
-        _, pending = await asyncio.wait(running, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await drain(list(self._running.values()), grace)
 
     def _start(self, update: InboundUpdate) -> None:
         if update.update_id in self._running or self._closing:
