@@ -329,5 +329,18 @@ def load_settings(**overrides: object) -> Settings:
             name = str(err["loc"][0])
             field = Settings.model_fields.get(name)
             alias = field.alias if field and field.alias else name
+            value = err.get("input")
+            # Name the bad value too, unless the message already does or it may be a secret.
+            if isinstance(value, str) and value not in message and alias not in _secret_names():
+                message = f"{message} (got {value!r})"
             lines.append(f"{alias}: {message}")
         raise SettingsError("\n".join(lines)) from None
+
+
+def _secret_names() -> set[str]:
+    """Every name (and alias) of a setting that may hold a secret (``SecretStr``)."""
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        if "SecretStr" in str(field.annotation):
+            names |= {name, field.alias or name}
+    return names

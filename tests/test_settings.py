@@ -319,6 +319,22 @@ def test_a_boolean_in_no_documented_form_is_refused_in_one_line(
     ]
 
 
+@pytest.mark.parametrize("source", ["environment", ".env"])
+def test_a_bad_value_is_named_unless_it_may_be_a_secret(source: str, tmp_path: Path) -> None:
+    key = "not-a-fernet-key-but-maybe-a-real-secret"
+    values = {"NEMO_MAX_UPLOAD_MB": "lots", "NEMO_LOG_LEVEL": "verbose", "NEMO_SECRET_KEY": key}
+    result = _run("config", values, source, tmp_path)
+    assert result.returncode == 2
+    lines = sorted(result.stderr.splitlines())
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("nemo-bot: bad setting NEMO_LOG_LEVEL: must be one of DEBUG")
+    assert lines[0].endswith(" (got 'verbose')")
+    assert lines[1].startswith("nemo-bot: bad setting NEMO_MAX_UPLOAD_MB: ")
+    assert lines[1].endswith(" (got 'lots')")
+    assert lines[2].startswith("nemo-bot: bad setting NEMO_SECRET_KEY: ")
+    assert key not in result.stderr
+
+
 # --- The README's Docker recipe: `cp .env.example .env` + `docker run --env-file .env` ---
 
 
