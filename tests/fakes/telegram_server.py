@@ -570,11 +570,13 @@ class FakeTelegram:
             return self._error(call, exc.status, exc.description)
         if method in _MESSAGE_METHODS:
             self._count(int(params.get("chat_id", 0)), call.at)
+        garbled = bool(self._garbled.get(method))  # decided on arrival, as the call is made
+        if garbled:
+            self._garbled[method] -= 1
         if self._hold_if is not None and self._hold_if(call):
             self.held.append(call)
             await self._released.wait()
-        if self._garbled.get(method):
-            self._garbled[method] -= 1
+        if garbled:
             return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
         return web.json_response({"ok": True, "result": result})
 
