@@ -82,10 +82,13 @@ class Limits:
                 return False
         return True
 
-    async def may_wait(self, req: Request, turns: Turns) -> bool:
+    async def may_wait(self, req: Request, turns: Turns, intent: Intent | None = None) -> bool:
         """Whether one more request of this user may wait for a busy session's turn.
 
-        In one process the line is all here. With replicas (``shared``) the store
+        In one process the line is all here, and the answer comes without awaiting
+        anything: the caller enters the turn right after, so two requests arriving
+        together cannot both take the last place. A refusal gives back what
+        :meth:`admit` counted for ``intent``. With replicas (``shared``) the store
         gate decides, atomically, when the request joins the line: True here.
         """
         msg = req.msg
@@ -94,7 +97,7 @@ class Limits:
         key = SessionKey(msg.platform, msg.user_id, msg.chat_id)
         if not turns.busy(key) or turns.waiting_of(msg.platform, msg.user_id) < self._queue:
             return True
-        await self.queue_full(req)
+        await self.queue_full(req, intent)
         return False
 
     async def queue_full(self, req: Request, intent: Intent | None = None) -> None:

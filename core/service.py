@@ -168,10 +168,12 @@ class ConversationService:
             if intent is Intent.CHAT and not msg.text.strip():
                 await req.say("empty_message")
                 return
-            if intent in _EXCLUSIVE and not await self._limits.may_wait(req, self.turns):
+            if not await self._limits.admit(req, intent):
                 req.fail("limited")
                 return
-            if not await self._limits.admit(req, intent):
+            # The line's check comes last: from it to the turn's entry nothing awaits,
+            # so requests arriving together in this process cannot all pass it.
+            if intent in _EXCLUSIVE and not await self._limits.may_wait(req, self.turns, intent):
                 req.fail("limited")
                 return
             if intent in _EXCLUSIVE:

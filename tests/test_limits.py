@@ -206,3 +206,30 @@ async def test_two_replicas_on_postgresql_count_places_and_the_queue_together(
     assert sim.stats["chat"] == 1
     async with make_store(pg_url) as store:  # the refused request is not counted
         assert await store.read_counter("limit_requests", "test:u1", window=3600) == 3
+
+
+async def test_requests_arriving_together_in_one_process_fill_the_queue_exactly(
+    tmp_path: Path,
+) -> None:
+    """With an hourly limit too (its count is a database write), the line still holds."""
+    limits = {"NEMO_LIMIT_QUEUE": 1, "NEMO_LIMIT_REQUESTS_PER_HOUR": 50}
+    async with (
+        Simulator(fast_sim_config(slow_step_seconds=60.0)) as sim,
+        core_for(sim, tmp_path, **limits) as (service, _),
+    ):
+        first = CollectingReplier()
+        running = asyncio.create_task(service.handle(msg(PROMPT), first))
+        await until(lambda: sim.stats["chat"] == 1)
+        together = [CollectingReplier() for _ in range(4)]
+        tasks = [
+            asyncio.create_task(service.handle(msg(f"add a title number {n}"), r))
+            for n, r in enumerate(together)
+        ]
+        refusal = t("limit_queue", "en", limit=1)
+        await until(lambda: sum(refusal in r.texts() for r in together) >= 3)
+        await service.handle(msg("cancel"), CollectingReplier())
+        await asyncio.wait_for(asyncio.gather(running, *tasks), 30)
+        async with make_store(tmp_path / "bot.db") as store:
+            counted = await store.read_counter("limit_requests", "test:u1", window=3600)
+    assert sorted(refusal in r.texts() for r in together) == [False, True, True, True]
+    assert counted == 2  # the running one and the one that waited: refusals are not counted
