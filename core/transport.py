@@ -1,10 +1,14 @@
-"""The HTTP transport under the NemoVideo client: httpx's API on aiohttp's sockets.
+"""The HTTP transport under the NemoVideo client and the Telegram Bot API: httpx's API
+on aiohttp's sockets.
 
 httpx's own connection pool does work per request that grows with the requests in
 flight (encode/httpx#3215); with hundreds of users streaming at once that costs a
 core. ``httpx-aiohttp`` keeps httpx's API and lets aiohttp move the bytes: in
 ``bench/concurrency.py`` 1,000 open streams relay with a p99 of ~3 ms instead of
-35-65 ms, at under half the CPU.
+35-65 ms, at under half the CPU. The Telegram adapter hands the same transport to
+python-telegram-bot (its ``HTTPXRequest`` takes one through ``httpx_kwargs``) for
+the same reason: in a crowd, the Bot API calls through httpcore's pool (which also
+attempts ``import sniffio`` on every call) were the bot's largest CPU cost.
 
 One correction on top: httpx-aiohttp maps every ``aiohttp.ClientConnectionError``
 to ``httpx.ConnectTimeout``, including a server that hung up *after* the request
@@ -38,6 +42,8 @@ class NemoTransport(httpx.AsyncBaseTransport):
             # trust_env: honour HTTP(S)_PROXY / NO_PROXY, as httpx's own transport does.
             return aiohttp.ClientSession(connector=connector, trust_env=True)
 
+        self._limits = limits
+        self._session = session
         self._inner = AiohttpTransport(limits=limits, client=session)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -52,8 +58,16 @@ class NemoTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
-        """Close aiohttp's session and its connections."""
-        await self._inner.aclose()
+        """Close aiohttp's session and its connections; a later request opens new ones.
+
+        (python-telegram-bot closes its client at shutdown and builds it again, around
+        the same transport, when it is initialized again.)
+        """
+        inner, self._inner = (
+            self._inner,
+            AiohttpTransport(limits=self._limits, client=self._session),
+        )
+        await inner.aclose()
 
 
 class _BodyStream(httpx.AsyncByteStream):

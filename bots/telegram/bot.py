@@ -25,9 +25,11 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from telegram import BotCommand, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
+from telegram.request import HTTPXRequest
 
 from bots.telegram.budget import OverallBudget, budget_for
 from bots.telegram.handlers import PLATFORM, UpdateHandlers
@@ -38,6 +40,7 @@ from bots.telegram.texts import COMMANDS
 from bots.telegram.webhook import StoredWebhook
 from core.config import Settings
 from core.rate_budget import LayeredBudget, StoreBudget
+from core.transport import NemoTransport
 from core.types import ConversationHandler, ConversationRef
 from storage.base import BroadcastOutcome, Store
 
@@ -61,6 +64,26 @@ _ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
 
 _WEBHOOK_LABEL = b"nemo-bot/telegram-webhook-secret/v1"
+#: Connections to the Bot API server (PTB's default); the outbound scheduler keeps far
+#: fewer calls in flight.
+_BOT_API_CONNECTIONS = 256
+
+
+def _bot_api_request(*, read_timeout: float = 5.0) -> HTTPXRequest:
+    """PTB's HTTP client, moving its bytes over aiohttp (:mod:`core.transport`).
+
+    httpx's own pool (httpcore) costs CPU per call that grows with the calls in
+    flight: in a crowd it was the bot's largest cost. The transport also keeps
+    "could not connect" apart from "the connection broke after sending", which the
+    scheduler's never-resend rule (:func:`bots.telegram.scheduler.was_not_sent`)
+    reads.
+    """
+    limits = httpx.Limits(max_connections=_BOT_API_CONNECTIONS)
+    return HTTPXRequest(
+        connection_pool_size=_BOT_API_CONNECTIONS,
+        read_timeout=read_timeout,
+        httpx_kwargs={"transport": NemoTransport(limits=limits)},
+    )
 
 
 def telegram_local_mode(settings: Settings) -> bool:
@@ -182,7 +205,8 @@ class TelegramBot:
             .token(self._token)
             .base_url(f"{base}/bot")
             .base_file_url(f"{base}/file/bot")
-            .get_updates_read_timeout(poll_timeout + 10)
+            .request(_bot_api_request())
+            .get_updates_request(_bot_api_request(read_timeout=poll_timeout + 10))
             .local_mode(self.local_mode)
         )
         self.webhook: StoredWebhook | None = None
