@@ -324,10 +324,27 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
         """Run one statement under the lock; the number of rows it changed."""
         conn = self._require()
         try:
-            async with self._lock, conn.execute(sql, params) as cur:
+            async with self._turn(), conn.execute(sql, params) as cur:
                 return cur.rowcount
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Wait for a transaction in progress to end; a single statement needs no more.
+
+        The connection's worker thread runs statements one at a time in the order
+        they were queued, so single statements need no lock of their own: they
+        queue behind each other and the thread runs them back to back (in a crowd,
+        taking the lock for each one made every statement wait for the event loop
+        between them). Only a transaction (:meth:`_transaction`) holds the lock, so
+        that no other task's statement lands between its BEGIN and COMMIT.
+        """
+        if self._lock.locked():
+            async with self._lock:
+                yield
+        else:
+            yield
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -353,7 +370,7 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
     ) -> list[sqlite3.Row]:
         conn = self._require()
         try:
-            async with self._lock:  # one trip to the database thread, not three
+            async with self._turn():  # one trip to the database thread, not three
                 return list(await conn.execute_fetchall(sql, params))
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
