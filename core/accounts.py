@@ -214,7 +214,12 @@ class Accounts:
     async def new_session(
         self, user: UserRecord, chat_id: str, token: str, language: str | None
     ) -> SessionRecord:
-        """Start a fresh backend session (a new project) for this user in this chat."""
+        """Start a fresh backend session (a new project) for this user in this chat.
+
+        A new project has an empty timeline, so its draft is known (``""``, empty)
+        from the start: the first turn compares with it without reading the state
+        first (one backend call and one write fewer before a new user's first stream).
+        """
         info = await self._client.create_session(token, language=normalize(language) or DEFAULT)
         record = SessionRecord(
             platform=user.platform,
@@ -222,6 +227,7 @@ class Accounts:
             chat_id=chat_id,
             session_id=info.session_id,
             task_id=info.task_id,
+            draft_json="",
         )
         await self._store.save_session(record)
         return record

@@ -23,7 +23,7 @@ import logging
 from core.accounts import Identity
 from core.calls import BackendCalls
 from core.client import NemoClient
-from core.draft import Draft, diff_drafts
+from core.draft import Draft, diff_drafts, unchanged
 from core.errors import ApiError, TransportError
 from core.gate import SessionKey
 from core.metrics import Metrics
@@ -118,7 +118,7 @@ class Canceller:
             return req.words("outcome_changed", changes="\n".join(changes))
         if before is None:
             return req.words("timeline_now", summary=after.summary(req.lang))
-        if before.raw != after.raw:
+        if not unchanged(before, after):
             return req.words("changes_hidden")
         return req.words("outcome_pending")
 

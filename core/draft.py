@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from core.coerce import to_number
 
-__all__ = ["Draft", "Segment", "Track", "TrackKind", "diff_drafts"]
+__all__ = ["Draft", "Segment", "Track", "TrackKind", "diff_drafts", "unchanged"]
 
 TrackKind = Literal["video", "audio", "text", "other"]
 
@@ -318,7 +318,26 @@ def diff_drafts(old: Draft | None, new: Draft, lang: str | None = None) -> list[
     if old is not None:
         if old.title != new.title and new.title:
             lines.append(say("diff_title", was=old.title or say("none"), now=new.title))
-        if (old.width, old.height) != (new.width, new.height) and new.width and new.height:
-            was_size = f"{old.width}x{old.height}" if old.width and old.height else say("unset")
+        # A canvas not known before (a new project's timeline is known empty before
+        # its first read) did not change: the backend filled in its default.
+        sized = old.width and old.height and new.width and new.height
+        if sized and (old.width, old.height) != (new.width, new.height):
+            was_size = f"{old.width}x{old.height}"
             lines.append(say("diff_canvas", was=was_size, now=f"{new.width}x{new.height}"))
     return lines
+
+
+def unchanged(before: Draft, after: Draft) -> bool:
+    """Whether the backend's draft object is the same, even in fields the summary skips.
+
+    A baseline without the backend's object (a new project, known to be empty before
+    its first read) has no such fields to compare: it is unchanged while the timeline
+    still has no content.
+    """
+    if before.raw is None:
+        return not any(track.segments for track in after.tracks)
+    return _canonical(before.raw) == _canonical(after.raw)
+
+
+def _canonical(raw: Any) -> str:
+    return json.dumps(raw or {}, sort_keys=True, separators=(",", ":"), default=str)

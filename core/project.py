@@ -43,7 +43,7 @@ class Project:
         raw = state.raw_draft
         encoded = json.dumps(raw, separators=(",", ":"), ensure_ascii=False) if raw else None
         session = req.ident.session
-        session.draft_json = encoded or ""  # "" = read and empty; None = never read
+        session.draft_json = encoded or ""  # "" = known empty; None = never read
         await self._store.save_draft(
             session.platform, session.user_id, session.chat_id, encoded or ""
         )

@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from core import inbox
 from core.calls import BackendCalls
 from core.config import Settings
-from core.draft import Draft, diff_drafts
+from core.draft import Draft, diff_drafts, unchanged
 from core.errors import ApiError, StreamTimeoutError, TransportError
 from core.events import HeartbeatEvent, StreamErrorEvent, TextEvent, ToolCallEvent, ToolResultEvent
 from core.gui import SentenceBuffer
@@ -239,7 +237,7 @@ class ChatRelay:
             await stream.finish(() if show_timeline else actions)
             if show_timeline:
                 await req.replier.send_text(after.summary(req.lang), actions=actions)
-            if turn.claimed and before is not None and _same(before, after):
+            if turn.claimed and before is not None and unchanged(before, after):
                 await req.say("claimed_no_change")
             return
         await req.replier.send_text(
@@ -254,7 +252,7 @@ class ChatRelay:
             outcome = req.words("outcome_changed", changes="\n".join(changes))
         elif before is None:
             outcome = req.words("timeline_now", summary=after.summary(req.lang))
-        elif not _same(before, after):
+        elif not unchanged(before, after):
             outcome = req.words("changes_hidden")
         elif turn.dropped:
             outcome = req.words("outcome_pending")
@@ -273,7 +271,7 @@ class ChatRelay:
         if before is None:
             if after.is_exportable:
                 return req.words("timeline_now", summary=after.summary(req.lang))
-        elif not _same(before, after):
+        elif not unchanged(before, after):
             return req.words("changes_hidden")
         suggestion = req.words("suggest_edit" if after.is_exportable else "suggest_first")
         key = "no_changes" if turn.answered else "no_answer"
@@ -313,12 +311,3 @@ def _actions(draft: Draft) -> tuple[Action, ...]:
 
 def _detail(req: Request, error: str) -> str:
     return plain_reason(error, req.words("try_again"))
-
-
-def _canonical(raw: Any) -> str:
-    return json.dumps(raw or {}, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _same(before: Draft, after: Draft) -> bool:
-    """Whether the backend's draft object is unchanged (even in fields the summary skips)."""
-    return _canonical(before.raw) == _canonical(after.raw)
