@@ -200,13 +200,14 @@ class TelegramBot:
         self._started = False
         self._live_tasks: set[asyncio.Future[Any]] = set()  # background edits of repliers
         base = settings.telegram_api_base
+        self._requests = (_bot_api_request(), _bot_api_request(read_timeout=poll_timeout + 10))
         builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
             ApplicationBuilder()
             .token(self._token)
             .base_url(f"{base}/bot")
             .base_file_url(f"{base}/file/bot")
-            .request(_bot_api_request())
-            .get_updates_request(_bot_api_request(read_timeout=poll_timeout + 10))
+            .request(self._requests[0])
+            .get_updates_request(self._requests[1])
             .local_mode(self.local_mode)
         )
         self.webhook: StoredWebhook | None = None
@@ -232,7 +233,15 @@ class TelegramBot:
         """Connect (getMe), set the command menus, register with the core, start updates."""
         quiet_http_loggers()
         self._redactor.install()  # again: handlers may have been added since __init__
-        await self.app.initialize()
+        try:
+            await self.app.initialize()
+        except BaseException:
+            # PTB shuts down only what it initialized: a failed getMe leaves our HTTP
+            # clients (and their aiohttp sessions) open.
+            for request in self._requests:
+                with contextlib.suppress(Exception):
+                    await request.shutdown()
+            raise
         self.outbox.start()
         try:
             await self._set_commands()
