@@ -7,6 +7,7 @@ with the real core against the NemoVideo simulator.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -17,11 +18,14 @@ from pathlib import Path
 import pytest
 
 from simulator.server import Simulator
+from storage import make_store
+from tests.fakes.collecting import CollectingReplier
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.simproc import ROOT, sim_process
 from tests.fakes.telegram_server import FakeTelegram
 from tests.test_discord import answered_with_buttons, content_of, original_edits, running_bot
 from tests.test_discord import real_core as discord_core
+from tests.test_service import core_for, msg
 from tests.test_telegram import finished
 from tests.test_telegram import real_core as telegram_core
 
@@ -208,3 +212,29 @@ def test_the_terminal_keeps_projects_across_runs_and_resends_without_rendering(
     assert "Back to project 2" in out
     assert out.rstrip().endswith(link) or link in out[out.index("Back to project 2") :]
     assert "Traceback" not in second.stderr
+
+
+async def test_resend_replaces_a_link_whose_host_refuses_connections(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    async with core_for(sim, tmp_path) as (service, _):
+        r = CollectingReplier()
+        await service.handle(msg(CITY), r)
+        await service.handle(msg("export"), r)
+        first = await asyncio.wait_for(r.videos.get(), 20)
+        async with make_store(tmp_path / "bot.db") as store:
+            session = await store.get_session("test", "u1", "c1")
+            assert session is not None
+            render = await store.last_video(session.session_id)
+            assert render is not None and render.output_url == first.url
+            # a file host that is gone: nothing listens on port 9
+            await store.update_render(render.render_id, output_url="http://127.0.0.1:9/v.mp4")
+        renders = len(sim.renders.jobs)
+        await service.handle(msg("send it again"), r)
+        again = await asyncio.wait_for(r.videos.get(), 20)
+        async with make_store(tmp_path / "bot.db") as store:
+            stored = await store.last_video(session.session_id)
+    assert again.url.startswith(sim.base_url) and again.url != first.url
+    assert r.fetched[-1] is not None and r.fetched[-1] == r.fetched[0]  # the same MP4
+    assert len(sim.renders.jobs) == renders  # not rendered again
+    assert stored is not None and stored.output_url == again.url  # the fresh link is kept
