@@ -27,11 +27,14 @@ from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.procs import db_rows, wait_until
 from tests.fakes.simproc import ROOT
 from tests.fakes.telegram_server import Call, FakeTelegram
+from tests.stores import backend, server, target
 from tests.test_discord import content_of, original_edits, running_bot
 from tests.test_discord import real_core as discord_core
 from tests.test_history import sim_url as sim_url  # the fixture
 from tests.test_reliability import _tg_env, start_telegram
 from tests.test_telegram import real_core as telegram_core
+
+__all__ = ["backend", "server", "target"]  # fixtures used here
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
@@ -119,8 +122,9 @@ class BulkAdapter(CollectingAdapter):
         return "sent"
 
 
-async def test_replicas_resuming_one_broadcast_send_it_once(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
+async def test_replicas_resuming_one_broadcast_send_it_once(target: Path | str) -> None:
+    """Two replicas on one database (SQLite file or PostgreSQL) both resume it."""
+    path = target
     settings = Settings(_env_file=None, NEMO_BOT_DB=path, NEMO_ADMIN_USERS="7")  # type: ignore[call-arg]
     sends: list[str] = []
     async with make_store(path) as first, make_store(path) as second:
