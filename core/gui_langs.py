@@ -25,6 +25,10 @@ _Q_OPEN = r"[\[“\"'‘«„]?"
 _Q_CLOSE = r"[\]”\"'’»“]?"
 #: The rest of a clause: up to punctuation or the end.
 _REST = r"[^,.;:!?\n]*"
+#: A control's name on screen: one to three capitalised words (case-sensitive even
+#: inside a case-insensitive pattern, so "click the button to save" names nothing).
+_UPPER = "A-ZÁÉÍÓÚÑÀÂÊÔÃÕÇÜА-ЯЁ"
+_NAME = rf"(?-i:([{_UPPER}][\w-]*(?:\s+[{_UPPER}][\w-]*){{0,2}}))"
 #: The word a purpose clause starts with ("to", "so that" in the four languages).
 _PURPOSE_WORD = r"(?:para|y|e|и|чтобы|untuk|dan)\b"
 
@@ -45,6 +49,7 @@ def _rules(
     see: str,
     send_file: str,
     tell_drag: str,
+    click_bare: str,
     panel_verb: str,
     panel: str,
     tell_panel: str,
@@ -53,8 +58,8 @@ def _rules(
 ) -> dict[str, list[Rule]]:
     """One language's rules by family, from its words (regex fragments or replies)."""
     # Each fragment may be an alternation at its top level: group it before use.
-    click, drag, upload, view_verb, panel_verb, panel = (
-        f"(?:{f})" for f in (click, drag, upload, view_verb, panel_verb, panel)
+    click, click_bare, drag, upload, view_verb, panel_verb, panel = (
+        f"(?:{f})" for f in (click, click_bare, drag, upload, view_verb, panel_verb, panel)
     )
     article = r"(?:(?:el|la|los|las|o|a|os|as|na|no|на|в)\s+)?"
     # "you can drag the clip" needs the reply's infinitive ("puedes decirme ...").
@@ -137,6 +142,14 @@ def _rules(
                 say.format(r"\1"),
                 None,
             ),
+            # ... or by its capitalised name after the control word ("the Apply button")
+            (
+                re.compile(rf"\b{click}\s+{article}{control}\s+(?:(?:de|do|da)\s+)?{_NAME}", _I),
+                say.format(r"\1"),
+                None,
+            ),
+            # ... or after a plain click verb ("click Apply")
+            (re.compile(rf"\b{click_bare}\s+{_NAME}", _I), say.format(r"\1"), None),
         ],
     }
 
@@ -173,6 +186,7 @@ _ES = _rules(
     see="mira la línea de tiempo de abajo",
     send_file="envía el archivo aquí en el chat",
     tell_drag="dime en un mensaje qué mover y adónde",
+    click_bare=r"(?:haz|haga)\s+(?:clic|click)\s+en|pulsa|pulse|presiona|presione|toca|toque",
     panel_verb=r"abre|abra|abrir|ve\s+a|vaya\s+a|cambia\s+a|usa|use",
     panel=r"panel|pestaña|menú|barra\s+lateral|sección|ventana",
     tell_panel="dime qué quieres en “\\1”",
@@ -216,6 +230,7 @@ _PT = _rules(
     see="veja a linha do tempo abaixo",
     send_file="envie o arquivo aqui no chat",
     tell_drag="me diga em uma mensagem o que mover e para onde",
+    click_bare=r"(?:clique|clica|toque|toca)\s+(?:em|no|na)|aperte|aperta|pressione",
     panel_verb=r"abra|abre|abrir|vá\s+para|va\s+para|acesse|use|usa",
     panel=r"painel|aba|menu|barra\s+lateral|seção|janela",
     tell_panel="me diga o que você quer em “\\1”",
@@ -258,6 +273,7 @@ _RU = _rules(
     see="посмотрите таймлайн ниже",
     send_file="пришлите файл сюда в чат",
     tell_drag="напишите мне в сообщении, что и куда переместить",
+    click_bare=r"(?:нажмите|нажми|кликните|кликни|щ[её]лкните)(?:\s+на)?",
     panel_verb=r"откройте|открой|перейдите\s+(?:в|на)|перейди\s+(?:в|на)|используйте",
     panel=r"панел\w*|вкладк\w*|меню|раздел\w*|окн\w*",
     tell_panel="напишите, что вы хотите в разделе «\\1»",
@@ -296,6 +312,7 @@ _ID = _rules(
     see="lihat linimasa di bawah",
     send_file="kirim filenya ke sini di chat",
     tell_drag="beri tahu aku lewat pesan apa yang dipindah dan ke mana",
+    click_bare=r"(?:klik|tekan|ketuk)(?:\s+(?:pada|di))?",
     panel_verb=r"buka|bukalah|pergi\s+ke|beralih\s+ke|gunakan",
     panel=r"panel|tab|menu|bilah\s+samping|bagian|jendela",
     tell_panel="beri tahu aku apa yang kamu mau untuk “\\1”",

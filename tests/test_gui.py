@@ -523,3 +523,27 @@ def test_each_family_is_translated_in_each_language(code: str, family: str) -> N
     out = translate(text)
     assert out == expected
     assert not (GUI_EN.search(out) or GUI_ZH.search(out) or GUI_OTHER.search(out)), out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a control named by its capitalised name, with and without the control word
+        ("Press the Apply button.", "Say “Apply”."),
+        ("Then click Apply to save.", "Then say “Apply” to save."),
+        ("点击应用按钮。", "发送“应用”。"),
+        ("Pulsa el botón Aplicar.", "Di “Aplicar”."),
+        ("Haz clic en Aplicar para guardar.", "Di “Aplicar” para guardar."),
+        ("Clique no botão Aplicar.", "Diga “Aplicar”."),
+        ("Clique em Aplicar.", "Diga “Aplicar”."),
+        ("Нажмите кнопку Применить.", "Напишите «Применить»."),
+        ("Нажмите Применить.", "Напишите «Применить»."),
+        ("Klik tombol Terapkan.", "Ketik “Terapkan”."),
+        ("Klik Terapkan untuk menyimpan.", "Ketik “Terapkan” untuk menyimpan."),
+        # no name: nothing to say instead, so nothing changes
+        ("Pulsa el botón para guardar.", "Pulsa el botón para guardar."),
+        ("Usa Instagram para compartir.", "Usa Instagram para compartir."),
+    ],
+)
+def test_controls_named_without_quotes_become_words_to_say(text: str, expected: str) -> None:
+    assert translate(text) == expected
