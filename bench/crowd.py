@@ -50,7 +50,7 @@ from bench.common import (
     run_main,
     simulator_module,
 )
-from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.telegram_server import FakeTelegram, SentMessage
 
 NAME = "crowd"
 TOKEN = "123:CROWD"
@@ -66,7 +66,9 @@ _uids = itertools.count(1_000_000)
 class TimingTelegram(FakeTelegram):
     """The fake Bot API, noting per chat when the first message and the final reply arrived.
 
-    The final reply is the first message (or edit) of the chat that carries buttons.
+    The final reply is the first message (or edit) of the chat that carries buttons other
+    than a running request's lone Cancel (``SentMessage.result_markup``): a slow request's
+    "Working on it…" note carries that one.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -77,11 +79,11 @@ class TimingTelegram(FakeTelegram):
         self.all_final = asyncio.Event()
         self.expected = 0
 
-    def _note(self, chat_id: int, params: dict[str, Any]) -> None:
+    def _note(self, chat_id: int, sent: SentMessage) -> None:
         now = time.monotonic()
         self.first.setdefault(chat_id, now)
         self._wake(chat_id, False)
-        if params.get("reply_markup"):
+        if sent.result_markup:
             self.final.setdefault(chat_id, now)
             self._wake(chat_id, True)
             if len(self.final) >= self.expected:
@@ -98,14 +100,15 @@ class TimingTelegram(FakeTelegram):
             return
         await self._waiters.setdefault((chat_id, final), asyncio.Event()).wait()
 
-    def _store(self, chat_id: int, params: dict[str, Any], sent: Any) -> dict[str, Any]:
+    def _store(self, chat_id: int, params: dict[str, Any], sent: SentMessage) -> dict[str, Any]:
         result = super()._store(chat_id, params, sent)
-        self._note(chat_id, params)
+        self._note(chat_id, sent)
         return result
 
     async def _m_editMessageText(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         result = await super()._m_editMessageText(params, files)
-        self._note(int(params["chat_id"]), params)
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        self._note(key[0], self.messages[key])
         return result
 
     def forget(self) -> None:
