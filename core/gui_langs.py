@@ -42,6 +42,8 @@ def _rules(
     view_verb: str,
     view_place: str,
     purpose: str,
+    in_place: str,
+    in_below: str,
     upload: str,
     drag: str,
     say: str,
@@ -58,8 +60,9 @@ def _rules(
 ) -> dict[str, list[Rule]]:
     """One language's rules by family, from its words (regex fragments or replies)."""
     # Each fragment may be an alternation at its top level: group it before use.
-    click, click_bare, drag, upload, view_verb, panel_verb, panel = (
-        f"(?:{f})" for f in (click, click_bare, drag, upload, view_verb, panel_verb, panel)
+    click, click_bare, drag, upload, view_verb, panel_verb, panel, in_place = (
+        f"(?:{f})"
+        for f in (click, click_bare, drag, upload, view_verb, panel_verb, panel, in_place)
     )
     article = r"(?:(?:el|la|los|las|o|a|os|as|na|no|на|в)\s+)?"
     # "you can drag the clip" needs the reply's infinitive ("puedes decirme ...").
@@ -114,6 +117,8 @@ def _rules(
                 see,
                 "timeline",
             ),
+            # "... in the timeline to see the change" (the verb before it is the user's)
+            (re.compile(rf"\b{in_place}{purpose}", _I), in_below, "timeline"),
         ],
         # drag: anything else moved on screen
         "drag": [*infinitive, (re.compile(rf"\b{drag}{_REST}", _I), tell_drag, None)],
@@ -175,6 +180,8 @@ _ES = _rules(
         r"(?:\s+(?:panel|ventana|pestaña))?"
     ),
     purpose=rf"\s+(?:para|y)\s+(?:ver|escuchar|comprobar|revisar|oír|confirmar){_REST}",
+    in_place=r"en\s+(?:el\s+|la\s+)?(?:línea\s+de\s+tiempo|vista\s+previa|reproductor|editor|timeline)",
+    in_below="en la línea de tiempo de abajo",
     upload=(
         r"(?:arrastra|arrastre|importa|importe)(?:\s+y\s+suelta)?\s+(?:aquí\s+\w+|"
         r"(?:tus|sus|más|otros|otras)\s+(?:propios?\s+)?\w+|"
@@ -211,7 +218,7 @@ _PT = _rules(
     view_verb=(
         r"(?:abra|abre|abrir|veja|vê|confira|visualize|pré-visualize|revise|olhe|"
         r"dê\s+uma\s+olhada|vá\s+para|ouça|escute|reproduza)"
-        r"(?:\s+(?:o\s+resultado|as\s+alterações|a\s+alteração|as\s+mudanças))?"
+        r"(?:\s+(?:o\s+resultado|as\s+alterações|a\s+alteração|as\s+mudanças|a\s+mudança))?"
     ),
     view_place=(
         r"(?:(?:em|para|a)\s+)?(?:(?:o|a|no|na|ao|à)\s+)?(?:painel\s+(?:d[aoe]\s+)?)?"
@@ -219,6 +226,8 @@ _PT = _rules(
         r"(?:\s+(?:painel|janela|aba))?"
     ),
     purpose=rf"\s+(?:para|e)\s+(?:ver|ouvir|conferir|revisar|checar|confirmar){_REST}",
+    in_place=r"(?:na|no|em)\s+(?:linha\s+do\s+tempo|pré-visualização|visualização|prévia|player|editor|timeline)",
+    in_below="na linha do tempo abaixo",
     upload=(
         r"(?:arraste|arrasta|importe|importa)(?:\s+e\s+solte)?\s+(?:aqui\s+\w+|"
         r"(?:seus|suas|mais|outros|outras)\s+(?:próprios?\s+)?\w+|"
@@ -263,6 +272,8 @@ _RU = _rules(
         r"предварительн\w+\s+просмотр\w*|плеер\w*|редактор\w*)"
     ),
     purpose=rf",?\s+(?:чтобы|и)\s+(?:увидеть|услышать|проверить|посмотреть|оценить|послушать){_REST}",
+    in_place=r"(?:в|на|во)\s+(?:таймлайн\w*|временн\w+\s+шкал\w*|шкал\w+\s+времени|предпросмотр\w*|плеер\w*|редактор\w*)",
+    in_below="в таймлайне ниже",
     upload=(
         r"(?:перетащите|перетащи|перетяните|импортируйте)\s+"
         r"(?:сюда\s+\w+|(?:свои|ваши|нужные)\s+\w+|(?:файл|медиа)\w*)"
@@ -301,6 +312,8 @@ _ID = _rules(
     purpose=(
         rf"\s+(?:untuk|dan)\s+(?:melihat|mendengar(?:kan)?|memeriksa|mengecek|memastikan){_REST}"
     ),
+    in_place=r"(?:di|pada)\s+(?:linimasa|garis\s+waktu|timeline|pratinjau|pemutar|editor)",
+    in_below="di linimasa di bawah",
     upload=(
         r"(?:seret|tarik|impor)(?:\s+dan\s+lepas(?:kan)?)?\s+(?:(?:file|berkas|media)\b|"
         r"(?:foto|gambar|video|klip|audio|musik)(?:mu\b|\s+(?:kamu|anda)\b)|"

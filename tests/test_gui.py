@@ -547,3 +547,33 @@ def test_each_family_is_translated_in_each_language(code: str, family: str) -> N
 )
 def test_controls_named_without_quotes_become_words_to_say(text: str, expected: str) -> None:
     assert translate(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Check it in the timeline to see the change.", "See the timeline below."),
+        (
+            "You can compare in the timeline and see the change.",
+            "You can compare in the timeline below.",
+        ),
+        (
+            "Puedes comprobarlo en la línea de tiempo para ver el cambio.",
+            "Puedes comprobarlo en la línea de tiempo de abajo.",
+        ),
+        (
+            "Você pode conferir na linha do tempo para ver a mudança.",
+            "Você pode conferir na linha do tempo abaixo.",
+        ),
+        ("Veja a mudança na linha do tempo.", "Veja a linha do tempo abaixo."),
+        ("Проверь это в таймлайне, чтобы увидеть изменения.", "Проверь это в таймлайне ниже."),
+        (
+            "Kamu bisa cek di linimasa untuk melihat perubahannya.",
+            "Kamu bisa lihat linimasa di bawah.",
+        ),
+    ],
+)
+def test_the_timeline_named_with_what_to_see_there_points_below(text: str, expected: str) -> None:
+    hints = GuiHints()
+    assert translate(text, hints) == expected
+    assert hints.show_timeline  # the track summary follows the reply
