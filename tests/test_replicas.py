@@ -257,9 +257,11 @@ async def _stages(conn: asyncpg.Connection) -> list[str]:
 async def test_a_replica_killed_mid_upload_and_mid_export_submit_sends_nothing_twice(
     tg: FakeTelegram, pg_url: str, tmp_path: Path, png: bytes
 ) -> None:
-    # The backend takes each call at once but answers it 40 s late (the upload that
-    # stalls: takes nothing for 40 s), so the victim dies with all three on their way.
-    config = fast_sim_config(render_seconds=3.0, late_answer_seconds=40.0)
+    # The backend takes each call at once but answers it 60 s late (the upload that
+    # stalls: takes nothing for 60 s), so the victim dies with all three on their way
+    # (the kill comes right after the export reaches the backend, well within the
+    # bot's 30 s wait for that answer).
+    config = fast_sim_config(render_seconds=3.0, late_answer_seconds=60.0)
     async with (
         Simulator(config) as sim,
         _replicas(3, tg=tg, sim=sim, db=pg_url, cwd=tmp_path, lease=3.0) as replicas,
@@ -295,6 +297,16 @@ async def test_a_replica_killed_mid_upload_and_mid_export_submit_sends_nothing_t
             await _until_handled(conn, within=90)
             await wait_until(
                 lambda: len(tg.calls_of("sendVideo")) >= 1, within=90, what="the video"
+            )
+            await wait_until(
+                lambda: _prompts(sim).count("use it as the opening") == 1,
+                within=60,
+                what="the caption's turn",
+            )
+            await wait_until(
+                lambda: any("send it again" in t for t in tg.texts(713)),
+                within=60,
+                what="the second user told",
             )
         finally:
             await conn.close()
