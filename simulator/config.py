@@ -55,6 +55,9 @@ FAULT_ENDPOINTS: dict[str, tuple[str, ...]] = {
     # The upload is held ``late_answer_seconds`` before the backend takes it; a client
     # that went away meanwhile leaves nothing behind.
     "upload_stalls": ("upload",),
+    # The export is held ``late_answer_seconds`` before the backend takes it (until then
+    # its status is "not found"), then started and answered.
+    "render_stalls": ("render",),
 }
 
 #: All fault kinds accepted by ``inject``.
@@ -62,7 +65,7 @@ FAULT_KINDS: tuple[str, ...] = tuple(FAULT_ENDPOINTS)
 
 #: Faults that only slow a call down: left out of the random fault mode by default
 #: (they are for tests that need a call in flight for a while).
-SLOW_FAULTS: tuple[str, ...] = ("late_answer", "upload_stalls")
+SLOW_FAULTS: tuple[str, ...] = ("late_answer", "upload_stalls", "render_stalls")
 
 #: The random fault mode's default kinds.
 RANDOM_FAULT_KINDS: tuple[str, ...] = tuple(k for k in FAULT_KINDS if k not in SLOW_FAULTS)

@@ -55,6 +55,8 @@ class Renders:
                 status=402,
             )
         body = await b.read_json(request)
+        if fault == "render_stalls":  # not known to the backend until it is taken
+            await asyncio.sleep(b.config.late_answer_seconds)
         render_id = str(body.get("id") or "")
         if not render_id:
             raise self._fail("'id' is required", 400)

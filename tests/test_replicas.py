@@ -326,6 +326,29 @@ async def test_a_replica_killed_mid_upload_and_mid_export_submit_sends_nothing_t
         assert int(video_chat) == 711
 
 
+async def test_a_render_still_being_submitted_is_not_taken_over_by_another_replica(
+    tg: FakeTelegram, pg_url: str, tmp_path: Path
+) -> None:
+    """The backend takes the export only after 8 s (its status: not found until then),
+    longer than the lease: the other replica, looking for renders nobody follows every
+    5 s, must not follow it meanwhile (it would tell the user it never started)."""
+    config = fast_sim_config(render_seconds=1.0, late_answer_seconds=8.0)
+    async with (
+        Simulator(config) as sim,
+        _replicas(2, tg=tg, sim=sim, db=pg_url, cwd=tmp_path, lease=2.0) as replicas,
+        aiohttp.ClientSession() as http,
+    ):
+        assert await _post(http, replicas[0], _update(tg, 731, "add a title that says hi")) == 200
+        await wait_until(lambda: tg.texts(731), within=60, what="the first answer")
+        sim.inject("render_stalls", endpoint="render")
+        assert await _post(http, replicas[0], _update(tg, 731, "/export")) == 200
+        await wait_until(lambda: len(tg.calls_of("sendVideo")) >= 1, within=90, what="the video")
+        await asyncio.sleep(2.0)  # a second delivery would show by now
+        assert len(tg.calls_of("sendVideo")) == 1
+        assert sim.stats["render"] == 1 and sim.stats["fault_render_stalls"] == 1
+        assert not any("failed" in t for t in tg.texts(731)), tg.texts(731)
+
+
 @pytest.mark.timeout(300)
 async def test_one_webhook_process_on_sqlite_killed_mid_export_submit_and_restarted(
     tg: FakeTelegram, tmp_path: Path
