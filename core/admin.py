@@ -104,6 +104,7 @@ class Admin:
         self._adapters: Mapping[str, ChatAdapter] = {}
         self._owner = f"{settings.replica_name}:{uuid.uuid4().hex}"
         self._stopping = False
+        self._sending: set[asyncio.Future[None]] = set()  # broadcasts past their lease
 
     def is_admin(self, msg: IncomingMessage) -> bool:
         """Whether the sender is one of ``NEMO_ADMIN_USERS``."""
@@ -211,8 +212,8 @@ class Admin:
         are recorded as sent rather than left unconfirmed.
         """
         self._stopping = True
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=_STOP_GRACE)
+        if self._sending:  # the others only wait for a lease: nothing to finish
+            await asyncio.wait(list(self._sending), timeout=_STOP_GRACE)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -265,9 +266,13 @@ class Admin:
         if lease is None:
             log.info("broadcast %d was finished elsewhere", record.broadcast_id)
             return
+        task = asyncio.current_task()
+        if task is not None:
+            self._sending.add(task)
         try:
             await self._send_all(record, sender, lease, ttl)
         finally:
+            self._sending.discard(task)
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._store.release_lease(lease))
 

@@ -345,3 +345,44 @@ async def test_a_bot_killed_mid_broadcast_resumes_and_nobody_gets_it_twice(
         "(the connection broke while sending); they were not sent again."
     )
     assert "Traceback" not in again.stderr
+
+
+async def test_a_stop_lets_the_batch_on_its_way_finish_and_a_restart_goes_on(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.db"
+    settings = Settings(_env_file=None, NEMO_BOT_DB=path, NEMO_ADMIN_USERS="7")  # type: ignore[call-arg]
+    people = [f"{n:02d}" for n in range(25)]
+    inbox: list[str] = []
+    go = asyncio.Event()
+
+    class Slow(InboxAdapter):
+        async def send_bulk(self, chat_id: str, text: str) -> str:
+            self.inbox.append(chat_id)
+            await go.wait()  # the answers come once the stop has begun
+            return "sent"
+
+    async with make_store(path) as store:
+        for user in people:
+            await store.note_contact("telegram", user, user)
+        await store.start_broadcast("telegram", "news", admin_chat="7", admin_user="7")
+        async with NemoClient(base_url="http://127.0.0.1:9") as client:  # never called
+            admin = Admin(settings=settings, store=store, client=client)
+            admin.use({"telegram": Slow(inbox)})
+            await admin.resume()
+            await wait_until(lambda: len(inbox) == BATCH, what="a batch on its way")
+            closing = asyncio.create_task(admin.aclose())
+            await asyncio.sleep(0)
+            go.set()
+            await asyncio.wait_for(closing, 30)
+        assert len(inbox) == BATCH  # the stop came before the next batch
+    async with make_store(path) as store:
+        after = InboxAdapter(inbox)
+        async with NemoClient(base_url="http://127.0.0.1:9") as client:
+            admin = Admin(settings=settings, store=store, client=client)
+            admin.use({"telegram": after})
+            assert await admin.resume() == 1
+            await asyncio.wait_for(admin.wait_idle(), 30)
+    assert sorted(inbox) == people  # each once
+    (report,) = [r.all_text() for r in after.repliers.values()]
+    assert report == "📣 Broadcast done: 25 sent, 0 failed."  # the stopped batch: confirmed
