@@ -22,6 +22,7 @@ so nothing but httpx's error tree ever leaves the transport.
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -35,21 +36,39 @@ class NemoTransport(httpx.AsyncBaseTransport):
     """An aiohttp-backed httpx transport whose errors are all httpx errors, honestly mapped."""
 
     def __init__(self, *, limits: httpx.Limits) -> None:
-        def session() -> aiohttp.ClientSession:
-            connector = aiohttp.TCPConnector(
-                limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry
-            )
-            # trust_env: honour HTTP(S)_PROXY / NO_PROXY, as httpx's own transport does.
-            return aiohttp.ClientSession(connector=connector, trust_env=True)
-
         self._limits = limits
-        self._session = session
-        self._inner = AiohttpTransport(limits=limits, client=session)
+        # HTTP(S)_PROXY / NO_PROXY are honoured, as httpx's own transport does, but read
+        # here once per host: aiohttp's trust_env looks them (and ~/.netrc) up again in
+        # a worker thread on every request, two thread hops a call.
+        self._proxies = urllib.request.getproxies_environment()
+        self._routes: dict[str, str | None] = {}  # scheme://host -> proxy URL (None: direct)
+        self._inner: dict[str | None, AiohttpTransport] = {}
+
+    def _transport_for(self, url: httpx.URL) -> AiohttpTransport:
+        origin = f"{url.scheme}://{url.host}"
+        if origin not in self._routes:
+            proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
+            bypass = proxy and urllib.request.proxy_bypass_environment(url.host, self._proxies)
+            self._routes[origin] = None if bypass else proxy
+        proxy = self._routes[origin]
+        inner = self._inner.get(proxy)
+        if inner is None:
+            limits = self._limits
+
+            def session() -> aiohttp.ClientSession:
+                connector = aiohttp.TCPConnector(
+                    limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry
+                )
+                return aiohttp.ClientSession(connector=connector)
+
+            via = httpx.Proxy(proxy) if proxy else None
+            inner = self._inner[proxy] = AiohttpTransport(limits=limits, client=session, proxy=via)
+        return inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send one request; see the module docstring for the error mapping."""
         try:
-            response = await self._inner.handle_async_request(request)
+            response = await self._transport_for(request.url).handle_async_request(request)
         except httpx.ConnectTimeout as exc:
             raise _remap(exc, request) from exc.__cause__
         except (aiohttp.ClientError, TimeoutError) as exc:  # left unmapped by httpx-aiohttp
@@ -58,16 +77,14 @@ class NemoTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
-        """Close aiohttp's session and its connections; a later request opens new ones.
+        """Close aiohttp's sessions and their connections; a later request opens new ones.
 
         (python-telegram-bot closes its client at shutdown and builds it again, around
         the same transport, when it is initialized again.)
         """
-        inner, self._inner = (
-            self._inner,
-            AiohttpTransport(limits=self._limits, client=self._session),
-        )
-        await inner.aclose()
+        inner, self._inner = self._inner, {}
+        for transport in inner.values():
+            await transport.aclose()
 
 
 class _BodyStream(httpx.AsyncByteStream):

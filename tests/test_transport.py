@@ -134,3 +134,45 @@ async def test_the_client_turns_a_malformed_reply_into_a_transport_error() -> No
     async with ScriptedServer(huge_header) as url, NemoClient(base_url=url, sleep=no_sleep) as c:
         with pytest.raises(TransportError):
             await c.credits("nmv_usr_x")
+
+
+class AnsweringServer:
+    """Answers every request ``200 ok`` and records its request line (as a proxy sees it)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.lines.append(head.decode().split("\r\n", 1)[0])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+async def test_the_environments_proxy_is_used_and_no_proxy_bypasses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy, direct = AnsweringServer(), AnsweringServer()
+    async with proxy as proxy_url, direct as direct_url:
+        for name in ("HTTPS_PROXY", "ALL_PROXY", "https_proxy", "all_proxy", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.setenv("http_proxy", proxy_url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with httpx.AsyncClient(transport=NemoTransport(limits=httpx.Limits())) as http:
+            far = await http.get("http://nemo.example/api/state")
+            near = await http.get(f"{direct_url}/api/state")
+    assert far.text == near.text == "ok"
+    assert proxy.lines == ["GET http://nemo.example/api/state HTTP/1.1"]
+    assert direct.lines == ["GET /api/state HTTP/1.1"]
