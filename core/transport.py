@@ -48,7 +48,7 @@ class NemoTransport(httpx.AsyncBaseTransport):
         origin = f"{url.scheme}://{url.host}"
         if origin not in self._routes:
             proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
-            bypass = proxy and urllib.request.proxy_bypass_environment(url.host, self._proxies)
+            bypass = proxy and urllib.request.proxy_bypass(url.host)
             self._routes[origin] = None if bypass else proxy
         proxy = self._routes[origin]
         inner = self._inner.get(proxy)
