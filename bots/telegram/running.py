@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 #: A request still running this many seconds after its reply started gets the note.
 SHOW_AFTER = 3.0
 #: A note not sent this many seconds after it was queued is not sent at all.
-STALE_AFTER = 10.0
+STALE_AFTER = 3.0
 
 
 class RunningNote:
