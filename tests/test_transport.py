@@ -18,12 +18,32 @@ from core.errors import TransportError
 from core.transport import NemoTransport
 
 
-class HangUpServer:
+class LocalServer:
+    """A raw TCP server on 127.0.0.1; ``async with`` yields its ``http://`` URL."""
+
+    def __init__(self) -> None:
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+class HangUpServer(LocalServer):
     """Reads each request in full, then closes the connection without answering."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests = 0
-        self._server: asyncio.Server | None = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -35,15 +55,20 @@ class HangUpServer:
         self.requests += 1
         writer.close()
 
-    async def __aenter__(self) -> str:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
 
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
+class AnsweringServer(LocalServer):
+    """Answers every request ``200 ok`` and records its request line (as a proxy sees it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.lines.append(head.decode().split("\r\n", 1)[0])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
 
 
 @pytest.fixture
@@ -134,30 +159,6 @@ async def test_the_client_turns_a_malformed_reply_into_a_transport_error() -> No
     async with ScriptedServer(huge_header) as url, NemoClient(base_url=url, sleep=no_sleep) as c:
         with pytest.raises(TransportError):
             await c.credits("nmv_usr_x")
-
-
-class AnsweringServer:
-    """Answers every request ``200 ok`` and records its request line (as a proxy sees it)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._server: asyncio.Server | None = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        self.lines.append(head.decode().split("\r\n", 1)[0])
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-        await writer.drain()
-        writer.close()
-
-    async def __aenter__(self) -> str:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
 
 
 async def test_the_environments_proxy_is_used_and_no_proxy_bypasses_it(
