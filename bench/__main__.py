@@ -1,6 +1,6 @@
 """``python -m bench [NAME ...]``: run the benchmarks, print one combined table.
 
-Names: core, concurrency, export, telegram, crowd, storage, language, discord,
+Names: core, concurrency, export, crowd, storage, language, discord,
 replicas, limits (default: all).
 Each runs in a fresh subprocess (so one benchmark's memory and threads do not leak into
 the next) and writes ``bench/results/<name>.json``. ``python -m bench --table`` only prints
@@ -20,7 +20,6 @@ MODULES = {
     "core": "bench.core_overhead",
     "concurrency": "bench.concurrency",
     "export": "bench.export_delay",
-    "telegram": "bench.telegram",
     "crowd": "bench.crowd",
     "storage": "bench.storage",
     "language": "bench.language",
