@@ -27,6 +27,11 @@ CHANNEL = "nemo_lease"
 
 _UPDATE_COLUMNS = tuple(f.name for f in fields(InboundUpdate))
 _UPDATE_LIST = ", ".join(_UPDATE_COLUMNS)
+#: Register a waiter for a session's lease, or refresh the one registered already.
+_ADD_WAITER = (
+    "INSERT INTO session_waiters (key, seq, owner, expires_at) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (key, seq, owner) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+)
 
 
 def _update(row: Any) -> InboundUpdate:
@@ -70,9 +75,7 @@ class PostgresCoordination:
         async with self._acquire() as conn:
             # committed on its own, so replicas racing for the lease see this waiter
             await conn.execute(
-                "INSERT INTO session_waiters (key, seq, owner, expires_at) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (key, seq, owner) "
-                "DO UPDATE SET expires_at = EXCLUDED.expires_at",
+                _ADD_WAITER,
                 key,
                 seq,
                 owner,
@@ -226,9 +229,7 @@ class PostgresCoordination:
             ):
                 return False
             await conn.execute(
-                "INSERT INTO session_waiters (key, seq, owner, expires_at) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (key, seq, owner) "
-                "DO UPDATE SET expires_at = EXCLUDED.expires_at",
+                _ADD_WAITER,
                 key,
                 seq,
                 owner,

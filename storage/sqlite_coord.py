@@ -25,6 +25,11 @@ __all__ = ["SQLiteCoordination"]
 
 _UPDATE_COLUMNS = tuple(f.name for f in fields(InboundUpdate))
 _UPDATE_SELECT = f"SELECT {', '.join(_UPDATE_COLUMNS)} FROM inbound_updates"
+#: Register a waiter for a session's lease, or refresh the one registered already.
+_ADD_WAITER = (
+    "INSERT INTO session_waiters (key, seq, owner, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (key, seq, owner) DO UPDATE SET expires_at = excluded.expires_at"
+)
 
 
 def _update(row: Mapping[str, Any] | Any) -> InboundUpdate:
@@ -63,8 +68,7 @@ class SQLiteCoordination:
         now = self._clock()
         async with self._transaction() as conn:
             await conn.execute(
-                "INSERT INTO session_waiters (key, seq, owner, expires_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key, seq, owner) DO UPDATE SET expires_at = excluded.expires_at",
+                _ADD_WAITER,
                 (key, seq, owner, now + ttl),
             )
             held = await conn.execute_fetchall(
@@ -178,8 +182,7 @@ class SQLiteCoordination:
             if not joined and not queue_has_room(held=held, here=here, mine=mine, limit=limit):
                 return False
             await conn.execute(
-                "INSERT INTO session_waiters (key, seq, owner, expires_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key, seq, owner) DO UPDATE SET expires_at = excluded.expires_at",
+                _ADD_WAITER,
                 (key, seq, owner, now + ttl),
             )
         return True
