@@ -191,6 +191,14 @@ async def test_replicas_answer_every_update_once_and_a_chat_in_update_order(
         assert sim.stats["concurrent_chats"] == 0
 
 
+async def _stages(conn: asyncpg.Connection) -> list[str]:
+    """The recorded stage kinds of the stored updates nobody finished, in update order."""
+    rows = await conn.fetch(
+        "SELECT stage FROM inbound_updates WHERE done_at IS NULL ORDER BY update_id"
+    )
+    return [(r["stage"] or "-").partition(":")[0] for r in rows]
+
+
 @pytest.mark.timeout(300)  # three replica processes and a 15 s step: slow on a busy machine
 async def test_a_replica_killed_mid_stream_and_mid_render_loses_nothing(
     tg: FakeTelegram, pg_url: str, tmp_path: Path
@@ -225,10 +233,7 @@ async def test_a_replica_killed_mid_stream_and_mid_render_loses_nothing(
             victim.proc.signal(signal.SIGKILL)
             assert await victim.proc.wait() == -signal.SIGKILL
             assert len(tg.calls_of("sendVideo")) == 0  # killed mid-render
-            stages = await conn.fetch(
-                "SELECT stage FROM inbound_updates WHERE done_at IS NULL ORDER BY update_id"
-            )
-            assert [r["stage"] for r in stages] == ["sent", None]  # mid-stream, and queued
+            assert await _stages(conn) == ["sent", "-"]  # mid-stream, and queued
             # The others take over: the render is delivered, the cut request is told what
             # happened (and not sent again), the queued one runs.
             await _until_handled(conn, within=90)
@@ -243,14 +248,6 @@ async def test_a_replica_killed_mid_stream_and_mid_render_loses_nothing(
         assert _prompts(sim).count(CUT) == 1
         assert _prompts(sim).count("add rain sounds") == 1
         assert any("dropped before it finished" in t for t in tg.texts(702)), tg.texts(702)
-
-
-async def _stages(conn: asyncpg.Connection) -> list[str]:
-    """The recorded stage kinds of the stored updates nobody finished, in update order."""
-    rows = await conn.fetch(
-        "SELECT stage FROM inbound_updates WHERE done_at IS NULL ORDER BY update_id"
-    )
-    return [(r["stage"] or "-").partition(":")[0] for r in rows]
 
 
 @pytest.mark.timeout(300)  # three replica processes, a chat turn and a render: slow when busy
