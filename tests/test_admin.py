@@ -8,11 +8,13 @@ each with the real core against the NemoVideo simulator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from core.client import NemoClient
 from core.config import Settings
 from simulator.server import Simulator
 from storage import make_store
+from storage.base import Store
 from tests.fakes.collecting import CollectingAdapter
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.procs import db_rows, wait_until
@@ -258,23 +261,41 @@ class InboxAdapter(CollectingAdapter):
         return "unconfirmed" if chat_id in self.unreadable else "sent"
 
 
+#: The people of a pending broadcast, by user id (their chat ids are the same).
+PEOPLE = [f"{n:02d}" for n in range(25)]
+
+
+async def _pending_broadcast(path: Path) -> Settings:
+    """A database at ``path`` with :data:`PEOPLE` and a broadcast nobody got yet; its settings."""
+    async with make_store(path) as store:
+        for user in PEOPLE:
+            await store.note_contact("telegram", user, user)
+        await store.start_broadcast("telegram", "news", admin_chat="7", admin_user="7")
+    return Settings(_env_file=None, NEMO_BOT_DB=path, NEMO_ADMIN_USERS="7")  # type: ignore[call-arg]
+
+
+@contextlib.asynccontextmanager
+async def _admin(
+    settings: Settings, store: Store, adapter: CollectingAdapter
+) -> AsyncIterator[Admin]:
+    """The admin tools over ``store``, broadcasting through ``adapter`` (no backend)."""
+    async with NemoClient(base_url="http://127.0.0.1:9") as client:  # never called
+        admin = Admin(settings=settings, store=store, client=client)
+        admin.use({"telegram": adapter})
+        yield admin
+
+
 async def test_a_broadcast_cut_by_a_crash_mid_batch_reaches_everyone_exactly_once(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "bot.db"
-    settings = Settings(_env_file=None, NEMO_BOT_DB=path, NEMO_ADMIN_USERS="7")  # type: ignore[call-arg]
-    people = [f"{n:02d}" for n in range(25)]
+    settings = await _pending_broadcast(path)
     inbox: list[str] = []
     async with make_store(path) as store:
-        for user in people:
-            await store.note_contact("telegram", user, user)
-        await store.start_broadcast("telegram", "news", admin_chat="7", admin_user="7")
         crashing = InboxAdapter(
             inbox, crash_at="14", batch_end=2 * BATCH - 1, refused=frozenset({"03"})
         )
-        async with NemoClient(base_url="http://127.0.0.1:9") as client:  # never called
-            admin = Admin(settings=settings, store=store, client=client)
-            admin.use({"telegram": crashing})
+        async with _admin(settings, store, crashing) as admin:
             assert await admin.resume() == 1
             await wait_until(lambda: crashing.dead.is_set(), what="the crash")
             await asyncio.wait_for(admin.wait_idle(), 30)
@@ -283,13 +304,11 @@ async def test_a_broadcast_cut_by_a_crash_mid_batch_reaches_everyone_exactly_onc
     # The restart: a new process, a new store, the same database.
     async with make_store(path) as store:
         after = InboxAdapter(inbox, unreadable=frozenset({"22"}))
-        async with NemoClient(base_url="http://127.0.0.1:9") as client:
-            admin = Admin(settings=settings, store=store, client=client)
-            admin.use({"telegram": after})
+        async with _admin(settings, store, after) as admin:
             assert await admin.resume() == 1
             await asyncio.wait_for(admin.wait_idle(), 30)
         assert await store.unfinished_broadcasts() == []
-    assert sorted(inbox) == [p for p in people if p != "03"]  # each once, none twice
+    assert sorted(inbox) == [p for p in PEOPLE if p != "03"]  # each once, none twice
     (report,) = [r.all_text() for r in after.repliers.values()]
     assert report == (
         "📣 Broadcast done: 24 sent, 1 failed. 2 of them could not be confirmed "
@@ -351,8 +370,7 @@ async def test_a_stop_lets_the_batch_on_its_way_finish_and_a_restart_goes_on(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "bot.db"
-    settings = Settings(_env_file=None, NEMO_BOT_DB=path, NEMO_ADMIN_USERS="7")  # type: ignore[call-arg]
-    people = [f"{n:02d}" for n in range(25)]
+    settings = await _pending_broadcast(path)
     inbox: list[str] = []
     go = asyncio.Event()
 
@@ -363,12 +381,7 @@ async def test_a_stop_lets_the_batch_on_its_way_finish_and_a_restart_goes_on(
             return "sent"
 
     async with make_store(path) as store:
-        for user in people:
-            await store.note_contact("telegram", user, user)
-        await store.start_broadcast("telegram", "news", admin_chat="7", admin_user="7")
-        async with NemoClient(base_url="http://127.0.0.1:9") as client:  # never called
-            admin = Admin(settings=settings, store=store, client=client)
-            admin.use({"telegram": Slow(inbox)})
+        async with _admin(settings, store, Slow(inbox)) as admin:
             await admin.resume()
             await wait_until(lambda: len(inbox) == BATCH, what="a batch on its way")
             closing = asyncio.create_task(admin.aclose())
@@ -378,11 +391,9 @@ async def test_a_stop_lets_the_batch_on_its_way_finish_and_a_restart_goes_on(
         assert len(inbox) == BATCH  # the stop came before the next batch
     async with make_store(path) as store:
         after = InboxAdapter(inbox)
-        async with NemoClient(base_url="http://127.0.0.1:9") as client:
-            admin = Admin(settings=settings, store=store, client=client)
-            admin.use({"telegram": after})
+        async with _admin(settings, store, after) as admin:
             assert await admin.resume() == 1
             await asyncio.wait_for(admin.wait_idle(), 30)
-    assert sorted(inbox) == people  # each once
+    assert sorted(inbox) == PEOPLE  # each once
     (report,) = [r.all_text() for r in after.repliers.values()]
     assert report == "📣 Broadcast done: 25 sent, 0 failed."  # the stopped batch: confirmed
