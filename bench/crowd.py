@@ -16,6 +16,10 @@ the 429 answers, and the bot's peak RSS. Twice: with the fake enforcing 30/s and
 the bot's default ``TELEGRAM_OVERALL_RATE``, and with no overall cap anywhere
 (``TELEGRAM_OVERALL_RATE=0``).
 
+Floor: the same K first messages' backend calls (token, session, stream) made by a bare
+script with the bot's client, no chat platform and no store: when the last stream opens
+there is what this machine and the simulator allow before the bot adds anything.
+
 Throughput: flood limits off, backend instant, 20 messages in flight: messages/s and
 CPU ms per message of the bot process, for ``/credits`` and a streamed prompt, against
 a bare python-telegram-bot bot making the same backend calls (:mod:`bench.bare_bot`).
@@ -50,6 +54,7 @@ from bench.common import (
     run_main,
     simulator_module,
 )
+from core.client import NemoClient
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 
 NAME = "crowd"
@@ -230,6 +235,31 @@ async def crowd(tree: Path, k: int, *, capped: bool, sim: str, workdir: Path) ->
     }
 
 
+async def floor(k: int, *, sim: str) -> float:
+    """When the last of K streams opened with nothing but the backend calls of a first message.
+
+    The same client as the bot's, in this process, minting a token, creating a session
+    and opening the chat stream for K new users at once: no chat platform, no store. It is
+    what this machine and the simulator allow before the bot adds anything.
+    """
+    async with httpx.AsyncClient() as http:
+        await http.delete(f"{sim}/_bench/streams")
+    uids = [next(_uids) for _ in range(k)]
+    async with NemoClient(base_url=sim) as client:
+        started = time.monotonic()
+
+        async def first_message(uid: int) -> None:
+            token = (await client.anonymous_token(f"floor-{uid}")).token
+            session = (await client.create_session(token)).session_id
+            async for _ in client.chat(token, session, f"{PROMPT} (crowd-{uid})"):
+                pass
+
+        await asyncio.gather(*(first_message(uid) for uid in uids))
+    async with httpx.AsyncClient() as http:
+        streams = (await http.get(f"{sim}/_bench/streams")).json()
+    return max(streams[str(uid)][0] - started for uid in uids)
+
+
 # -- throughput ------------------------------------------------------------------------------
 
 
@@ -295,6 +325,16 @@ async def run() -> Result:
             trees = {"before": _export(before_ref, workdir), "after": ROOT}
         result.data["before_ref"] = before_ref
         async with crowd_sim(STREAM_SIM) as sim:
+            for k in SIZES:
+                opened = await floor(k, sim=sim)
+                result.data.setdefault("floor", []).append({"k": k, "last_stream_opened": opened})
+                result.add(
+                    f"floor: K={k}: last stream opened, backend calls alone (same client, "
+                    "no chat platform, no store)",
+                    _fmt(opened),
+                    "",
+                    None,
+                )
             for k, capped in itertools.product(SIZES, (True, False)):
                 for label, tree in trees.items():
                     figures = await crowd(tree, k, capped=capped, sim=sim, workdir=workdir)
