@@ -9,7 +9,8 @@ file goes out (:meth:`core.inbox.Ticket.mark_sent`). If the replica dies there,
 the one taking the update over does not send the files again (the backend may
 have them already: a second copy on the timeline): it reads the session's state
 and tells the user, file by file, what it shows — arrived, or not to be seen, in
-which case the file may not have arrived and the user is asked to send it again.
+which case the file may not have arrived and the user is asked to send it again
+(when the state cannot be read, the user is told it could not be checked instead).
 Files the dead replica had not started are uploaded as usual.
 """
 
@@ -74,10 +75,13 @@ class Uploads:
         arrived: list[str] = []
         lost = False
         if cut:
-            arrived, missing = await self._look_for(req, msg.attachments, cut)
+            arrived, missing, checked = await self._look_for(req, msg.attachments, cut)
             for name in missing:
                 lost = True
-                await req.say("upload_cut_unknown", name=name)
+                # Only a state that was read may be said not to show the file.
+                await req.say(
+                    "upload_cut_unknown" if checked else "upload_cut_unchecked", name=name
+                )
         for index, att in enumerate(msg.attachments):
             if cut is not None and index <= max(cut, default=-1):
                 # Handled by a replica that died (sent: looked for above; else refused
@@ -137,10 +141,12 @@ class Uploads:
 
     async def _look_for(
         self, req: Request, attachments: Sequence[Attachment], cut: dict[int, str]
-    ) -> tuple[list[str], list[str]]:
+    ) -> tuple[list[str], list[str], bool]:
         """Which of the files a dead replica was sending the session's state shows:
-        (those it shows, described; the names of those it does not show)."""
+        (those it shows, described; the names of the others; whether the state was read
+        at all: if not, none is known to be there or not)."""
         shown: dict[str, UploadedFile] = {}
+        checked = False
         try:
             state = await self._calls.call(
                 req, lambda i: self._client.state(i.token, i.session.session_id)
@@ -148,6 +154,7 @@ class Uploads:
         except (ApiError, TransportError) as exc:  # unknown: nothing is claimed
             log.warning("could not read the session state (%s)", type(exc).__name__)
         else:
+            checked = True
             for item in state.video_infos:
                 info = UploadedFile.from_data(item)
                 if info.hash:
@@ -159,9 +166,12 @@ class Uploads:
             elif index < len(attachments):
                 missing.append(display_name(attachments[index].filename))
         log.info(
-            "an upload cut by a lost replica: %d arrived, %d not seen", len(arrived), len(missing)
+            "an upload cut by a lost replica: %d arrived, %d not seen%s",
+            len(arrived),
+            len(missing),
+            "" if checked else " (the state could not be read)",
         )
-        return arrived, missing
+        return arrived, missing, checked
 
     async def _upload_bytes(self, ident: Identity, *, name: str, data: bytes) -> UploadResult:
         return await self._client.upload(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from core.retry import RetryPolicy
 from simulator.server import Simulator
 from tests.conftest import fast_sim_config
 from tests.fakes.procs import BotProcess, bot_env, wait_until
@@ -375,6 +377,42 @@ async def test_one_webhook_process_on_sqlite_killed_mid_export_submit_and_restar
             await asyncio.sleep(2.0)  # a second render or delivery would show by now
         assert len(tg.calls_of("sendVideo")) == 1
         assert sim.stats["render"] == 1 and sim.stats["renders"] == 1
+
+
+async def test_one_webhook_process_on_sqlite_killed_mid_upload_says_what_it_could_not_check(
+    tg: FakeTelegram, tmp_path: Path, png: bytes
+) -> None:
+    """The restart cannot read the session's state: the user is told the file could not
+    be checked (not that the project does not show it); it is not sent again, and the
+    caption's instruction waits for the user."""
+    db = str(tmp_path / "bot.db")
+    config = fast_sim_config(late_answer_seconds=40.0)
+    async with Simulator(config) as sim, aiohttp.ClientSession() as http:
+        async with _replicas(1, tg=tg, sim=sim, db=db, cwd=tmp_path, lease=2.0) as [first]:
+            sim.inject("late_answer", endpoint="upload")
+            photo = tg.photo(tg.private_chat(731), 731, png, caption="use it as the opening")
+            assert await _post(http, first, tg.push({"message": photo})) == 200
+            await wait_until(lambda: sim.stats["uploads"] == 1, within=60, what="the file stored")
+            first.proc.signal(signal.SIGKILL)
+            assert await first.proc.wait() == -signal.SIGKILL
+        # Every try of the next state read fails (the backend is down for it).
+        sim.inject("server_error", count=RetryPolicy().attempts, endpoint="state")
+        async with _replicas(1, tg=tg, sim=sim, db=db, cwd=tmp_path, lease=2.0):
+            await wait_until(
+                lambda: any("could not check" in t for t in tg.texts(731)),
+                within=90,
+                what="the user told",
+            )
+            await asyncio.sleep(2.0)  # a second upload or a caption's turn would show by now
+    [told] = tg.texts(731)  # that alone: no "does not show it", no "Added"
+    assert re.fullmatch(
+        r"⚠️ I was interrupted while sending photo\S*\.jpg, and I could not check whether it "
+        r"reached your project\. Say status to see your timeline, and send it again if it "
+        r"is not there\.",
+        told,
+    ), told
+    assert sim.stats["upload"] == 1 and sim.stats["uploads"] == 1  # not sent again
+    assert "use it as the opening" not in _prompts(sim)
 
 
 async def test_replicas_share_the_overall_budget(
