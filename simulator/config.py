@@ -121,7 +121,7 @@ class SimConfig:
     link_ttl_seconds: float | None = None
     # --- rate limits / errors ---
     retry_after_seconds: int = 1  # value of the Retry-After header on 429
-    late_answer_seconds: float = 30.0  # delay of the "late_answer" / "upload_stalls" faults
+    late_answer_seconds: float = 30.0  # delay of the late_answer / *_stalls faults
     # --- random fault mode ---
     fault_rate: float = 0.0  # chance that any API call gets a random fault
     fault_kinds: tuple[str, ...] = field(default_factory=lambda: RANDOM_FAULT_KINDS)
