@@ -74,13 +74,7 @@ class PostgresCoordination:
         now = self._clock()
         async with self._acquire() as conn:
             # committed on its own, so replicas racing for the lease see this waiter
-            await conn.execute(
-                _ADD_WAITER,
-                key,
-                seq,
-                owner,
-                now + ttl,
-            )
+            await conn.execute(_ADD_WAITER, key, seq, owner, now + ttl)
             async with conn.transaction():
                 await conn.execute(
                     "INSERT INTO session_leases (key) VALUES ($1) ON CONFLICT DO NOTHING", key
@@ -228,13 +222,7 @@ class PostgresCoordination:
                 held=row["held"], here=row["here"], mine=row["mine"], limit=limit
             ):
                 return False
-            await conn.execute(
-                _ADD_WAITER,
-                key,
-                seq,
-                owner,
-                now + ttl,
-            )
+            await conn.execute(_ADD_WAITER, key, seq, owner, now + ttl)
         return True
 
     async def count_waiters(self, prefix: str) -> int:

@@ -25,6 +25,7 @@ import asyncpg
 import pytest
 
 from core.retry import RetryPolicy
+from simulator.config import SimConfig
 from simulator.server import Simulator
 from tests.conftest import fast_sim_config
 from tests.fakes.procs import BotProcess, bot_env, wait_until
@@ -193,6 +194,24 @@ async def test_replicas_answer_every_update_once_and_a_chat_in_update_order(
         assert sim.stats["concurrent_chats"] == 0
 
 
+@contextlib.asynccontextmanager
+async def _three_replicas(
+    config: SimConfig, tg: FakeTelegram, db: str, cwd: Path
+) -> AsyncIterator[tuple[Simulator, list[Replica], aiohttp.ClientSession, asyncpg.Connection]]:
+    """A simulator set up by ``config``, three replicas on it (3 s leases) sharing ``db``,
+    an HTTP client to post updates with, and a connection to read the database."""
+    async with (
+        Simulator(config) as sim,
+        _replicas(3, tg=tg, sim=sim, db=db, cwd=cwd, lease=3.0) as replicas,
+        aiohttp.ClientSession() as http,
+    ):
+        conn = await asyncpg.connect(db)
+        try:
+            yield sim, replicas, http, conn
+        finally:
+            await conn.close()
+
+
 async def _stages(conn: asyncpg.Connection) -> list[str]:
     """The recorded stage kinds of the stored updates nobody finished, in update order."""
     rows = await conn.fetch(
@@ -209,41 +228,31 @@ async def test_a_replica_killed_mid_stream_and_mid_render_loses_nothing(
     # for the queued message and its notice on a busy machine (6 s did not: the answer
     # was complete before the kill).
     config = fast_sim_config(slow_step_seconds=15.0, render_seconds=6.0)
-    async with (
-        Simulator(config) as sim,
-        _replicas(3, tg=tg, sim=sim, db=pg_url, cwd=tmp_path, lease=3.0) as replicas,
-        aiohttp.ClientSession() as http,
-    ):
+    async with _three_replicas(config, tg, pg_url, tmp_path) as (sim, replicas, http, conn):
         victim = replicas[0]
-        conn = await asyncpg.connect(pg_url)
-        try:
-            # A user with a project exports through the victim; the render runs 6 s.
-            first = _update(tg, 701, "add a title that says hello")
-            assert await _post(http, victim, first) == 200
-            await _until_handled(conn, within=60)
-            assert await _post(http, victim, _update(tg, 701, "/export")) == 200
-            await wait_until(lambda: sim.stats["renders"] == 1, within=30, what="the render")
-            # Another user's prompt reaches the backend through the victim (a 6 s
-            # generation), and their next message is queued behind it: stored, answered,
-            # not yet run.
-            assert await _post(http, victim, _update(tg, 702, CUT)) == 200
-            await wait_until(lambda: CUT in _prompts(sim), within=30, what="the cut prompt sent")
-            assert await _post(http, victim, _update(tg, 702, "add rain sounds")) == 200
-            await wait_until(
-                lambda: any("⏳" in t for t in tg.texts(702)), within=30, what="the queued notice"
-            )
-            victim.proc.signal(signal.SIGKILL)
-            assert await victim.proc.wait() == -signal.SIGKILL
-            assert len(tg.calls_of("sendVideo")) == 0  # killed mid-render
-            assert await _stages(conn) == ["sent", "-"]  # mid-stream, and queued
-            # The others take over: the render is delivered, the cut request is told what
-            # happened (and not sent again), the queued one runs.
-            await _until_handled(conn, within=90)
-            await wait_until(
-                lambda: len(tg.calls_of("sendVideo")) >= 1, within=90, what="the video"
-            )
-        finally:
-            await conn.close()
+        # A user with a project exports through the victim; the render runs 6 s.
+        first = _update(tg, 701, "add a title that says hello")
+        assert await _post(http, victim, first) == 200
+        await _until_handled(conn, within=60)
+        assert await _post(http, victim, _update(tg, 701, "/export")) == 200
+        await wait_until(lambda: sim.stats["renders"] == 1, within=30, what="the render")
+        # Another user's prompt reaches the backend through the victim (a 6 s
+        # generation), and their next message is queued behind it: stored, answered,
+        # not yet run.
+        assert await _post(http, victim, _update(tg, 702, CUT)) == 200
+        await wait_until(lambda: CUT in _prompts(sim), within=30, what="the cut prompt sent")
+        assert await _post(http, victim, _update(tg, 702, "add rain sounds")) == 200
+        await wait_until(
+            lambda: any("⏳" in t for t in tg.texts(702)), within=30, what="the queued notice"
+        )
+        victim.proc.signal(signal.SIGKILL)
+        assert await victim.proc.wait() == -signal.SIGKILL
+        assert len(tg.calls_of("sendVideo")) == 0  # killed mid-render
+        assert await _stages(conn) == ["sent", "-"]  # mid-stream, and queued
+        # The others take over: the render is delivered, the cut request is told what
+        # happened (and not sent again), the queued one runs.
+        await _until_handled(conn, within=90)
+        await wait_until(lambda: len(tg.calls_of("sendVideo")) >= 1, within=90, what="the video")
         await asyncio.sleep(2.0)  # a second delivery or a resent prompt would show by now
         assert len(tg.calls_of("sendVideo")) == 1
         assert sim.stats["renders"] == 1
@@ -261,54 +270,44 @@ async def test_a_replica_killed_mid_upload_and_mid_export_submit_sends_nothing_t
     # (the kill comes right after the export reaches the backend, well within the
     # bot's 30 s wait for that answer).
     config = fast_sim_config(render_seconds=3.0, late_answer_seconds=60.0)
-    async with (
-        Simulator(config) as sim,
-        _replicas(3, tg=tg, sim=sim, db=pg_url, cwd=tmp_path, lease=3.0) as replicas,
-        aiohttp.ClientSession() as http,
-    ):
+    async with _three_replicas(config, tg, pg_url, tmp_path) as (sim, replicas, http, conn):
         victim = replicas[0]
-        conn = await asyncpg.connect(pg_url)
-        try:
-            # A user with a project to export.
-            assert await _post(http, victim, _update(tg, 711, "add a title that says hello")) == 200
-            await _until_handled(conn, within=60)
-            # A photo that reaches the backend (its answer is late) ...
-            sim.inject("late_answer", endpoint="upload")
-            arrives = tg.photo(tg.private_chat(712), 712, png, caption="use it as the opening")
-            assert await _post(http, victim, tg.push({"message": arrives})) == 200
-            await wait_until(lambda: sim.stats["uploads"] == 1, within=30, what="the file stored")
-            # ... a photo the backend never takes ...
-            sim.inject("upload_stalls", endpoint="upload")
-            stalls = tg.photo(tg.private_chat(713), 713, png)
-            assert await _post(http, victim, tg.push({"message": stalls})) == 200
-            await wait_until(lambda: sim.stats["upload"] == 2, within=30, what="the 2nd upload")
-            # ... and an export the backend starts (its answer is late).
-            sim.inject("late_answer", endpoint="render")
-            assert await _post(http, victim, _update(tg, 711, "/export")) == 200
-            await wait_until(lambda: sim.stats["renders"] == 1, within=30, what="the render")
-            victim.proc.signal(signal.SIGKILL)
-            assert await victim.proc.wait() == -signal.SIGKILL
-            # The victim died with all three sent and unanswered.
-            assert await _stages(conn) == ["upload", "upload", "export"]
-            assert not tg.texts(712) and not tg.texts(713)
-            # The others take them over: the render is followed and delivered, the
-            # users of the uploads are told what the session's state shows.
-            await _until_handled(conn, within=90)
-            await wait_until(
-                lambda: len(tg.calls_of("sendVideo")) >= 1, within=90, what="the video"
-            )
-            await wait_until(
-                lambda: _prompts(sim).count("use it as the opening") == 1,
-                within=60,
-                what="the caption's turn",
-            )
-            await wait_until(
-                lambda: any("send it again" in t for t in tg.texts(713)),
-                within=60,
-                what="the second user told",
-            )
-        finally:
-            await conn.close()
+        # A user with a project to export.
+        assert await _post(http, victim, _update(tg, 711, "add a title that says hello")) == 200
+        await _until_handled(conn, within=60)
+        # A photo that reaches the backend (its answer is late) ...
+        sim.inject("late_answer", endpoint="upload")
+        arrives = tg.photo(tg.private_chat(712), 712, png, caption="use it as the opening")
+        assert await _post(http, victim, tg.push({"message": arrives})) == 200
+        await wait_until(lambda: sim.stats["uploads"] == 1, within=30, what="the file stored")
+        # ... a photo the backend never takes ...
+        sim.inject("upload_stalls", endpoint="upload")
+        stalls = tg.photo(tg.private_chat(713), 713, png)
+        assert await _post(http, victim, tg.push({"message": stalls})) == 200
+        await wait_until(lambda: sim.stats["upload"] == 2, within=30, what="the 2nd upload")
+        # ... and an export the backend starts (its answer is late).
+        sim.inject("late_answer", endpoint="render")
+        assert await _post(http, victim, _update(tg, 711, "/export")) == 200
+        await wait_until(lambda: sim.stats["renders"] == 1, within=30, what="the render")
+        victim.proc.signal(signal.SIGKILL)
+        assert await victim.proc.wait() == -signal.SIGKILL
+        # The victim died with all three sent and unanswered.
+        assert await _stages(conn) == ["upload", "upload", "export"]
+        assert not tg.texts(712) and not tg.texts(713)
+        # The others take them over: the render is followed and delivered, the
+        # users of the uploads are told what the session's state shows.
+        await _until_handled(conn, within=90)
+        await wait_until(lambda: len(tg.calls_of("sendVideo")) >= 1, within=90, what="the video")
+        await wait_until(
+            lambda: _prompts(sim).count("use it as the opening") == 1,
+            within=60,
+            what="the caption's turn",
+        )
+        await wait_until(
+            lambda: any("send it again" in t for t in tg.texts(713)),
+            within=60,
+            what="the second user told",
+        )
         await asyncio.sleep(2.0)  # a second delivery, render or upload would show by now
         assert len(tg.calls_of("sendVideo")) == 1
         assert sim.stats["render"] == 1 and sim.stats["renders"] == 1
