@@ -26,7 +26,7 @@ from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.simproc import sim_process
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.test_cli import run_cli
-from tests.test_discord import content_of, is_callback, running_bot
+from tests.test_discord import all_custom_ids, content_of, is_callback, running_bot
 from tests.test_discord import real_core as discord_core
 from tests.test_telegram import ScriptedService, finished, running, tg_settings
 from tests.test_telegram import real_core as telegram_core
@@ -347,3 +347,94 @@ async def test_telegram_private_long_slow_reply_stays_exact_and_in_order_around_
     assert len(parts) >= 4 and all(utf16_len(p) <= 4096 for p in parts)
     assert "".join(parts).replace(" ", "") == long.replace(" ", "")
     assert tg.sent_to(user)[-1].callbacks() == [f"a:{a.value}:{user}" for a in DEFAULT_ACTIONS]
+
+
+# -- Discord: an export's progress message carries its owner's Cancel ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "stop"),
+    [("slash", "press"), ("button", "press"), ("typed", "type"), ("slash", "command")],
+)
+async def test_discord_export_progress_carries_cancel_for_its_owner(
+    fake: FakeDiscord, tmp_path: Path, start: str, stop: str
+) -> None:
+    alice = int(fake.alice["id"])
+    cancel = custom_id(Action.CANCEL, alice)
+    export = custom_id(Action.EXPORT, alice)
+    mention = f"<@{fake.bot_user['id']}> "
+    async with (
+        Simulator(fast_sim_config(render_seconds=60.0)) as sim,
+        discord_core(sim, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        if start == "typed":  # typed in the server's channel: answered with channel messages
+            await fake.user_message(mention + PROMPT)
+        else:
+            await fake.slash("video", {"prompt": PROMPT})
+        await until(lambda: fake.message_with(export) is not None, within=30)
+        if start == "slash":
+            await fake.slash("export")
+        elif start == "button":
+            await fake.press(export)
+        else:
+            await fake.user_message(mention + "export")
+        await until(lambda: fake.message_with(cancel) is not None, within=30)
+        progress = fake.message_with(cancel)
+        assert progress is not None
+        assert "Rendering" in fake.messages[progress]["content"]
+        if stop == "press":
+            refused = await fake.press(cancel, user=fake.bob, message_id=progress)
+            [refusal] = await fake.wait_for(lambda r: is_callback(r) and refused["id"] in r.path)
+            assert refusal.json["data"]["flags"] == 64  # ephemeral: only Bob sees it
+            assert "belong" in refusal.json["data"]["content"]
+            assert fake.message_with(cancel) == progress  # Bob's press stopped nothing
+            await fake.press(cancel, message_id=progress)
+        elif stop == "command":
+            await fake.slash("cancel")
+        else:
+            await fake.user_message(mention + "cancel")
+        [told] = await fake.wait_for(lambda r: "Stopped the export" in content_of(r), within=20)
+        # Its job is done, pressed, commanded or typed: the button goes, and stays gone.
+        await until(lambda: fake.message_with(cancel) is None)
+        await until(lambda: sim.stats.get("renders_cancelled") == 1)
+        await asyncio.sleep(1.0)
+        shown = fake.messages[progress]
+    assert fake.message_with(cancel) is None
+    assert "Rendering" in shown["content"] and shown["components"] == []  # the bar stays
+    assert "Stopped your request" not in content_of(told)
+    assert not [r for r in fake.requests if r.files]  # no video was posted
+
+
+@pytest.mark.parametrize("outcome", ["delivered", "failed"])
+async def test_discord_export_progress_loses_cancel_when_the_export_ends(
+    fake: FakeDiscord, tmp_path: Path, outcome: str
+) -> None:
+    alice = int(fake.alice["id"])
+    cancel = custom_id(Action.CANCEL, alice)
+    async with (
+        Simulator(fast_sim_config(render_seconds=4.0)) as sim,
+        discord_core(sim, fake, tmp_path) as (service, settings),
+        running_bot(fake, settings, service),
+    ):
+        await fake.slash("video", {"prompt": PROMPT})
+        await until(lambda: fake.message_with(custom_id(Action.EXPORT, alice)) is not None, 30)
+        if outcome == "failed":
+            sim.inject("render_failed", endpoint="render")
+        made = await fake.slash("export")
+        await until(lambda: fake.message_with(cancel) is not None, within=30)
+        progress = fake.message_with(cancel)
+        if outcome == "delivered":
+            [end] = await fake.wait_for(
+                lambda r: made["token"] in r.path and bool(r.files), within=30
+            )
+        else:
+            [end] = await fake.wait_for(lambda r: "export failed" in content_of(r), within=30)
+        await until(lambda: fake.message_with(cancel) is None)
+    assert progress is not None
+    assert not [r for r in fake.requests if cancel in all_custom_ids(r) and r.at > end.at]
+    if outcome == "delivered":  # the video took the progress message's place, no Cancel
+        assert fake.messages[progress]["attachments"][0]["filename"] == "nemo-video.mp4"
+    else:  # the failure came apart; the progress bar stays, without Cancel
+        assert "Rendering" in fake.messages[progress]["content"]
+    assert fake.messages[progress]["components"] == []

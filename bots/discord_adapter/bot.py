@@ -28,6 +28,7 @@ from bots.common import ACTION_INTENTS, LogRedactor
 from bots.tracker import RequestTracker
 from core.config import Settings, SettingsError
 from core.language import detect
+from core.router import route
 from core.types import (
     Action,
     ConversationHandler,
@@ -38,6 +39,7 @@ from core.types import (
 )
 
 from .commands import build_commands
+from .progresses import Progresses, unbutton
 from .replier import DiscordReplier
 from .requests import attachment_problem, chat_ids, strip_mentions, to_core_attachment
 from .texts import NemoTranslator, language_of, text
@@ -170,6 +172,7 @@ class DiscordBot(discord.AutoShardedClient):
         self.token_lifetime = token_lifetime
         self.shutdown_grace = shutdown_grace
         self._requests = RequestTracker("discord", log)
+        self.progresses = Progresses()
         self.adapter = DiscordAdapter(self)
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._on_app_command_error  # type: ignore[method-assign]
@@ -401,13 +404,22 @@ class DiscordBot(discord.AutoShardedClient):
         await self._dispatch(msg, replier)
 
     async def _dispatch(self, msg: IncomingMessage, replier: DiscordReplier) -> None:
-        """Run one request, tracked so that :meth:`close` can wait for it or cancel it."""
+        """Run one request, tracked so that :meth:`close` can wait for it or cancel it.
+
+        A cancel, once done, takes the Cancel button off its user's export progress
+        here: the export was stopped, or is being delivered (which takes it off anyway).
+        """
 
         async def notice(key: str) -> None:
             await replier.send_text(text(key, replier.language), private=True)
 
         try:
             await self._requests.run(self.service.handle(msg, replier), notice)
+            intent = msg.intent or route(msg.text, has_attachments=bool(msg.attachments))
+            if intent is Intent.CANCEL:
+                progress = self.progresses.take((replier.channel_id, replier.user_id))
+                if progress is not None:
+                    await unbutton(progress)
         finally:
             with contextlib.suppress(Exception):
                 await replier.close_pending()

@@ -15,6 +15,10 @@ mention or a DM) or one stored conversation (a render delivered after a restart)
 * Streamed text and progress edit one message, at most once per
   ``edit_interval`` seconds and never with unchanged content; text past 2000
   characters continues in a new message.
+* An export's progress message carries its owner's Cancel button while the
+  render runs. It goes when the video is posted, the export fails, or a cancel
+  is done (:mod:`.progresses`). When the interaction token's time is up, the
+  old message loses Cancel and the progress goes on in a channel message.
 * A finished video is attached when it fits the real upload cap (the
   interaction's ``attachment_size_limit``, else the guild's ``filesize_limit``),
   otherwise linked, with the timeline summary in an embed.
@@ -36,6 +40,7 @@ from bots.common import with_link, without_link
 from core.types import Action, Video
 
 from .editable import EditableMessage
+from .progresses import unbutton
 from .texts import (
     MESSAGE_LIMIT,
     progress_text,
@@ -88,6 +93,7 @@ class DiscordReplier:
         self._original_pending = False
         self._original_ephemeral = False
         self._progress: EditableMessage | None = None
+        self._progress_cancel = False  # whether the progress message shows Cancel
         self._notice: EditableMessage | None = None
         self._claim = asyncio.Lock()
         self._last_typing = 0.0
@@ -300,7 +306,11 @@ class DiscordReplier:
     async def send_text(
         self, text: str, *, actions: Sequence[Action] = (), private: bool = False
     ) -> None:
-        """Send a whole message (split at 2000 chars); ``private`` is ephemeral where possible."""
+        """Send a whole message (split at 2000 chars); ``private`` is ephemeral where possible.
+
+        Following an export, this is its failure: its progress message loses Cancel.
+        """
+        await self._progress_over()
         pieces = split_text(text)
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
@@ -326,12 +336,42 @@ class DiscordReplier:
         self._notice = await self.post(text, view=view)
 
     async def progress(self, text: str, percent: int | None = None) -> None:
-        """Show or update this conversation's single progress message."""
+        """Show or update this conversation's single progress message.
+
+        While the render runs (below 100 %) it carries the owner's Cancel button;
+        the delivery takes it away. A message whose interaction token is past its
+        time loses Cancel, and the progress goes on in a new (channel) message.
+        """
         content = progress_text(text, percent)
-        if self._progress is not None and self._progress.alive():
-            await self._progress.update(content)
+        progress = self._progress
+        if progress is not None and progress.alive():
+            await progress.update(content)
             return
-        self._progress = await self.post(content)
+        if progress is not None:
+            await self._progress_over()
+        running = percent is None or percent < 100
+        view = actions_view((Action.CANCEL,), self.user_id, self.language) if running else None
+        self._progress = await self.post(content, view=view)
+        if self._progress is not None and view is not None:
+            self._progress_cancel = True
+            self.bot.progresses.add(self._owner, self._progress)
+
+    @property
+    def _owner(self) -> tuple[int, int]:
+        """This conversation and user: whose progress Cancel a cancel here takes away."""
+        return self.channel_id, self.user_id
+
+    def _forget_progress_cancel(self) -> bool:
+        """The progress message is done with Cancel; whether it was showing it."""
+        shown, self._progress_cancel = self._progress_cancel, False
+        if shown and self._progress is not None:
+            self.bot.progresses.discard(self._owner, self._progress)
+        return shown
+
+    async def _progress_over(self) -> None:
+        """The export ended here (failed, or its progress moves on): Cancel goes."""
+        if self._forget_progress_cancel() and self._progress is not None:
+            await unbutton(self._progress)
 
     async def send_video(self, video: Video) -> None:
         """Attach the MP4 if it fits the real cap, else link it; the summary goes in an embed."""
@@ -349,13 +389,17 @@ class DiscordReplier:
         def mp4() -> discord.File:  # a fresh File per attempt: a sent File is spent
             return discord.File(io.BytesIO(data or b""), filename="nemo-video.mp4")
 
+        cancel_shown = self._forget_progress_cancel()
         progress, self._progress = self._progress, None
         if progress is not None and progress.alive():
-            extra: dict[str, Any] = {"embed": embed}
+            # The video takes the progress message's place, without its Cancel.
+            extra: dict[str, Any] = {"embed": embed, "view": None}
             if data is not None:
                 extra["attachments"] = [mp4()]
             if await progress.final(content, **extra):
                 return
+        if progress is not None and cancel_shown:
+            await unbutton(progress)  # posted apart: the old progress still loses Cancel
         if data is not None:
             try:
                 await self.post(content, embed=embed, file=mp4(), delivery=True)
