@@ -21,7 +21,9 @@ import discord
 import pytest
 from pydantic import SecretStr
 
-from bots.discord_adapter import DiscordBot, run_discord
+from bots.discord_adapter import DiscordBot, DiscordReplier, run_discord
+from bots.discord_adapter.editable import EditableMessage
+from bots.discord_adapter.progresses import unbutton
 from bots.discord_adapter.texts import progress_text, split_text
 from bots.discord_adapter.views import custom_id
 from core.app import open_core
@@ -551,7 +553,11 @@ async def test_work_after_the_token_expires_goes_to_the_channel(
             )
         )
     assert "https://cdn.example/v.mp4" in content_of(post)
-    assert not [r for r in fake.requests if r.method == "PATCH" and r.at > post.at - 0.35]
+    late = [r for r in fake.requests if r.method == "PATCH" and r.at > post.at - 0.35]
+    # Past the token's time the only edit is the stale progress bar losing its Cancel
+    # (Discord still takes the token for the rest of its 15 minutes); the rest was posted.
+    assert len(late) == 1 and late[0].payload["components"] == []
+    assert content_of(late[0]) == progress_text("Rendering…", 10)
     if dm:  # the DM the command came from; nobody to ping
         assert payload["channel_id"] != fake.channel_id
         assert content_of(post).startswith("Your video")
@@ -685,6 +691,66 @@ async def test_a_stream_outliving_its_token_posts_only_the_unshown_rest(
     assert posts and "Part one" not in " ".join(content_of(p) for p in posts)
     final = [r for r in fake.requests if r.at >= posts[0].at and custom_ids(r)]
     assert final and custom_ids(final[-1]) == [custom_id(Action.EXPORT, int(fake.alice["id"]))]
+
+
+async def test_an_export_progress_outliving_its_token_hands_its_cancel_to_the_channel(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    cancel = custom_id(Action.CANCEL, int(fake.alice["id"]))
+    expired, release = asyncio.Event(), asyncio.Event()
+
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        await replier.progress("Rendering…", 10)
+        await expired.wait()
+        await replier.progress("Rendering…", 40)
+        await release.wait()
+        await replier.send_video(Video(url="https://cdn.example/v.mp4", caption="Your video"))
+
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service, token_lifetime=3.0):
+        payload = await fake.slash("export")
+        (shown,) = await fake.wait_for(
+            lambda r: original_edits(payload)(r) and cancel in all_custom_ids(r)
+        )
+        original = fake.message_with(cancel)
+        replier = service.repliers[0]
+        assert isinstance(replier, DiscordReplier)
+        expires = replier.token_expires_at()
+        assert expires is not None
+        # Past the part of its 15 minutes the adapter relies on.
+        await asyncio.sleep(max(0.0, expires - time.monotonic()) + 0.05)
+        expired.set()
+        channel = f"/channels/{fake.channel_id}/messages"
+        (moved,) = await fake.wait_for(lambda r: r.method == "POST" and r.path.endswith(channel))
+        # The old message lost its Cancel (in the token's last minute); the new one has it.
+        await fake.wait_for(lambda r: r.at < moved.at and original_edits(payload)(r), count=2)
+        assert original is not None and fake.messages[original]["components"] == []
+        now = fake.message_with(cancel)
+        assert now not in (None, original) and "40%" in fake.messages[now or ""]["content"]
+        release.set()
+        await asyncio.wait_for(service.done.wait(), 10)
+    assert "10%" in content_of(shown) and all_custom_ids(shown) == [cancel]
+    assert "40%" in content_of(moved) and all_custom_ids(moved) == [cancel]
+    assert fake.message_with(cancel) is None  # the delivery took the last one away
+    assert any("https://cdn.example/v.mp4" in m["content"] for m in fake.messages.values())
+
+
+async def test_a_progress_past_discords_token_limit_is_not_edited_to_lose_its_cancel() -> None:
+    edits: list[dict[str, Any]] = []
+
+    async def edit(**fields: Any) -> None:
+        edits.append(fields)
+
+    now = time.monotonic()
+    in_last_minute = EditableMessage(
+        edit, shown="10%", interval=0.0, expires_at=now - 1.0, closes_at=now + 60.0
+    )
+    refused_for_sure = EditableMessage(
+        edit, shown="10%", interval=0.0, expires_at=now - 61.0, closes_at=now - 1.0
+    )
+    assert await unbutton(in_last_minute)
+    assert not await unbutton(refused_for_sure)  # a sure 401 is not even asked for
+    assert edits == [{"content": "10%", "view": None}]
 
 
 async def test_a_failed_final_edit_posts_the_rest_with_the_buttons(

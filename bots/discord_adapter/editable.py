@@ -26,17 +26,25 @@ class EditableMessage:
 
     ``edit`` is the bound edit call (an interaction's original response, a
     followup, or a channel message); ``expires_at`` (monotonic seconds) is when
-    an interaction-token edit stops working, ``None`` for channel messages.
+    the adapter stops relying on an interaction-token edit, ``None`` for channel
+    messages; ``closes_at`` is when Discord refuses it for sure (its 15 minutes).
     """
 
     def __init__(
-        self, edit: EditFn, *, shown: str, interval: float, expires_at: float | None = None
+        self,
+        edit: EditFn,
+        *,
+        shown: str,
+        interval: float,
+        expires_at: float | None = None,
+        closes_at: float | None = None,
     ) -> None:
         self._edit = edit
         self.shown = shown
         self.wanted = shown
         self.interval = interval
         self.expires_at = expires_at
+        self.closes_at = closes_at if closes_at is not None else expires_at
         self._last_edit = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -44,6 +52,10 @@ class EditableMessage:
     def alive(self) -> bool:
         """Whether edits can still reach this message."""
         return self.expires_at is None or time.monotonic() < self.expires_at
+
+    def reachable(self) -> bool:
+        """Whether a last edit may still reach it (past :meth:`alive`, before Discord's limit)."""
+        return self.closes_at is None or time.monotonic() < self.closes_at
 
     async def update(self, content: str) -> None:
         """Show ``content`` soon, in one background edit once the last one is old enough."""

@@ -42,6 +42,10 @@ async def unbutton(message: EditableMessage, content: str | None = None) -> bool
     Never raises: a failed edit is logged by :class:`EditableMessage`. The edit is
     tried even when the message's interaction token is past the time the adapter
     relies on it (14 of Discord's 15 minutes): that last minute is what lets a
-    progress message that is handed over to the channel lose its Cancel.
+    progress message that is handed over to the channel lose its Cancel. Past
+    Discord's limit it is not tried (a refused token only spends the bot's quota
+    of invalid requests).
     """
+    if not message.reachable():
+        return False
     return await message.final(content, view=None)

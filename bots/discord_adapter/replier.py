@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_CAP = 10 * 1024 * 1024
 """Discord's upload cap when nothing better is known (10 MiB)."""
 
+INTERACTION_TOKEN_LIFE = 15 * 60.0
+"""Seconds Discord accepts an interaction token for (the adapter relies on less)."""
+
 TYPING_EVERY = 8.0
 """A typing indicator lasts ~10 s; don't send another one sooner than this."""
 
@@ -116,6 +119,12 @@ class DiscordReplier:
         if self.interaction is None:
             return None
         return self._received + self.bot.token_lifetime
+
+    def token_closes_at(self) -> float | None:
+        """Monotonic time Discord refuses the interaction token for sure (15 minutes)."""
+        if self.interaction is None:
+            return None
+        return self._received + INTERACTION_TOKEN_LIFE
 
     def interaction_alive(self) -> bool:
         """Whether answers can still go through the interaction token."""
@@ -215,6 +224,7 @@ class DiscordReplier:
         interaction = self.interaction
         assert interaction is not None
         expires = self.token_expires_at()
+        closes = max(expires or 0.0, self.token_closes_at() or 0.0)
         kwargs: dict[str, Any] = {}
         if view is not None:
             kwargs["view"] = view
@@ -239,6 +249,7 @@ class DiscordReplier:
                     shown=content or "",
                     interval=self.interval,
                     expires_at=expires,
+                    closes_at=closes,
                 )
         if file is not None:
             kwargs["file"] = file
@@ -246,7 +257,11 @@ class DiscordReplier:
             content=content or discord.utils.MISSING, ephemeral=ephemeral, wait=True, **kwargs
         )
         return EditableMessage(
-            msg.edit, shown=content or "", interval=self.interval, expires_at=expires
+            msg.edit,
+            shown=content or "",
+            interval=self.interval,
+            expires_at=expires,
+            closes_at=closes,
         )
 
     async def _post_channel(
