@@ -53,6 +53,7 @@ def build_service(
     gate: SessionGate | None = None,
     metrics: Metrics | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
     shared: bool = False,
 ) -> ConversationService:
     """A conversation service over ``store`` and ``client``.
@@ -61,10 +62,12 @@ def build_service(
     in-process gate; pass ``gate`` to share turns between processes instead.
     ``shared``: other replicas use the same store (renders are claimed while
     followed and taken over when their replica dies).
+    ``wall_clock`` is the accounts' time (token expiry, the pause after a refused
+    token): a test moves it on instead of waiting out a real Retry-After.
     """
     metrics = metrics or Metrics()
     operator = settings.nemo_token.get_secret_value() if settings.nemo_token else None
-    accounts = Accounts(store=store, client=client, operator_token=operator)
+    accounts = Accounts(store=store, client=client, operator_token=operator, clock=wall_clock)
 
     def delivered(render: RenderRecord, delay: float) -> None:
         metrics.renders_delivered.labels(outcome=render.status).inc()

@@ -8,6 +8,8 @@ through the real :class:`ConversationService` over HTTP/SSE and SQLite.
 Every request must either succeed or get a clear message; no handler may crash
 (no "something went wrong" and no ERROR log); every export must be answered
 exactly once (the video or a failure message); the store must come out intact.
+A user told to try again in some minutes (the backend refused new tokens) does so
+then: the bot's clock is moved on by that much rather than waited out.
 The figures are written to ``fault_figures.json`` in the test's tmp dir (and to
 ``$NEMO_FAULT_FIGURES`` when set) and asserted on.
 """
@@ -20,6 +22,7 @@ import logging
 import os
 import random
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,27 +70,73 @@ async def _fast_sleep(seconds: float) -> None:
     await asyncio.sleep(min(seconds, 0.02))
 
 
+class BotClock:
+    """The bot's wall clock here: real time, moved on when a user waits as told.
+
+    A user told "try again in about N minutes" (the backend refused new tokens, so the
+    bot pauses them for its Retry-After) comes back N minutes later, as a person would;
+    the test moves this clock on instead of waiting real minutes, as ``_fast_sleep``
+    shortens the Retry-After waits themselves.
+    """
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+    def skip(self, seconds: float) -> None:
+        """Let ``seconds`` pass at once."""
+        self.ahead += seconds
+
+
+#: "try again in about N minutes" -> N, for every N the bot can say
+COME_BACK = {t("token_refused", "en", minutes=m): m for m in range(1, 61)}
+
+
+def _come_back_in(replier: CollectingReplier) -> int | None:
+    """The minutes the user was told to wait before trying again, if they were."""
+    return next((COME_BACK[s.text] for s in replier.said if s.text in COME_BACK), None)
+
+
+async def _send(
+    service: ConversationService,
+    msg: IncomingMessage,
+    outcomes: list[dict[str, Any]],
+    clock: BotClock,
+) -> None:
+    """One message; sent again after the wait the bot asked for, if it asked for one."""
+    for _ in range(3):
+        replier = CollectingReplier()
+        await service.handle(msg, replier)
+        outcomes.append({"user": msg.user_id, "text": msg.text, "replier": replier})
+        minutes = _come_back_in(replier)
+        if minutes is None:
+            return
+        clock.skip(minutes * 60)
+
+
 async def _user(
-    service: ConversationService, n: int, outcomes: list[dict[str, Any]], rng: random.Random
+    service: ConversationService,
+    n: int,
+    outcomes: list[dict[str, Any]],
+    rng: random.Random,
+    clock: BotClock,
 ) -> None:
     thing = THINGS[n % len(THINGS)]
     for step, template in enumerate(SCRIPT):
         text = template.format(thing=thing)
         msg = IncomingMessage(platform="test", user_id=f"u{n}", chat_id=f"c{n}", text=text)
-        replier = CollectingReplier()
-        requests = [(text, replier)]
         if step == 1 and n % 3 == 0:
             # an impatient user: a second message while the first is still running
-            extra = CollectingReplier()
             follow = IncomingMessage(
                 platform="test", user_id=f"u{n}", chat_id=f"c{n}", text="make it brighter"
             )
-            requests.append(("make it brighter", extra))
-            await asyncio.gather(service.handle(msg, replier), service.handle(follow, extra))
+            await asyncio.gather(
+                _send(service, msg, outcomes, clock), _send(service, follow, outcomes, clock)
+            )
         else:
-            await service.handle(msg, replier)
-        for said, rep in requests:
-            outcomes.append({"user": n, "text": said, "replier": rep})
+            await _send(service, msg, outcomes, clock)
         await asyncio.sleep(rng.uniform(0, 0.05))
 
 
@@ -121,14 +170,18 @@ async def test_many_users_under_random_faults_nothing_lost(tmp_path: Path) -> No
                 SQLiteStore(db) as store,
                 NemoClient(base_url=sim.base_url, sleep=_fast_sleep) as client,
             ):
+                clock = BotClock()
                 service = build_service(
-                    settings=settings, store=store, client=client, poll_policy=POLL
+                    settings=settings,
+                    store=store,
+                    client=client,
+                    poll_policy=POLL,
+                    wall_clock=clock,
                 )
                 service.register_adapter(CollectingAdapter())
                 rng = random.Random(5)
-                await asyncio.wait_for(
-                    asyncio.gather(*(_user(service, n, outcomes, rng) for n in range(USERS))), 45
-                )
+                users = (_user(service, n, outcomes, rng, clock) for n in range(USERS))
+                await asyncio.wait_for(asyncio.gather(*users), 45)
                 await asyncio.wait_for(service.wait_idle(), 30)
                 await service.aclose()
                 await sim.idle()
@@ -173,6 +226,7 @@ async def test_many_users_under_random_faults_nothing_lost(tmp_path: Path) -> No
         "faults_by_kind": {k: stats.get(f"fault_{k}", 0) for k in KINDS},
         "stream_drops": stats.get("stream_drops", 0),
         "tokens_minted": stats.get("tokens_minted", 0),
+        "told_to_come_back": len([o for o in outcomes if _come_back_in(o["replier"])]),
         "exports_requested": len(exports),
         "renders_submitted": stats.get("renders", 0),
         "videos_delivered": delivered_videos,
@@ -214,12 +268,20 @@ async def test_many_users_under_random_faults_nothing_lost(tmp_path: Path) -> No
 # ------------------------------------------- the bugs the random suite found, pinned down
 
 
-async def _service(sim: Simulator, db: Path) -> tuple[ConversationService, SQLiteStore, NemoClient]:
+async def _service(
+    sim: Simulator, db: Path, clock: BotClock | None = None
+) -> tuple[ConversationService, SQLiteStore, NemoClient]:
     settings = Settings(_env_file=None, NEMO_API_BASE=sim.base_url, NEMO_BOT_DB=db)  # type: ignore[call-arg]
     store = SQLiteStore(db)
     await store.open()
     client = NemoClient(base_url=sim.base_url, sleep=_fast_sleep)
-    service = build_service(settings=settings, store=store, client=client, poll_policy=POLL)
+    service = build_service(
+        settings=settings,
+        store=store,
+        client=client,
+        poll_policy=POLL,
+        wall_clock=clock or BotClock(),
+    )
     return service, store, client
 
 
@@ -280,3 +342,31 @@ async def test_a_5xx_on_a_call_that_is_not_resent_gets_a_clear_message(
         await client.aclose()
         await store.close()
     assert r.texts() == [t("service_error", "en")]
+
+
+async def test_a_user_refused_a_first_token_gets_one_once_the_pause_has_passed(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The random suite's users used to ignore "try again in about a minute" and be left
+    # without a project; this is what a user who does come back gets.
+    clock = BotClock()
+    service, store, client = await _service(sim, tmp_path / "bot.db", clock)
+    try:
+        sim.inject("rate_limit", count=2, endpoint="token")  # refused, and again on the retry
+        refused, early, later = CollectingReplier(), CollectingReplier(), CollectingReplier()
+        await service.handle(_m("make a video of a kite"), refused)
+        await service.handle(_m("make a video of a kite"), early)
+        asked_before_the_pause_ended = sim.stats["token"]
+        clock.skip(60)
+        await service.handle(_m("make a video of a kite"), later)
+        session = await store.get_session("test", "u1", "c1")
+    finally:
+        await service.aclose()
+        await client.aclose()
+        await store.close()
+    told = t("token_refused", "en", minutes=1)
+    assert refused.texts() == [told] and early.texts() == [told]
+    assert asked_before_the_pause_ended == 2  # the try and its one retry; none while paused
+    assert told not in later.all_text() and later.texts()
+    assert sim.stats["tokens_minted"] == 1 and sim.stats["chat"] == 1
+    assert session is not None and session.session_id in sim.sessions
