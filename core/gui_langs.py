@@ -1,7 +1,7 @@
 """GUI talk in Spanish, Portuguese, Russian and Indonesian, for :mod:`core.gui`.
 
 The same families as the English and Chinese rules in :mod:`core.gui` (export, upload,
-view, drag, click), each replaced by its chat equivalent in the language it was written
+view, drag, panel, click), each replaced by its chat equivalent in the language it was written
 in: the export control becomes that language's export command ("exportar", "экспорт",
 "ekspor", the first phrase of ``export`` in ``core/locales/<code>.toml``), a view of the
 editor becomes "the timeline below" (the bot shows the track summary after the reply).
@@ -347,11 +347,6 @@ RULES_BY_LANGUAGE: dict[str, dict[str, list[Rule]]] = {
     "ru": _RU,
     "id": _ID,
 }
-
-#: Every rule of the four languages, in order.
-RULES: list[Rule] = [
-    rule for families in RULES_BY_LANGUAGE.values() for rules in families.values() for rule in rules
-]
 
 #: "I encountered a temporary issue", as the backend tacks it onto replies that worked
 #: (up to the end of its sentence); :class:`core.gui.SentenceBuffer` drops it at the end.
