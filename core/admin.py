@@ -294,7 +294,7 @@ class Admin:
                     *(self._deliver(bid, sender, user, chat, record.text) for user, chat in batch)
                 )
                 cursor = batch[-1][0]
-                await self._store.advance_broadcast(bid, cursor=cursor, sent=0, failed=0)
+                await self._store.advance_broadcast(bid, cursor=cursor)
                 renewed = await self._store.renew_lease(lease, ttl=ttl)
                 if renewed is None:  # it expired and another replica took it over
                     log.warning("broadcast %d: another replica took it over", bid)

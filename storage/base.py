@@ -108,7 +108,7 @@ class BroadcastRecord:
     cursor: str | None = None
     """The last user id reached, in user id order (None: nobody yet)."""
     sent: int = 0
-    """Messages the platform confirmed (a finished broadcast: all of them)."""
+    """Messages the platform confirmed (added up from the recipients when it finishes)."""
     failed: int = 0
     created_at: float = 0.0
     finished_at: float | None = None
@@ -276,10 +276,11 @@ class Store(Protocol):
     ) -> None:
         """Record how the claimed send ended: ``sent``, ``failed`` or ``unconfirmed``."""
 
-    async def advance_broadcast(
-        self, broadcast_id: int, *, cursor: str, sent: int, failed: int
-    ) -> None:
-        """Move the broadcast's cursor to ``cursor`` and add to its counts."""
+    async def advance_broadcast(self, broadcast_id: int, *, cursor: str) -> None:
+        """Move the broadcast's cursor to ``cursor`` (the place a restart goes on from).
+
+        The counts come from the recipients' outcomes, added up by :meth:`finish_broadcast`.
+        """
 
     async def finish_broadcast(self, broadcast_id: int) -> BroadcastRecord | None:
         """Mark the broadcast done and add its recipients' outcomes to its counts.

@@ -153,17 +153,10 @@ class PostgresAdmin:
             user_id,
         )
 
-    async def advance_broadcast(
-        self, broadcast_id: int, *, cursor: str, sent: int, failed: int
-    ) -> None:
-        """Move the cursor and add to the counts."""
+    async def advance_broadcast(self, broadcast_id: int, *, cursor: str) -> None:
+        """Move the cursor."""
         await self._execute(
-            "UPDATE broadcasts SET cursor = $1, sent = sent + $2, failed = failed + $3 "
-            "WHERE broadcast_id = $4",
-            cursor,
-            sent,
-            failed,
-            broadcast_id,
+            "UPDATE broadcasts SET cursor = $1 WHERE broadcast_id = $2", cursor, broadcast_id
         )
 
     async def finish_broadcast(self, broadcast_id: int) -> BroadcastRecord | None:

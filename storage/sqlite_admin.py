@@ -136,14 +136,10 @@ class SQLiteAdmin:
             (outcome, self._clock(), broadcast_id, user_id),
         )
 
-    async def advance_broadcast(
-        self, broadcast_id: int, *, cursor: str, sent: int, failed: int
-    ) -> None:
-        """Move the cursor and add to the counts."""
+    async def advance_broadcast(self, broadcast_id: int, *, cursor: str) -> None:
+        """Move the cursor."""
         await self._write(
-            "UPDATE broadcasts SET cursor = ?, sent = sent + ?, failed = failed + ? "
-            "WHERE broadcast_id = ?",
-            (cursor, sent, failed, broadcast_id),
+            "UPDATE broadcasts SET cursor = ? WHERE broadcast_id = ?", (cursor, broadcast_id)
         )
 
     async def finish_broadcast(self, broadcast_id: int) -> BroadcastRecord | None:

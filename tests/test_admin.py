@@ -101,7 +101,9 @@ async def test_a_broadcast_goes_on_after_a_restart_from_where_it_stopped(
         record = await store.start_broadcast(
             "telegram", "Maintenance tonight", admin_chat=str(ADMIN), admin_user=str(ADMIN)
         )
-        await store.advance_broadcast(record.broadcast_id, cursor="10", sent=1, failed=0)
+        assert await store.claim_broadcast_recipient(record.broadcast_id, "10")
+        await store.settle_broadcast_recipient(record.broadcast_id, "10", "sent")
+        await store.advance_broadcast(record.broadcast_id, cursor="10")
 
     async with telegram_core(sim, tg, tmp_path, NEMO_ADMIN_USERS=str(ADMIN)):
         await tg.wait_for(lambda: "Broadcast done" in last(tg, ADMIN), within=30)
