@@ -383,9 +383,6 @@ class Store(Protocol):
         registered already. False (nothing registered) when full.
         """
 
-    async def count_waiters(self, prefix: str) -> int:
-        """How many live waiters there are for the keys starting with ``prefix``."""
-
     async def wait_for_lease(self, key: str, seconds: float) -> bool:
         """Sleep until a lease of ``key`` is released or abandoned, or ``seconds`` pass.
 

@@ -225,16 +225,6 @@ class PostgresCoordination:
             await conn.execute(_ADD_WAITER, key, seq, owner, now + ttl)
         return True
 
-    async def count_waiters(self, prefix: str) -> int:
-        """The live waiters of the keys starting with ``prefix``."""
-        row = await self._fetchrow(
-            "SELECT count(*) AS n FROM session_waiters "
-            "WHERE left(key, length($1)) = $1 AND expires_at > $2",
-            prefix,
-            self._clock(),
-        )
-        return int(row["n"])
-
     async def wait_for_lease(self, key: str, seconds: float) -> bool:
         """Sleep until a release of ``key`` on any replica (NOTIFY), or ``seconds`` pass."""
         await self._listen()

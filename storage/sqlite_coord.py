@@ -187,15 +187,6 @@ class SQLiteCoordination:
             )
         return True
 
-    async def count_waiters(self, prefix: str) -> int:
-        """The live waiters of the keys starting with ``prefix``."""
-        row = await self._fetchone(
-            "SELECT count(*) FROM session_waiters "
-            "WHERE substr(key, 1, length(?)) = ? AND expires_at > ?",
-            (prefix, prefix, self._clock()),
-        )
-        return int(row[0])
-
     async def wait_for_lease(self, key: str, seconds: float) -> bool:
         """Sleep until a release in this process, or ``seconds`` pass."""
         return await self._wakeups.wait(key, seconds)
