@@ -104,7 +104,7 @@ def build_service(
         relay=relay,
         uploads=Uploads(settings=settings, client=client, calls=calls, relay=relay),
         exports=Exports(client=client, store=store, calls=calls, project=project, renders=renders),
-        history=History(store=store, client=client),
+        history=History(store=store, client=client, calls=calls),
         canceller=canceller,
         metrics=metrics,
     )

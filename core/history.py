@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Callable
 
+from core.calls import BackendCalls
 from core.client import NemoClient
 from core.errors import NemoError
 from core.request import Request
@@ -55,10 +56,16 @@ class History:
     """The ``my projects``, ``open N`` and ``send it again`` intents."""
 
     def __init__(
-        self, *, store: Store, client: NemoClient, clock: Callable[[], float] = time.time
+        self,
+        *,
+        store: Store,
+        client: NemoClient,
+        calls: BackendCalls,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._client = client
+        self._calls = calls
         self._clock = clock
 
     async def note_prompt(self, req: Request) -> None:
@@ -141,7 +148,11 @@ class History:
     async def _fresh_link(self, req: Request, render_id: str) -> str | None:
         """A new link to the render's video from its status, or None if there is none."""
         try:
-            status = await self._client.render_status(req.ident.token, render_id)
+            # Through the calls: a token that expired since the export is renewed first
+            # (else the user would hear that the backend has no link).
+            status = await self._calls.call(
+                req, lambda i: self._client.render_status(i.token, render_id)
+            )
         except NemoError as exc:
             log.info("resend: no fresh link for the video (%s)", exc)
             return None

@@ -238,3 +238,23 @@ async def test_resend_replaces_a_link_whose_host_refuses_connections(
     assert r.fetched[-1] is not None and r.fetched[-1] == r.fetched[0]  # the same MP4
     assert len(sim.renders.jobs) == renders  # not rendered again
     assert stored is not None and stored.output_url == again.url  # the fresh link is kept
+
+
+async def test_telegram_resend_renews_an_expired_token_before_asking_for_a_fresh_link(
+    sim: Simulator, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    async with telegram_core(sim, tg, tmp_path):
+        tg.private_text(55, CITY)
+        await tg.wait_for(finished(tg, 55), within=15)
+        tg.private_text(55, "/export")
+        await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == 1, within=20)
+        renders = len(sim.renders.jobs)
+
+        sim.expire_links()  # the stored link answers 403 ...
+        sim.inject("token_expired", endpoint="render_status")  # ... and the token has expired
+        tg.private_text(55, "/resend")
+        await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == 2, within=20)
+    assert not any("has expired" in t for t in tg.texts(55)), tg.texts(55)
+    assert sim.stats["media_expired"] >= 1 and len(sim.renders.jobs) == renders
+    first, again = tg.calls_of("sendVideo")
+    assert again.files["video"] == first.files["video"]  # the same MP4, from a fresh link
