@@ -35,6 +35,14 @@ CITY = "make a 10-second clip of a city at night"
 DOG = "make a 5-second clip of a dog on a beach"
 
 
+async def _exported(tg: FakeTelegram, user: int) -> None:
+    """``user`` makes the city project and exports it; the video is the first one sent."""
+    tg.private_text(user, CITY)
+    await tg.wait_for(finished(tg, user), within=15)
+    tg.private_text(user, "/export")
+    await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == 1, within=20)
+
+
 async def test_telegram_lists_projects_opens_an_old_one_and_resends_its_video(
     sim: Simulator, tg: FakeTelegram, tmp_path: Path
 ) -> None:
@@ -43,10 +51,7 @@ async def test_telegram_lists_projects_opens_an_old_one_and_resends_its_video(
         await tg.wait_for(lambda: tg.texts(51), within=15)
         assert "no projects yet" in tg.texts(51)[-1]
 
-        tg.private_text(51, CITY)
-        await tg.wait_for(finished(tg, 51), within=15)
-        tg.private_text(51, "/export")
-        await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == 1, within=20)
+        await _exported(tg, 51)  # the first video sent
         tg.private_text(51, "/new")
         await tg.wait_for(lambda: "New project" in tg.texts(51)[-1], within=15)
         tg.private_text(51, DOG)
@@ -86,10 +91,7 @@ async def test_telegram_resend_gets_a_fresh_link_when_the_stored_one_expired(
     sim: Simulator, tg: FakeTelegram, tmp_path: Path
 ) -> None:
     async with telegram_core(sim, tg, tmp_path):
-        tg.private_text(52, CITY)
-        await tg.wait_for(finished(tg, 52), within=15)
-        tg.private_text(52, "/export")
-        await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == 1, within=20)
+        await _exported(tg, 52)  # the first video sent
         renders = len(sim.renders.jobs)
 
         sim.expire_links()  # the link the export delivered now answers 403
@@ -244,10 +246,7 @@ async def test_telegram_resend_renews_an_expired_token_before_asking_for_a_fresh
     sim: Simulator, tg: FakeTelegram, tmp_path: Path
 ) -> None:
     async with telegram_core(sim, tg, tmp_path):
-        tg.private_text(55, CITY)
-        await tg.wait_for(finished(tg, 55), within=15)
-        tg.private_text(55, "/export")
-        await tg.wait_for(lambda: len(tg.calls_of("sendVideo")) == 1, within=20)
+        await _exported(tg, 55)  # the first video sent
         renders = len(sim.renders.jobs)
 
         sim.expire_links()  # the stored link answers 403 ...
