@@ -110,15 +110,6 @@ def _placeholders(n: int, start: int = 1) -> str:
     return ", ".join(f"${i}" for i in range(start, start + n))
 
 
-# save_session's second step: the session is (still) one of the user's projects.
-_REMEMBER_PROJECT = (
-    "INSERT INTO projects (platform, user_id, session_id, chat_id, task_id, created_at, "
-    "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) "
-    "ON CONFLICT (platform, user_id, session_id) DO UPDATE SET "
-    "chat_id = EXCLUDED.chat_id, updated_at = EXCLUDED.updated_at"
-)
-
-
 class PostgresStore(PostgresHistory, PostgresAdmin, PostgresCoordination):
     """A :class:`storage.base.Store` in a PostgreSQL database.
 
@@ -392,17 +383,9 @@ class PostgresStore(PostgresHistory, PostgresAdmin, PostgresCoordination):
             "RETURNING created_at"
         )
         try:
-            async with self._require().acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(sql, *values.values())
-                await conn.execute(
-                    _REMEMBER_PROJECT,
-                    session.platform,
-                    session.user_id,
-                    session.session_id,
-                    session.chat_id,
-                    session.task_id,
-                    now,
-                )
+            # The project row is written by the schema's trigger inside this statement
+            # (migration 0009).
+            row = await self._require().fetchrow(sql, *values.values())
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise IntegrityError(str(exc)) from exc
         session.created_at = float(row[0]) if row is not None else now

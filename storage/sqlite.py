@@ -123,15 +123,6 @@ def _prepare_file(path: Path) -> None:
     os.close(fd)
 
 
-# save_session's second step: the session is (still) one of the user's projects.
-_REMEMBER_PROJECT = (
-    "INSERT INTO projects (platform, user_id, session_id, chat_id, task_id, created_at, "
-    "updated_at) VALUES (:platform, :user_id, :session_id, :chat_id, :task_id, :created_at, "
-    ":updated_at) ON CONFLICT (platform, user_id, session_id) DO UPDATE SET "
-    "chat_id = excluded.chat_id, updated_at = excluded.updated_at"
-)
-
-
 async def _enable_wal(conn: aiosqlite.Connection) -> sqlite3.Row | None:
     """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
 
@@ -447,12 +438,9 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
             "THEN sessions.created_at ELSE excluded.created_at END "
             "RETURNING created_at"
         )
-        async with self._transaction() as conn:
-            try:
-                row = await (await conn.execute(sql, values)).fetchone()
-                await conn.execute(_REMEMBER_PROJECT, values)
-            except sqlite3.IntegrityError as exc:
-                raise IntegrityError(str(exc)) from exc
+        # One statement, one trip to the database thread: the project row is written by
+        # the schema's trigger inside it (migration 0009).
+        row = await self._fetchone(sql, values)
         session.created_at = float(row[0]) if row is not None else now
         session.updated_at = now
 
