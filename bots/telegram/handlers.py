@@ -247,14 +247,10 @@ class UpdateHandlers:
             user_display=query.from_user.full_name,
             seq=update.update_id,
         )
-        if intent is not Intent.CANCEL:
-            self._dispatch(msg)
-            return
-        # Once the cancel is done, the pressed button has nothing left to stop: it goes
+        # Once a cancel is done, the pressed button has nothing left to stop: it goes
         # (a running reply and a queue notice lose it anyway; an export's progress does not).
-        replier = self._replier_for(msg)
-        notice = self._notice(replier.chat_id, replier.thread_id, msg.language)
-        self._requests.spawn(self._answer(msg, replier, then_unbutton=message.message_id), notice)
+        done_with = message.message_id if intent is Intent.CANCEL else None
+        self._dispatch(msg, then_unbutton=done_with)
 
     async def on_error(self, update: object, context: Context) -> None:
         """Log the error (token redacted) and apologise to the user if there is one."""
@@ -386,15 +382,16 @@ class UpdateHandlers:
             language=sender.language if sender else None,
         )
 
-    def _dispatch(self, msg: IncomingMessage) -> None:
+    def _dispatch(self, msg: IncomingMessage, *, then_unbutton: int | None = None) -> None:
         """Hand ``msg`` to the core in its own task, so PTB keeps reading updates.
 
         A request can stream for minutes; different users must not wait for each
-        other. The core serialises requests of one session itself.
+        other. The core serialises requests of one session itself. ``then_unbutton``:
+        see :meth:`_answer`.
         """
         replier = self._replier_for(msg)
         notice = self._notice(replier.chat_id, replier.thread_id, msg.language)
-        self._requests.spawn(self._answer(msg, replier), notice)
+        self._requests.spawn(self._answer(msg, replier, then_unbutton=then_unbutton), notice)
 
     async def _answer(
         self, msg: IncomingMessage, replier: TelegramReplier, *, then_unbutton: int | None = None
