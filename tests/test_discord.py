@@ -735,6 +735,37 @@ async def test_an_export_progress_outliving_its_token_hands_its_cancel_to_the_ch
     assert any("https://cdn.example/v.mp4" in m["content"] for m in fake.messages.values())
 
 
+async def test_an_export_progress_loses_its_cancel_at_100_percent(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    cancel = custom_id(Action.CANCEL, int(fake.alice["id"]))
+    rendered, release = asyncio.Event(), asyncio.Event()
+
+    async def script(msg: IncomingMessage, replier: Replier) -> None:
+        await replier.progress("Rendering…", 10)
+        await replier.progress("Rendering…", 60)
+        await rendered.wait()
+        await replier.progress("Rendering…", 100)  # the video is being fetched now
+        await release.wait()
+        await replier.send_video(Video(url="https://cdn.example/v.mp4", caption="Your video"))
+
+    service = ScriptedService(script)
+    async with running_bot(fake, discord_settings(fake, tmp_path), service):
+        payload = await fake.slash("export")
+        await fake.wait_for(lambda r: original_edits(payload)(r) and "60%" in content_of(r))
+        progress = fake.message_with(cancel)  # still there: the render runs
+        rendered.set()
+        (done,) = await fake.wait_for(
+            lambda r: original_edits(payload)(r) and "100%" in content_of(r)
+        )
+        release.set()
+        await asyncio.wait_for(service.done.wait(), 10)
+    assert progress is not None
+    assert done.payload["components"] == []  # taken off in the same edit as the 100 %
+    assert fake.messages[progress]["components"] == []
+    assert "https://cdn.example/v.mp4" in fake.messages[progress]["content"]
+
+
 async def test_a_progress_past_discords_token_limit_is_not_edited_to_lose_its_cancel() -> None:
     edits: list[dict[str, Any]] = []
 

@@ -48,6 +48,7 @@ class EditableMessage:
         self._last_edit = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._fields: dict[str, Any] = {}  # other fields (a view) waiting for the next edit
 
     def alive(self) -> bool:
         """Whether edits can still reach this message."""
@@ -57,10 +58,13 @@ class EditableMessage:
         """Whether a last edit may still reach it (past :meth:`alive`, before Discord's limit)."""
         return self.closes_at is None or time.monotonic() < self.closes_at
 
-    async def update(self, content: str) -> None:
-        """Show ``content`` soon, in one background edit once the last one is old enough."""
+    async def update(self, content: str, **fields: Any) -> None:
+        """Show ``content`` (and ``fields``, e.g. ``view=None``) soon, in one background
+        edit once the last one is old enough."""
         self.wanted = content[:MESSAGE_LIMIT]
-        if self.wanted == self.shown or (self._task is not None and not self._task.done()):
+        self._fields.update(fields)
+        unchanged = self.wanted == self.shown and not self._fields
+        if unchanged or (self._task is not None and not self._task.done()):
             return
         # Always in the background: the caller (a backend stream, a render poll) never
         # waits for Discord; text arriving meanwhile joins this same edit.
@@ -78,7 +82,7 @@ class EditableMessage:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.wanted == self.shown and not extra:
+        if self.wanted == self.shown and not extra and not self._fields:
             return True
         delay = self._last_edit + self.interval - time.monotonic()
         if delay > 0:
@@ -88,18 +92,29 @@ class EditableMessage:
     async def _flush_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
         try:
-            await self._flush()
+            flushed = await self._flush()
         except Exception:  # a background edit must never die silently
             log.exception("discord: delayed edit failed")
+            return
+        if flushed and (self.wanted != self.shown or self._fields):
+            # Asked for while that edit was on its way: one more follows, throttled.
+            delay = max(0.0, self._last_edit + self.interval - time.monotonic())
+            self._task = asyncio.create_task(self._flush_later(delay))
 
     async def _flush(self, **extra: Any) -> bool:
         async with self._lock:
             content = self.wanted
-            if content == self.shown and not extra:
+            # Taken now: fields asked for while this edit is on its way wait for the next.
+            pending, self._fields = self._fields, {}
+            fields = {**pending, **extra}
+            if content == self.shown and not fields:
                 return True
             try:
-                await self._edit(content=content, **extra)
-            except discord.HTTPException as exc:
+                await self._edit(content=content, **fields)
+            except BaseException as exc:  # failed or cancelled: its fields go with the next
+                self._fields = {**pending, **self._fields}
+                if not isinstance(exc, discord.HTTPException):
+                    raise
                 log.warning("discord: edit failed (%s %s)", exc.status, exc.code)
                 return False
             finally:

@@ -353,18 +353,22 @@ class DiscordReplier:
     async def progress(self, text: str, percent: int | None = None) -> None:
         """Show or update this conversation's single progress message.
 
-        While the render runs (below 100 %) it carries the owner's Cancel button;
-        the delivery takes it away. A message whose interaction token is past its
-        time loses Cancel, and the progress goes on in a new (channel) message.
+        While the render runs (below 100 %) it carries the owner's Cancel button
+        (at 100 % the video is being fetched: nothing is left to cancel). A message
+        whose interaction token is past its time loses Cancel, and the progress goes
+        on in a new (channel) message. Returns at once, but for a new message.
         """
         content = progress_text(text, percent)
+        running = percent is None or percent < 100
         progress = self._progress
         if progress is not None and progress.alive():
-            await progress.update(content)
+            if running or not self._forget_progress_cancel():
+                await progress.update(content)
+            else:  # in the same background edit as the 100 %
+                await progress.update(content, view=None)
             return
         if progress is not None:
             await self._progress_over()
-        running = percent is None or percent < 100
         view = actions_view((Action.CANCEL,), self.user_id, self.language) if running else None
         self._progress = await self.post(content, view=view)
         if self._progress is not None and view is not None:
