@@ -312,7 +312,7 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
         return self._conn
 
     async def _write(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> int:
-        """Run one statement under the lock; the number of rows it changed."""
+        """Run one statement after any transaction in progress (:meth:`_turn`); rows changed."""
         conn = self._require()
         try:
             async with self._turn(), conn.execute(sql, params) as cur:
