@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -143,7 +144,7 @@ class Api:
 
     async def poll(self, rid: str) -> dict[str, Any]:
         """Poll until a terminal status; returns the normalised final reply."""
-        for _ in range(100):
+        for _ in range(600):  # a loaded machine makes the MP4 slowly
             r = (await self.http.get(f"/api/render/proxy/lambda/{rid}")).json()
             data = r.get("data", r)
             if data["status"] in ("completed", "failed", "cancelled"):
@@ -489,22 +490,41 @@ def _status(reply: dict[str, Any]) -> tuple[str, str | None]:
     return reply["status"], (reply.get("output") or {}).get("url")
 
 
-async def test_render_lifecycle_both_shapes_and_real_mp4(sim: Simulator) -> None:
+async def test_render_lifecycle_both_shapes_and_real_mp4(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A render's status is a function of the simulator's clock; the test holds that clock
+    # and moves it, so each phase is seen however slowly the machine runs (here "pending"
+    # lasts a tenth of a second of the render's one).
+    clock = [time.time()]
+    for module in ("simulator.renders", "simulator.server"):
+        monkeypatch.setattr(f"{module}.now", lambda: clock[0])
     async with api_for(sim) as api:
         await api.chat("make a 5-second clip of a lighthouse")
         r0 = (await api.render("render_a")).json()
         r1 = (await api.render("render_b")).json()
         assert r0 == {"id": "render_a", "status": "pending", "progress": 0}
         assert r1["success"] is True and r1["data"]["status"] == "pending"
-        seen = set()
-        for _ in range(30):
-            reply = (await api.http.get("/api/render/proxy/lambda/render_a")).json()
-            seen.add(reply["status"])
+        job = sim.renders.jobs["render_a"]
+
+        async def status_a() -> dict[str, Any]:
+            reply: dict[str, Any] = (await api.http.get("/api/render/proxy/lambda/render_a")).json()
+            assert 0 <= reply["progress"] <= 100
+            return reply
+
+        seen = [await status_a()]  # as submitted
+        clock[0] = job.created + job.seconds / 2
+        seen.append(await status_a())
+        clock[0] = job.created + job.seconds
+        reply = await status_a()
+        for _ in range(600):  # its MP4 is still being made (ffmpeg, in a thread)
             if reply["status"] == "completed":
                 break
-            assert 0 <= reply["progress"] <= 99
             await asyncio.sleep(0.1)
-        assert seen >= {"pending", "processing", "completed"}
+            reply = await status_a()
+        seen.append(reply)
+        assert [r["status"] for r in seen] == ["pending", "processing", "completed"]
+        assert seen[0]["progress"] == 0 and 0 < seen[1]["progress"] < 100
         flat, wrapped = reply, await api.poll("render_b")
         assert "success" not in flat and flat["progress"] == 100
         assert wrapped["success"] is True and wrapped["data"]["progress"] == 100
