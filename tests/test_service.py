@@ -468,7 +468,8 @@ async def test_an_export_whose_reply_was_lost_is_still_followed_and_delivered(
     settings = settings_for(sim, tmp_path)
     async with (
         SQLiteStore(settings.nemo_bot_db) as store,
-        NemoClient(base_url=sim.base_url, http=httpx.AsyncClient(transport=transport)) as client,
+        httpx.AsyncClient(transport=transport) as http,  # the client does not close a given one
+        NemoClient(base_url=sim.base_url, http=http) as client,
     ):
         service = build_service(
             settings=settings, store=store, client=client, poll_policy=FAST_POLL
