@@ -43,6 +43,7 @@ class NemoTransport(httpx.AsyncBaseTransport):
         self._proxies = urllib.request.getproxies_environment()
         self._routes: dict[str, str | None] = {}  # scheme://host -> proxy URL (None: direct)
         self._inner: dict[str | None, AiohttpTransport] = {}
+        self._closed = False
 
     def _transport_for(self, url: httpx.URL) -> AiohttpTransport:
         origin = f"{url.scheme}://{url.host}"
@@ -67,6 +68,8 @@ class NemoTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send one request; see the module docstring for the error mapping."""
+        if self._closed:  # (a new aiohttp session now would never be closed)
+            raise RuntimeError("the HTTP transport is closed")
         try:
             response = await self._transport_for(request.url).handle_async_request(request)
         except httpx.ConnectTimeout as exc:
@@ -77,13 +80,9 @@ class NemoTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
-        """Close aiohttp's sessions and their connections; a later request opens new ones.
-
-        (python-telegram-bot closes its client at shutdown and builds it again, around
-        the same transport, when it is initialized again.)
-        """
-        inner, self._inner = self._inner, {}
-        for transport in inner.values():
+        """Close aiohttp's sessions and their connections (a request after this fails)."""
+        self._closed = True
+        for transport in self._inner.values():
             await transport.aclose()
 
 
