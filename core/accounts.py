@@ -122,15 +122,25 @@ class Accounts:
         """A usable token for the user: the operator's, the stored one, or a new anonymous one."""
         if self._operator_token:
             return self._operator_token
+        if self._usable(user):  # as read for this request: no second read
+            assert user.token is not None
+            return user.token
+        # None yet, or expiring: another request may be minting one right now.
         async with self._lock(user.platform, user.user_id):
             fresh = await self._store.get_user(user.platform, user.user_id) or user
-            if fresh.token and (
-                fresh.token_expires_at is None
-                or fresh.token_expires_at - _EXPIRY_MARGIN_S > self._clock()
-            ):
+            if self._usable(fresh):
+                assert fresh.token is not None
                 user.token, user.backend_user_id = fresh.token, fresh.backend_user_id
                 return fresh.token
             return await self._mint(user)
+
+    def _usable(self, user: UserRecord) -> bool:
+        """Whether the user's token is there and not about to expire.
+
+        (A token revoked by the backend is found out by its 1001 answer: :meth:`renew`.)
+        """
+        expires = user.token_expires_at
+        return bool(user.token) and (expires is None or expires - _EXPIRY_MARGIN_S > self._clock())
 
     async def renew(self, user: UserRecord, rejected: str) -> str:
         """A new token after the backend rejected ``rejected`` (1001); rate-limited per user."""
