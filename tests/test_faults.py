@@ -73,7 +73,7 @@ async def _fast_sleep(seconds: float) -> None:
 class BotClock:
     """The bot's wall clock here: real time, moved on when a user waits as told.
 
-    A user told "try again in about N minutes" (the backend refused new tokens, so the
+    A user told "try again in about N min" (the backend refused new tokens, so the
     bot pauses them for its Retry-After) comes back N minutes later, as a person would;
     the test moves this clock on instead of waiting real minutes, as ``_fast_sleep``
     shortens the Retry-After waits themselves.
@@ -90,7 +90,7 @@ class BotClock:
         self.ahead += seconds
 
 
-#: "try again in about N minutes" -> N, for every N the bot can say
+#: "try again in about N min" -> N, for every N the bot can say
 COME_BACK = {t("token_refused", "en", minutes=m): m for m in range(1, 61)}
 
 
