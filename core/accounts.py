@@ -97,22 +97,21 @@ class Accounts:
     async def user(self, platform: str, user_id: str, language: str | None = None) -> UserRecord:
         """The stored user, created (with a fresh client id) on first contact.
 
-        Creation happens under the user's lock: two first messages arriving together
-        must not give one person two client ids (and two anonymous tokens).
+        Creation is one atomic step in the store (:meth:`storage.base.Store.add_user`):
+        two first messages arriving together, in this process or on two replicas, must
+        not give one person two client ids (and two anonymous tokens).
         """
         user = await self._store.get_user(platform, user_id)
         if user is None:
-            async with self._lock(platform, user_id):
-                user = await self._store.get_user(platform, user_id)
-                if user is None:
-                    user = UserRecord(
-                        platform=platform,
-                        user_id=user_id,
-                        client_id=str(uuid.uuid4()),
-                        language=normalize(language),
-                    )
-                    await self._store.save_user(user)
-                    return user
+            fresh = UserRecord(
+                platform=platform,
+                user_id=user_id,
+                client_id=str(uuid.uuid4()),
+                language=normalize(language),
+            )
+            user = await self._store.add_user(fresh)
+            if user is fresh:
+                return user
         if normalize(language) and normalize(language) != user.language:
             user.language = normalize(language)
             await self._store.save_user(user)

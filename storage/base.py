@@ -196,6 +196,13 @@ class Store(Protocol):
     async def save_user(self, user: UserRecord) -> None:
         """Insert or update (by platform + user_id); sets timestamps."""
 
+    async def add_user(self, user: UserRecord) -> UserRecord:
+        """Insert ``user`` unless one with its platform + user_id exists; the stored user.
+
+        One atomic step: first contact arriving twice at once (two requests, two
+        replicas) keeps one user and one client id, the first one stored.
+        """
+
     async def get_session(self, platform: str, user_id: str, chat_id: str) -> SessionRecord | None:
         """The session of this user in this chat, or None."""
 

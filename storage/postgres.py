@@ -334,14 +334,34 @@ class PostgresStore(PostgresHistory, PostgresAdmin, PostgresCoordination):
             found.token = self._cipher.decrypt(found.token)
         return found
 
-    async def save_user(self, user: UserRecord) -> None:
-        """Insert or update by (platform, user_id); ``created_at`` kept from the first save."""
+    async def add_user(self, user: UserRecord) -> UserRecord:
+        """Insert unless (platform, user_id) exists; the stored user either way."""
+        values = self._user_values(user)
+        inserted = await self._fetchval(
+            f"INSERT INTO users ({', '.join(_USER_COLUMNS)}) "
+            f"VALUES ({_placeholders(len(_USER_COLUMNS))}) "
+            "ON CONFLICT (platform, user_id) DO NOTHING RETURNING created_at",
+            *values.values(),
+        )
+        if inserted is not None:
+            user.created_at = user.updated_at = values["created_at"]
+            return user
+        return await self.get_user(user.platform, user.user_id) or user
+
+    def _user_values(self, user: UserRecord) -> dict[str, Any]:
+        """The user's columns as stored (its token encrypted), both timestamps now."""
         now = self._clock()
         values = {name: getattr(user, name) for name in _USER_COLUMNS}
         if user.token is not None and self._cipher is not None:
             values["token"] = self._cipher.encrypt(user.token)
         values["created_at"] = now
         values["updated_at"] = now
+        return values
+
+    async def save_user(self, user: UserRecord) -> None:
+        """Insert or update by (platform, user_id); ``created_at`` kept from the first save."""
+        values = self._user_values(user)
+        now = values["updated_at"]
         keys = ("platform", "user_id", "created_at")
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _USER_COLUMNS if c not in keys)
         created = await self._fetchval(

@@ -343,6 +343,32 @@ async def test_user_upsert(store: AnyStore, clock: FakeClock) -> None:
     assert await store.get_user("discord", "u1") is None
 
 
+def _newcomer(client_id: str, **kw: object) -> UserRecord:
+    return UserRecord(platform="telegram", user_id="u1", client_id=client_id, **kw)  # type: ignore[arg-type]
+
+
+async def test_adding_a_user_twice_keeps_the_first(store: AnyStore, clock: FakeClock) -> None:
+    first = await store.add_user(_newcomer("first", language="es"))
+    assert first.client_id == "first" and first.created_at == 1000.0
+    clock.advance(5)
+    again = await store.add_user(_newcomer("second"))
+    assert again.client_id == "first" and again.language == "es" and again.created_at == 1000.0
+    got = await store.get_user("telegram", "u1")
+    assert got is not None and got.client_id == "first"
+
+
+async def test_first_contacts_at_once_through_two_connections_keep_one_client_id(
+    target: Path | str, clock: FakeClock
+) -> None:
+    async with make_store(target, clock=clock) as one, make_store(target, clock=clock) as two:
+        added = await asyncio.gather(
+            *(s.add_user(_newcomer(f"c{i}")) for i, s in enumerate([one, two] * 4))
+        )
+        assert len({u.client_id for u in added}) == 1
+        stored = await one.get_user("telegram", "u1")
+        assert stored is not None and stored.client_id == added[0].client_id
+
+
 async def test_user_token_never_in_repr_or_logs(
     store: AnyStore, backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
