@@ -16,10 +16,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from weakref import WeakValueDictionary
 
 from core.client import NemoClient
@@ -90,6 +90,10 @@ class Accounts:
         self._session_locks: WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
             WeakValueDictionary()
         )
+        # First contacts and first sessions this process made a moment ago: a request that
+        # races one of them finds it here instead of reading the store again.
+        self._added_users: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self._made_sessions: OrderedDict[tuple[str, str, str], SessionRecord] = OrderedDict()
 
     def _lock(self, platform: str, user_id: str) -> asyncio.Lock:
         return self._user_locks.setdefault((platform, user_id), asyncio.Lock())
@@ -111,6 +115,7 @@ class Accounts:
             )
             user = await self._store.add_user(fresh)
             if user is fresh:
+                _remember(self._added_users, (platform, user_id), True)
                 return user
         if normalize(language) and normalize(language) != user.language:
             user.language = normalize(language)
@@ -124,9 +129,13 @@ class Accounts:
         if self._usable(user):  # as read for this request: no second read
             assert user.token is not None
             return user.token
-        # None yet, or expiring: another request may be minting one right now.
-        async with self._lock(user.platform, user.user_id):
-            fresh = await self._store.get_user(user.platform, user.user_id) or user
+        # None yet, or expiring: another request may be minting one right now. A user this
+        # request has just added, with nobody holding the lock, has none to find.
+        key = (user.platform, user.user_id)
+        lock = self._lock(*key)
+        just_added = self._added_users.pop(key, False) and not lock.locked()
+        async with lock:
+            fresh = user if just_added else await self._store.get_user(*key) or user
             if self._usable(fresh):
                 assert fresh.token is not None
                 user.token, user.backend_user_id = fresh.token, fresh.backend_user_id
@@ -199,9 +208,11 @@ class Accounts:
             return existing
         key = (user.platform, user.user_id, chat_id)
         async with self._session_locks.setdefault(key, asyncio.Lock()):
-            existing = await self._store.get_session(user.platform, user.user_id, chat_id)
-            if existing is not None:
-                return existing
+            # Made by a request that held the lock meanwhile (the store had none a moment
+            # ago, and sessions are never deleted).
+            made = self._made_sessions.get(key)
+            if made is not None:
+                return made
             return await self.new_session(user, chat_id, token, language)
 
     async def replace_session(
@@ -239,7 +250,19 @@ class Accounts:
             draft_json="",
         )
         await self._store.save_session(record)
+        _remember(self._made_sessions, (user.platform, user.user_id, chat_id), record)
         return record
+
+
+#: How many recent first contacts / new sessions :class:`Accounts` keeps in memory.
+_RECENT = 4096
+
+
+def _remember(recent: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    recent[key] = value
+    recent.move_to_end(key)
+    if len(recent) > _RECENT:
+        recent.popitem(last=False)
 
 
 class RenderOwners:
