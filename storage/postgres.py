@@ -38,6 +38,7 @@ from .migrate import Migration
 from .postgres_admin import PostgresAdmin
 from .postgres_coord import CHANNEL, PostgresCoordination
 from .postgres_history import PostgresHistory
+from .rows import user_values
 from .secrets import PREFIX, TokenCipher, check_readable
 from .wakeups import Wakeups
 
@@ -349,14 +350,7 @@ class PostgresStore(PostgresHistory, PostgresAdmin, PostgresCoordination):
         return await self.get_user(user.platform, user.user_id) or user
 
     def _user_values(self, user: UserRecord) -> dict[str, Any]:
-        """The user's columns as stored (its token encrypted), both timestamps now."""
-        now = self._clock()
-        values = {name: getattr(user, name) for name in _USER_COLUMNS}
-        if user.token is not None and self._cipher is not None:
-            values["token"] = self._cipher.encrypt(user.token)
-        values["created_at"] = now
-        values["updated_at"] = now
-        return values
+        return user_values(user, self._cipher, self._clock())
 
     async def save_user(self, user: UserRecord) -> None:
         """Insert or update by (platform, user_id); ``created_at`` kept from the first save."""

@@ -10,7 +10,8 @@ import time
 from dataclasses import fields
 from typing import Any
 
-from .base import BroadcastRecord, ProjectRecord
+from .base import BroadcastRecord, ProjectRecord, UserRecord
+from .secrets import TokenCipher
 
 __all__ = [
     "ADD_OUTCOMES",
@@ -20,8 +21,11 @@ __all__ = [
     "broadcast_of",
     "project_of",
     "queue_has_room",
+    "user_values",
     "utc_day",
 ]
+
+USER_COLUMNS = tuple(f.name for f in fields(UserRecord))
 
 BROADCAST_COLUMNS = tuple(f.name for f in fields(BroadcastRecord))
 BROADCAST_SELECT = f"SELECT {', '.join(BROADCAST_COLUMNS)} FROM broadcasts"
@@ -75,3 +79,14 @@ def project_of(row: Any) -> ProjectRecord:
     found = ProjectRecord(**{name: row[name] for name in _PROJECT_STORED})
     found.has_video = bool(row["has_video"])
     return found
+
+
+def user_values(user: UserRecord, cipher: TokenCipher | None, now: float) -> dict[str, Any]:
+    """The user's columns as stored, in :data:`USER_COLUMNS` order: the token encrypted
+    (with a cipher), both timestamps ``now``."""
+    values = {name: getattr(user, name) for name in USER_COLUMNS}
+    if user.token is not None and cipher is not None:
+        values["token"] = cipher.encrypt(user.token)
+    values["created_at"] = now
+    values["updated_at"] = now
+    return values

@@ -39,6 +39,7 @@ import aiosqlite
 from . import migrate
 from .base import IntegrityError, RenderRecord, SessionRecord, UserRecord
 from .migrate import Migration
+from .rows import user_values
 from .secrets import PREFIX, TokenCipher, check_readable
 from .sqlite_admin import SQLiteAdmin
 from .sqlite_coord import SQLiteCoordination
@@ -396,14 +397,7 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
         return await self.get_user(user.platform, user.user_id) or user
 
     def _user_values(self, user: UserRecord) -> dict[str, Any]:
-        """The user's columns as stored (its token encrypted), both timestamps now."""
-        now = self._clock()
-        values = {name: getattr(user, name) for name in _USER_COLUMNS}
-        if user.token is not None and self._cipher is not None:
-            values["token"] = self._cipher.encrypt(user.token)
-        values["created_at"] = now
-        values["updated_at"] = now
-        return values
+        return user_values(user, self._cipher, self._clock())
 
     async def save_user(self, user: UserRecord) -> None:
         """Insert or update by (platform, user_id).
