@@ -38,7 +38,7 @@ from .migrate import Migration
 from .postgres_admin import PostgresAdmin
 from .postgres_coord import CHANNEL, PostgresCoordination
 from .postgres_history import PostgresHistory
-from .rows import user_values
+from .rows import USER_COLUMNS, user_values
 from .secrets import PREFIX, TokenCipher, check_readable
 from .wakeups import Wakeups
 
@@ -94,7 +94,6 @@ def _columns(cls: type[Any]) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
-_USER_COLUMNS = _columns(UserRecord)
 _SESSION_COLUMNS = _columns(SessionRecord)
 _RENDER_COLUMNS = _columns(RenderRecord)
 
@@ -324,7 +323,7 @@ class PostgresStore(PostgresHistory, PostgresAdmin, PostgresCoordination):
     async def get_user(self, platform: str, user_id: str) -> UserRecord | None:
         """The user, or None."""
         row = await self._fetchrow(
-            f"{_select('users', _USER_COLUMNS)} WHERE platform = $1 AND user_id = $2",
+            f"{_select('users', USER_COLUMNS)} WHERE platform = $1 AND user_id = $2",
             platform,
             user_id,
         )
@@ -339,8 +338,8 @@ class PostgresStore(PostgresHistory, PostgresAdmin, PostgresCoordination):
         """Insert unless (platform, user_id) exists; the stored user either way."""
         values = self._user_values(user)
         inserted = await self._fetchval(
-            f"INSERT INTO users ({', '.join(_USER_COLUMNS)}) "
-            f"VALUES ({_placeholders(len(_USER_COLUMNS))}) "
+            f"INSERT INTO users ({', '.join(USER_COLUMNS)}) "
+            f"VALUES ({_placeholders(len(USER_COLUMNS))}) "
             "ON CONFLICT (platform, user_id) DO NOTHING RETURNING created_at",
             *values.values(),
         )
@@ -357,10 +356,10 @@ class PostgresStore(PostgresHistory, PostgresAdmin, PostgresCoordination):
         values = self._user_values(user)
         now = values["updated_at"]
         keys = ("platform", "user_id", "created_at")
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _USER_COLUMNS if c not in keys)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in USER_COLUMNS if c not in keys)
         created = await self._fetchval(
-            f"INSERT INTO users ({', '.join(_USER_COLUMNS)}) "
-            f"VALUES ({_placeholders(len(_USER_COLUMNS))}) "
+            f"INSERT INTO users ({', '.join(USER_COLUMNS)}) "
+            f"VALUES ({_placeholders(len(USER_COLUMNS))}) "
             f"ON CONFLICT (platform, user_id) DO UPDATE SET {updates} RETURNING created_at",
             *values.values(),
         )

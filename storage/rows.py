@@ -18,6 +18,7 @@ __all__ = [
     "BROADCAST_COLUMNS",
     "BROADCAST_SELECT",
     "PROJECT_SELECT",
+    "USER_COLUMNS",
     "broadcast_of",
     "project_of",
     "queue_has_room",
@@ -25,6 +26,7 @@ __all__ = [
     "utc_day",
 ]
 
+#: The users table's columns, in the order both stores bind them (:func:`user_values`).
 USER_COLUMNS = tuple(f.name for f in fields(UserRecord))
 
 BROADCAST_COLUMNS = tuple(f.name for f in fields(BroadcastRecord))

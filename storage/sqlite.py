@@ -39,7 +39,7 @@ import aiosqlite
 from . import migrate
 from .base import IntegrityError, RenderRecord, SessionRecord, UserRecord
 from .migrate import Migration
-from .rows import user_values
+from .rows import USER_COLUMNS, user_values
 from .secrets import PREFIX, TokenCipher, check_readable
 from .sqlite_admin import SQLiteAdmin
 from .sqlite_coord import SQLiteCoordination
@@ -100,7 +100,6 @@ def _columns(cls: type[Any]) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
-_USER_COLUMNS = _columns(UserRecord)
 _SESSION_COLUMNS = _columns(SessionRecord)
 _RENDER_COLUMNS = _columns(RenderRecord)
 
@@ -372,7 +371,7 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
     async def get_user(self, platform: str, user_id: str) -> UserRecord | None:
         """The user, or None."""
         row = await self._fetchone(
-            f"{_select('users', _USER_COLUMNS)} WHERE platform = ? AND user_id = ?",
+            f"{_select('users', USER_COLUMNS)} WHERE platform = ? AND user_id = ?",
             (platform, user_id),
         )
         if row is None:
@@ -386,8 +385,8 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
         """Insert unless (platform, user_id) exists; the stored user either way."""
         values = self._user_values(user)
         inserted = await self._fetchone(
-            f"INSERT INTO users ({', '.join(_USER_COLUMNS)}) "
-            f"VALUES ({', '.join(':' + c for c in _USER_COLUMNS)}) "
+            f"INSERT INTO users ({', '.join(USER_COLUMNS)}) "
+            f"VALUES ({', '.join(':' + c for c in USER_COLUMNS)}) "
             "ON CONFLICT (platform, user_id) DO NOTHING RETURNING created_at",
             values,
         )
@@ -408,10 +407,10 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
         values = self._user_values(user)
         now = values["updated_at"]
         keys = ("platform", "user_id", "created_at")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _USER_COLUMNS if c not in keys)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in USER_COLUMNS if c not in keys)
         sql = (
-            f"INSERT INTO users ({', '.join(_USER_COLUMNS)}) "
-            f"VALUES ({', '.join(':' + c for c in _USER_COLUMNS)}) "
+            f"INSERT INTO users ({', '.join(USER_COLUMNS)}) "
+            f"VALUES ({', '.join(':' + c for c in USER_COLUMNS)}) "
             f"ON CONFLICT (platform, user_id) DO UPDATE SET {updates} "
             "RETURNING created_at"
         )
