@@ -139,7 +139,7 @@ def ratios(subject: Sequence[float], baseline: Sequence[float]) -> list[float]:
 def quiet_logs() -> None:
     """Benchmarks print tables, not log lines."""
     logging.basicConfig(level=logging.WARNING)
-    for name in ("nemo", "httpx", "telegram", "aiohttp", "aiosqlite", "bots", "core"):
+    for name in ("nemo", "httpx", "telegram", "aiohttp", "bots", "core"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

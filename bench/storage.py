@@ -1,11 +1,12 @@
 """Storage: lookups/s and writes/s of the SQLite and PostgreSQL stores, side by side.
 
 Subjects: :class:`storage.sqlite.SQLiteStore` on a file (WAL, ``synchronous=NORMAL``,
-one aiosqlite connection behind an asyncio lock) and :class:`storage.postgres.
-PostgresStore` (asyncpg pool of 10) on a throw-away local PostgreSQL server with its
-production defaults (fsync and synchronous commits on), both as the bot runs them,
-driven by one task and by 32 concurrent tasks. Baseline: a plain synchronous
-``sqlite3`` connection on the same file with the same pragmas running the same SQL.
+one ``sqlite3`` connection on the event loop, transactions behind an asyncio lock) and
+:class:`storage.postgres.PostgresStore` (asyncpg pool of 10) on a throw-away local
+PostgreSQL server with its production defaults (fsync and synchronous commits on),
+both as the bot runs them, driven by one task and by 32 concurrent tasks. Baseline:
+a plain synchronous ``sqlite3`` connection on the same file with the same pragmas
+running the same SQL.
 Lookups alternate ``get_user`` and ``get_session`` over 1,000 users; writes are
 ``save_draft`` of a ~2 KB draft (what the core writes after every turn); lease
 cycles are ``try_acquire_lease`` + ``release_lease`` on 32 sessions at once (what

@@ -1,8 +1,9 @@
-"""SQLite implementation of :class:`storage.base.Store` on aiosqlite.
+"""SQLite implementation of :class:`storage.base.Store`.
 
-One aiosqlite connection (its own worker thread) in autocommit mode, with an
-:class:`asyncio.Lock` so that a statement, or a multi-statement transaction,
-never interleaves with another task's. Every mutating operation is a single
+One ``sqlite3`` connection in autocommit mode, run on the event loop's thread
+(:mod:`storage.sqlite_conn` says why, and how lock waits stay off the loop), with an
+:class:`asyncio.Lock` so that a multi-statement transaction never interleaves with
+another task's statements. Every mutating operation is a single
 statement (UPSERT, ``UPDATE ... WHERE``), so each is atomic on its own;
 :meth:`SQLiteStore.claim_delivery` is a conditional ``UPDATE`` whose row count
 decides the winner, which makes it exactly-once even across processes sharing
@@ -15,8 +16,7 @@ user_version`` bump that records it. The replica-coordination primitives (leases
 render claims, inbound updates, counters) live in :mod:`storage.sqlite_coord`.
 
 The ``users.token`` column holds secrets: with a :class:`storage.secrets.TokenCipher`
-they are encrypted at rest; nothing here logs row contents, and a filter on the
-``aiosqlite`` logger strips bound parameters from its DEBUG lines.
+they are encrypted at rest; nothing here logs statements or row contents.
 """
 
 from __future__ import annotations
@@ -27,14 +27,12 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
-
-import aiosqlite
 
 from . import migrate
 from .base import IntegrityError, RenderRecord, SessionRecord, UserRecord
@@ -42,6 +40,7 @@ from .migrate import Migration
 from .rows import USER_COLUMNS, user_values
 from .secrets import PREFIX, TokenCipher, check_readable
 from .sqlite_admin import SQLiteAdmin
+from .sqlite_conn import LoopConnection
 from .sqlite_coord import SQLiteCoordination
 from .sqlite_history import SQLiteHistory
 from .wakeups import Wakeups
@@ -54,41 +53,12 @@ MEMORY = ":memory:"
 """The path that gives a private in-memory database (for tests)."""
 
 BUSY_TIMEOUT_MS = 5000
-"""How long SQLite waits on a lock held by another connection before failing."""
+"""How long a statement waits on a lock held by another connection before failing."""
 
 TERMINAL_STATUSES = frozenset({"completed", "failed"})
 """Render statuses that set ``completed_at``."""
 
 _R = TypeVar("_R", UserRecord, SessionRecord, RenderRecord)
-
-
-class _RedactSQLParameters(logging.Filter):
-    """Strip bound parameters (tokens!) from aiosqlite's DEBUG records.
-
-    aiosqlite logs every call it runs as ``executing functools.partial(execute,
-    sql, params)``, so anyone turning on DEBUG logging would see ``users.token``
-    in the clear. This keeps the SQL text (which never embeds values here) and
-    drops the parameters.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and args and isinstance(args[0], functools.partial):
-            call = args[0]
-            name = getattr(call.func, "__name__", "call")
-            shown = repr(call.args[0]) if call.args and isinstance(call.args[0], str) else ""
-            extra = ", <parameters redacted>" if len(call.args) > 1 or call.keywords else ""
-            record.args = (f"{name}({shown}{extra})", *args[1:])
-        return True
-
-
-def _install_log_redaction() -> None:
-    target = logging.getLogger("aiosqlite")
-    if not any(isinstance(f, _RedactSQLParameters) for f in target.filters):
-        target.addFilter(_RedactSQLParameters())
-
-
-_install_log_redaction()
 
 
 def load_migrations() -> list[Migration]:
@@ -123,7 +93,7 @@ def _prepare_file(path: Path) -> None:
     os.close(fd)
 
 
-async def _enable_wal(conn: aiosqlite.Connection) -> sqlite3.Row | None:
+async def _enable_wal(conn: LoopConnection) -> sqlite3.Row | None:
     """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
 
     Switching a new file to WAL needs its exclusive lock, and SQLite answers "database
@@ -135,13 +105,19 @@ async def _enable_wal(conn: aiosqlite.Connection) -> sqlite3.Row | None:
     delay = 0.01
     while True:
         try:
-            async with conn.execute("PRAGMA journal_mode = WAL") as cur:
-                return await cur.fetchone()
+            cursor = await conn.execute("PRAGMA journal_mode = WAL")
+            row: sqlite3.Row | None = cursor.fetchone()
+            return row
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.2)
+
+
+async def _user_version(conn: LoopConnection) -> int:
+    row = (await conn.execute("PRAGMA user_version")).fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
@@ -164,7 +140,7 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
         self._path: Path | None = None if str(path) == MEMORY else Path(path).expanduser()
         self._clock = clock
         self._cipher = cipher
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: LoopConnection | None = None
         self._lock = asyncio.Lock()
         self._wakeups = Wakeups()
         self._render_columns = _RENDER_COLUMNS
@@ -192,10 +168,8 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
         if self._path is not None:
             await asyncio.to_thread(_prepare_file, self._path)
         target = MEMORY if self._path is None else str(self._path)
-        conn = await aiosqlite.connect(target, isolation_level=None)
+        conn = LoopConnection.connect(target, busy_timeout=BUSY_TIMEOUT_MS / 1000)
         try:
-            conn.row_factory = sqlite3.Row
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await conn.execute("PRAGMA foreign_keys = ON")
             if self._path is not None:
                 row = await _enable_wal(conn)
@@ -226,8 +200,8 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
         """
         conn = self._require()
         async with self._lock:
-            # One script, one trip to the database thread: a caller giving up half-way
-            # cannot leave a transaction open on the shared connection.
+            # One script: a caller giving up while the lock is awaited cannot leave a
+            # transaction open on the shared connection.
             await conn.executescript("BEGIN IMMEDIATE; ROLLBACK;")
 
     async def __aenter__(self) -> Self:
@@ -242,12 +216,10 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
     ) -> None:
         await self.close()
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+    async def _migrate(self, conn: LoopConnection) -> None:
         migrations = load_migrations()
         latest = migrations[-1].version if migrations else 0
-        async with conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        current = int(row[0]) if row is not None else 0
+        current = await _user_version(conn)
         if current > latest:
             raise RuntimeError(
                 f"database schema version {current} is newer than this code knows ({latest})"
@@ -270,9 +242,7 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
                 # Processes opening one new file together (shard processes on one host)
                 # read the old version, then queue for the write lock: a later one finds
                 # the migration done by an earlier one. Anything else is a real failure.
-                async with conn.execute("PRAGMA user_version") as cur:
-                    row = await cur.fetchone()
-                current = int(row[0]) if row is not None else 0
+                current = await _user_version(conn)
                 if migration.version > current:
                     raise
                 log.info("storage migration %s was applied by another process", migration.name)
@@ -306,17 +276,17 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
 
     # -- helpers -----------------------------------------------------------------
 
-    def _require(self) -> aiosqlite.Connection:
+    def _require(self) -> LoopConnection:
         if self._conn is None:
             raise RuntimeError("SQLiteStore is not open (call await store.open())")
         return self._conn
 
-    async def _write(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> int:
+    async def _write(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> int:
         """Run one statement after any transaction in progress (:meth:`_turn`); rows changed."""
         conn = self._require()
         try:
-            async with self._turn(), conn.execute(sql, params) as cur:
-                return cur.rowcount
+            async with self._turn():
+                return (await conn.execute(sql, params)).rowcount
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
 
@@ -324,12 +294,10 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
     async def _turn(self) -> AsyncIterator[None]:
         """Wait for a transaction in progress to end; a single statement needs no more.
 
-        The connection's worker thread runs statements one at a time in the order
-        they were queued, so single statements need no lock of their own: they
-        queue behind each other and the thread runs them back to back (in a crowd,
-        taking the lock for each one made every statement wait for the event loop
-        between them). Only a transaction (:meth:`_transaction`) holds the lock, so
-        that no other task's statement lands between its BEGIN and COMMIT.
+        A single statement runs whole before any other task does, so it needs no
+        lock of its own. Only a transaction (:meth:`_transaction`) holds the lock, so
+        that no other task's statement lands between its BEGIN and COMMIT while the
+        transaction waits (for SQLite's write lock, say).
         """
         if self._lock.locked():
             async with self._lock:
@@ -338,7 +306,7 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
             yield
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _transaction(self) -> AsyncIterator[LoopConnection]:
         """One ``BEGIN IMMEDIATE`` transaction under the lock (SQLite's write lock up front)."""
         conn = self._require()
         async with self._lock:
@@ -351,18 +319,18 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
             await conn.execute("COMMIT")
 
     async def _fetchone(
-        self, sql: str, params: Iterable[Any] | Mapping[str, Any]
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any]
     ) -> sqlite3.Row | None:
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
     async def _fetchall(
-        self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[sqlite3.Row]:
         conn = self._require()
         try:
-            async with self._turn():  # one trip to the database thread, not three
-                return list(await conn.execute_fetchall(sql, params))
+            async with self._turn():
+                return await conn.execute_fetchall(sql, params)
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
 

@@ -6,7 +6,7 @@ or an ``UPDATE``), atomic on its own, but for a broadcast's finish (one transact
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -23,11 +23,11 @@ class SQLiteAdmin:
     _clock: Callable[[], float]
 
     # provided by SQLiteStore
-    async def _write(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> int:
+    async def _write(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> int:
         raise NotImplementedError
 
     async def _fetchall(
-        self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[Any]:
         raise NotImplementedError
 

@@ -10,15 +10,14 @@ this process only, and callers poll too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import fields
 from typing import Any
 
-import aiosqlite
-
 from .base import CounterHit, InboundUpdate, Lease, RenderRecord, window_bounds
 from .rows import queue_has_room
+from .sqlite_conn import LoopConnection
 from .wakeups import Wakeups
 
 __all__ = ["SQLiteCoordination"]
@@ -45,18 +44,18 @@ class SQLiteCoordination:
     _render_from_row: Callable[[Any], RenderRecord]
 
     # provided by SQLiteStore
-    def _transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+    def _transaction(self) -> AbstractAsyncContextManager[LoopConnection]:
         raise NotImplementedError
 
-    async def _write(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> int:
+    async def _write(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> int:
         raise NotImplementedError
 
     async def _fetchall(
-        self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[Any]:
         raise NotImplementedError
 
-    async def _fetchone(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> Any:
+    async def _fetchone(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
     # -- leases ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ Contract in :class:`storage.base.Store`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .base import ProjectRecord, RenderRecord
@@ -24,11 +24,11 @@ class SQLiteHistory:
     _render_from_row: Callable[[Any], RenderRecord]
 
     # provided by SQLiteStore
-    async def _write(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> int:
+    async def _write(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> int:
         raise NotImplementedError
 
     async def _fetchall(
-        self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[Any]:
         raise NotImplementedError
 
