@@ -8,15 +8,16 @@ at the same time (the peak count of open streams is measured, not assumed).
 
 Relay latency is measured from the simulator's send to the adapter call: every ADK
 event carries the simulator's ``timestamp`` (``time.time()`` when it was built, just
-before it is written), and a tiny wrapper around the httpx transport remembers, per
-stream, the timestamp of the newest event that has arrived. When the core calls the
+before it is written), and a tiny aiohttp client middleware on the client's session
+remembers, per stream, the timestamp of the newest event that has arrived. When the core calls the
 replier's ``stream.append``, latency = now - that timestamp. Both processes read the
 same wall clock. The order check compares, per user, the relayed text with the
 simulator's whole reply (translated as the core translates GUI talk).
 
-The main run uses the core's own transport (``core.transport.NemoTransport``: httpx's
-API over aiohttp's sockets, with ``core.nemo_http.POOL_LIMITS``); a second run swaps in
-httpx's own transport with the same limits, as the contrast that motivated it.
+The client's session is built as :class:`core.nemo_http.NemoHttp` builds its own
+(aiohttp, ``POOL_LIMIT`` connections, no cookie jar), plus the stamping middleware.
+(Until the client moved from httpx to aiohttp, a second run swapped in httpx's own
+transport as a contrast; the client no longer has an httpx door to swap.)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from bench.common import (
     ROOT,
@@ -52,8 +53,7 @@ from core.app import build_service
 from core.client import NemoClient
 from core.config import Settings
 from core.gui import translate
-from core.nemo_http import POOL_LIMITS
-from core.transport import NemoTransport
+from core.nemo_http import JSON_TIMEOUT, POOL_LIMIT
 from core.types import Action, IncomingMessage
 from storage.sqlite import SQLiteStore
 
@@ -88,24 +88,25 @@ class Probe:
 PROBE: contextvars.ContextVar[Probe | None] = contextvars.ContextVar("probe", default=None)
 
 
-class _Stamped(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, probe: Probe, gauge: Gauge) -> None:
+class _StampedContent:
+    """A /run_sse response body that notes each chunk's newest timestamp as it passes."""
+
+    def __init__(self, inner: aiohttp.StreamReader, probe: Probe, gauge: Gauge) -> None:
         self._inner = inner
         self._probe = probe
         self._gauge = gauge
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def iter_any(self) -> AsyncIterator[bytes]:
         probe = self._probe
-        async for chunk in self._inner:
-            stamps = _TIMESTAMP.findall(chunk)
-            if stamps:
-                probe.last_sent = float(stamps[-1])
-            probe.raw += chunk
-            yield chunk
-
-    async def aclose(self) -> None:
-        self._gauge.close()
-        await self._inner.aclose()
+        try:
+            async for chunk in self._inner.iter_any():
+                stamps = _TIMESTAMP.findall(chunk)
+                if stamps:
+                    probe.last_sent = float(stamps[-1])
+                probe.raw += chunk
+                yield chunk
+        finally:
+            self._gauge.close()
 
 
 class Gauge:
@@ -123,26 +124,24 @@ class Gauge:
         self.open -= 1
 
 
-class StampingTransport(httpx.AsyncBaseTransport):
-    """Wraps the real transport; watches /run_sse response bodies go by."""
+class Stamping:
+    """An aiohttp client middleware that watches /run_sse response bodies go by."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, gauge: Gauge) -> None:
-        self._inner = inner
+    def __init__(self, gauge: Gauge) -> None:
         self._gauge = gauge
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        response = await handler(request)
         probe = PROBE.get()
         if probe is None or not request.url.path.endswith("/run_sse"):
             return response
         probe.opened_at = time.monotonic()
         self._gauge.opened()
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _Stamped(response.stream, probe, self._gauge)
+        # The client reads the body only through ``content.iter_any()``.
+        response.content = _StampedContent(response.content, probe, self._gauge)  # type: ignore[assignment]
         return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 class RelayStream:
@@ -202,18 +201,15 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
-def _transport(kind: str, gauge: Gauge) -> StampingTransport:
-    if kind == "core":
-        return StampingTransport(NemoTransport(limits=POOL_LIMITS), gauge)
-    return StampingTransport(httpx.AsyncHTTPTransport(limits=POOL_LIMITS), gauge)
-
-
 async def _scenario(base: str, kind: str) -> dict[str, Any]:
-    """One run in this process: warm-up, then USERS streams; ``kind`` picks the transport."""
+    """One run in this process: warm-up, then USERS streams (``kind``: the client's)."""
     raise_nofile()
     gauge = Gauge()
-    http = httpx.AsyncClient(
-        transport=_transport(kind, gauge), timeout=httpx.Timeout(30.0, connect=10.0)
+    http = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=POOL_LIMIT),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=JSON_TIMEOUT,
+        middlewares=(Stamping(gauge),),
     )
     limit = 240.0
     timed_out = False
@@ -252,7 +248,7 @@ async def _scenario(base: str, kind: str) -> dict[str, Any]:
                 timed_out = True
             wall, cpu = time.monotonic() - wall, cpu_seconds() - cpu
             await service.aclose()
-    await http.aclose()
+    await http.close()
 
     latencies = [lat * 1000 for p in probes for lat in p.latencies]
     # A "Timeline (...)" summary is a normal reply (the GUI talk asked for it); anything
@@ -318,13 +314,10 @@ async def run() -> Result:
     result = Result(NAME)
     runs: dict[str, dict[str, Any]] = {}
     async with simulator_process(**SIM) as base:
-        for kind in ("core", "httpx"):
+        for kind in ("core",):
             runs[kind] = await _child(kind, base)
     result.data.update(runs=runs, sim=SIM, stagger_s=STAGGER, prompt=PROMPT)
-    for kind, label in (
-        ("core", "core transport: httpx on aiohttp"),
-        ("httpx", "contrast: httpx's own transport"),
-    ):
+    for kind, label in (("core", "core client: aiohttp"),):
         r, judged = runs[kind], kind == "core"
         ok = r["in_order"] == USERS and r["peak_open_streams"] == USERS
         _judged(

@@ -2,9 +2,9 @@
 
 Every endpoint of NEMO_API.md is one method. Replies are unwrapped by
 :func:`core.envelope.unwrap` and failures raised from the :mod:`core.errors` tree.
-The exchange itself (the pooled ``httpx.AsyncClient``, SSE, downloads) is
-:class:`core.nemo_http.NemoHttp`; every call, streams and downloads included, goes
-through one retry policy and one translation of httpx errors (:mod:`core.retry`:
+The exchange itself (the pooled ``aiohttp.ClientSession``, SSE, uploads, downloads)
+is :class:`core.nemo_http.NemoHttp`; every call, streams and downloads included, goes
+through one retry policy and one translation of aiohttp errors (:mod:`core.retry`:
 429 waited out once, 5xx and transport failures retried only where that is safe).
 What may be uploaded is :mod:`core.files`' policy; the multipart body is
 :mod:`core.multipart`.
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from core.envelope import unwrap_render_status
 from core.errors import (
@@ -102,15 +102,15 @@ class NemoClient:
     """Async client for the NemoVideo API.
 
     Use as ``async with NemoClient(base_url=...) as nemo:``. An injected ``http``
-    client is borrowed (never closed here); without one the client creates and owns
-    a pooled ``httpx.AsyncClient``. ``sleep`` is injectable for tests.
+    session is borrowed (never closed here); without one the client creates and owns
+    a pooled ``aiohttp.ClientSession``. ``sleep`` is injectable for tests.
     """
 
     def __init__(
         self,
         *,
         base_url: str,
-        http: httpx.AsyncClient | None = None,
+        http: aiohttp.ClientSession | None = None,
         skill_source: str = "nemo-bot",
         skill_version: str = "0.1.0",
         skill_platform: str = "python",

@@ -1,11 +1,26 @@
-"""The HTTP exchange under the NemoVideo client: one pooled ``httpx.AsyncClient``.
+"""The HTTP exchange under the NemoVideo client: one pooled ``aiohttp.ClientSession``.
 
-:class:`NemoHttp` sends JSON calls, opens and reads the chat's SSE stream and
-downloads files, every one under the one retry policy and error translation of
+:class:`NemoHttp` sends JSON calls, opens and reads the chat's SSE stream, uploads
+and downloads files, every one under the one retry policy and error translation of
 :mod:`core.retry`. It knows nothing of the endpoints (that is
 :class:`core.client.NemoClient`). Tokens travel only in the ``Authorization``
 header; they never reach a log line, a ``repr`` or an exception message
 (``nemo.client`` logs method, path, status).
+
+Why aiohttp directly, not httpx: when a crowd of new users writes at once, the bot's
+core is pegged until the last backend stream opens, and the backend client was the
+largest piece of that CPU. httpx's request/response models, URL parsing, header
+objects and cookie jar roughly doubled the client's CPU per call, even with aiohttp
+moving the bytes underneath (``core.transport``). Measured with the three calls a new
+user's first message makes (anonymous token, session, open ``/run_sse``), 1,000 users
+at once against the simulator on this 2-core machine, client CPU until every stream
+opened: MEASURE-ME.
+
+What httpx gave for free and is kept here by hand: proxies from the environment
+(read once, decided once per host, passed per request: aiohttp's ``trust_env`` would
+look them and ``~/.netrc`` up again in a worker thread on every request), no cookies
+(one pooled session serves every user: :class:`aiohttp.DummyCookieJar`), and the
+error mapping of :func:`core.retry.translated`.
 """
 
 from __future__ import annotations
@@ -15,44 +30,50 @@ import codecs
 import contextlib
 import logging
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpx
-from httpx_sse import aconnect_sse
+import aiohttp
 
 from core.envelope import unwrap
 from core.errors import StreamTimeoutError
 from core.events import ChatEvent, EventDecoder, HeartbeatEvent, SSEChatDecoder
 from core.retry import RetryPolicy, translated
-from core.transport import NemoTransport
 
-__all__ = ["DOWNLOAD_TIMEOUT", "JSON_TIMEOUT", "POOL_LIMITS", "UPLOAD_TIMEOUT", "NemoHttp"]
+__all__ = ["DOWNLOAD_TIMEOUT", "JSON_TIMEOUT", "POOL_LIMIT", "UPLOAD_TIMEOUT", "NemoHttp"]
 
 log = logging.getLogger("nemo.client")
 
-JSON_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=30.0)
-DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
+# ``connect`` bounds the wait for a pooled connection plus the connect itself,
+# ``sock_connect`` the connect alone, ``sock_read`` any silence while a reply is
+# awaited or read. (aiohttp has no write time-out; a stalled upload is bounded by
+# ``sock_read`` once the body is out, and by the server.)
+JSON_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=30.0, sock_connect=10.0, sock_read=30.0)
+UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=30.0, sock_connect=10.0, sock_read=300.0)
+DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(
+    total=None, connect=30.0, sock_connect=10.0, sock_read=60.0
+)
 # Every chat stream holds a connection for up to 15 minutes, so the pool must not cap
 # how many users can chat at once (256 left the 257th waiting: bench/concurrency.py).
-# Idle keep-alive connections stay few: httpx's pool bookkeeping grows with them.
-POOL_LIMITS = httpx.Limits(max_connections=4096, max_keepalive_connections=64)
+POOL_LIMIT = 4096
+_SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
 
 
 class NemoHttp:
     """Calls, streams and downloads against one API root, retried and translated.
 
-    An injected ``http`` client is borrowed (never closed here); without one this
-    creates and owns a pooled ``httpx.AsyncClient``. ``sleep`` is injectable for tests.
+    An injected ``http`` session is borrowed (never closed here); without one this
+    creates and owns a pooled ``aiohttp.ClientSession`` on first use (in the running
+    event loop). ``sleep`` is injectable for tests.
     """
 
     def __init__(
         self,
         *,
         base_url: str,
-        http: httpx.AsyncClient | None,
+        http: aiohttp.ClientSession | None,
         attribution: dict[str, str],
         heartbeat_timeout: float,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -61,22 +82,46 @@ class NemoHttp:
         self.base_url = base_url
         self.heartbeat_timeout = heartbeat_timeout
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            timeout=JSON_TIMEOUT, transport=NemoTransport(limits=POOL_LIMITS)
-        )
+        self._http = http
+        self._closed = False
         self._attribution = attribution
         self._sleep = sleep
         self._retry = retry or RetryPolicy()
+        # HTTP(S)_PROXY / NO_PROXY, read once; each origin's route decided once.
+        self._proxies = urllib.request.getproxies_environment()
+        self._routes: dict[str, str | None] = {}  # scheme://host -> proxy URL (None: direct)
         # Silence between bytes is bounded by the heartbeat limit: any longer and
         # the stream is dead anyway. Heartbeats keep 15-minute generations alive.
-        self._sse_timeout = httpx.Timeout(
-            connect=10.0, read=max(heartbeat_timeout, 1.0), write=30.0, pool=30.0
+        self._sse_timeout = aiohttp.ClientTimeout(
+            total=None, connect=30.0, sock_connect=10.0, sock_read=max(heartbeat_timeout, 1.0)
         )
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            if self._closed:  # (a new session now would never be closed)
+                raise RuntimeError("the NemoVideo HTTP client is closed")
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=POOL_LIMIT),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=JSON_TIMEOUT,
+            )
+        return self._http
+
+    def _proxy(self, url: str) -> str | None:
+        """The proxy for ``url`` from the environment (None: connect directly)."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.hostname}"
+        if origin not in self._routes:
+            proxy = self._proxies.get(parts.scheme) or self._proxies.get("all")
+            bypass = proxy and urllib.request.proxy_bypass(parts.hostname or "")
+            self._routes[origin] = None if bypass else proxy
+        return self._routes[origin]
+
     async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_http:
-            await self._http.aclose()
+        """Close the HTTP session if this object created it."""
+        self._closed = True
+        if self._owns_http and self._http is not None:
+            await self._http.close()
 
     def headers(self, token: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = dict(self._attribution)
@@ -95,32 +140,38 @@ class NemoHttp:
         json: Any = None,
         content: Callable[[], AsyncIterator[bytes]] | None = None,
         headers: dict[str, str] | None = None,
-        http_timeout: httpx.Timeout = JSON_TIMEOUT,
+        http_timeout: aiohttp.ClientTimeout | None = None,
         idempotent: bool = True,
         resendable: Callable[[], bool] = lambda: True,
         secrets: tuple[str, ...] = (),
         unwrapper: Callable[..., Any] = unwrap,
     ) -> Any:
-        """Send one JSON call under the retry policy; return the unwrapped payload."""
+        """Send one JSON call under the retry policy; return the unwrapped payload.
+
+        ``http_timeout`` defaults to :data:`JSON_TIMEOUT` (looked up per call).
+        """
         url = self.base_url + path
         secrets = (*secrets, token) if token else secrets
+        proxy = self._proxy(url)
 
         async def attempt() -> Any:
             started = time.monotonic()
             with translated("connection"):
-                response = await self._http.request(
+                async with self._session().request(
                     method,
                     url,
                     json=json,
-                    content=content() if content is not None else None,
+                    data=content() if content is not None else None,
                     headers=self.headers(token, headers),
-                    timeout=http_timeout,
-                )
+                    timeout=http_timeout or JSON_TIMEOUT,
+                    proxy=proxy,
+                ) as response:
+                    body = await response.read()
             elapsed_ms = (time.monotonic() - started) * 1000
-            log.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, elapsed_ms)
+            log.debug("%s %s -> %d in %.0f ms", method, path, response.status, elapsed_ms)
             return unwrapper(
-                response.status_code,
-                response.content,
+                response.status,
+                body,
                 retry_after=response.headers.get("retry-after"),
                 secrets=secrets,
             )
@@ -136,36 +187,35 @@ class NemoHttp:
     @contextlib.asynccontextmanager
     async def open_stream(
         self, token: str, body: dict[str, Any]
-    ) -> AsyncIterator[httpx.Response | list[ChatEvent]]:
+    ) -> AsyncIterator[aiohttp.ClientResponse | list[ChatEvent]]:
         """Open ``/run_sse``; yield the streaming response (or a JSON reply's events).
 
-        httpx-sse's ``aconnect_sse`` sets the SSE request headers; reading is done by
-        :class:`SSEChatDecoder`, not ``aiter_sse``, so ``: ping`` comments count.
+        Reading is done by :meth:`read_events` (:class:`SSEChatDecoder`), so
+        ``: ping`` comments count as heartbeats.
         """
         url = self.base_url + "/run_sse"
+        proxy = self._proxy(url)
 
-        async def attempt() -> tuple[contextlib.AsyncExitStack, httpx.Response | list[ChatEvent]]:
+        async def attempt() -> tuple[contextlib.AsyncExitStack, aiohttp.ClientResponse | list]:
             with translated("chat stream", stream=True):
                 async with contextlib.AsyncExitStack() as stack:
-                    source = await stack.enter_async_context(
-                        aconnect_sse(
-                            self._http,
-                            "POST",
+                    response = await stack.enter_async_context(
+                        self._session().post(
                             url,
                             json=body,
-                            headers=self.headers(token),
+                            headers=self.headers(token, _SSE_HEADERS),
                             timeout=self._sse_timeout,
+                            proxy=proxy,
                         )
                     )
-                    response = source.response
                     kind = response.headers.get("content-type", "")
-                    log.debug("POST /run_sse -> %d (%s)", response.status_code, kind)
-                    if response.status_code < 400 and "text/event-stream" in kind:
+                    log.debug("POST /run_sse -> %d (%s)", response.status, kind)
+                    if response.status < 400 and "text/event-stream" in kind:
                         return stack.pop_all(), response  # stays open for the caller
                     # Not a stream: a JSON error (or, tolerated, a JSON event list).
                     data = unwrap(
-                        response.status_code,
-                        await response.aread(),
+                        response.status,
+                        await response.read(),
                         retry_after=response.headers.get("retry-after"),
                         secrets=(token,),
                     )
@@ -178,12 +228,14 @@ class NemoHttp:
             async with opened:
                 yield result
 
-    async def read_events(self, response: httpx.Response) -> AsyncGenerator[ChatEvent, None]:
+    async def read_events(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncGenerator[ChatEvent, None]:
         """Decode the stream and enforce the heartbeat-only limit."""
         decoder = SSEChatDecoder()
         utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         last_real = time.monotonic()
-        chunks = response.aiter_bytes()
+        chunks = response.content.iter_any()
         while True:
             with translated("chat stream", stream=True):
                 chunk = await anext(chunks, None)
@@ -206,24 +258,24 @@ class NemoHttp:
         """Fetch ``url`` (e.g. a render output) if it is at most ``limit`` bytes, else None.
 
         Streamed: stops reading as soon as the announced or received size passes
-        ``limit``. Relative URLs resolve against the API root.
+        ``limit``. Redirects are followed. Relative URLs resolve against the API root.
         """
         url = urljoin(self.base_url + "/", url)
         shown = urlsplit(url)._replace(query="", fragment="").geturl()  # no signed params in logs
+        proxy = self._proxy(url)
 
         async def attempt() -> bytes | None:
             with translated("download"):
-                async with self._http.stream(
-                    "GET",
+                async with self._session().get(
                     url,
                     headers=self._attribution,
                     timeout=DOWNLOAD_TIMEOUT,
-                    follow_redirects=True,
+                    proxy=proxy,
                 ) as response:
-                    if response.status_code >= 400:
+                    if response.status >= 400:
                         unwrap(
-                            response.status_code,
-                            await response.aread(),
+                            response.status,
+                            await response.read(),
                             retry_after=response.headers.get("retry-after"),
                         )
                     announced = response.headers.get("content-length", "")
@@ -231,7 +283,7 @@ class NemoHttp:
                         log.debug("download %s: %s bytes > limit", shown, announced)
                         return None
                     buffer = bytearray()
-                    async for chunk in response.aiter_bytes():
+                    async for chunk in response.content.iter_any():
                         buffer += chunk
                         if len(buffer) > limit:
                             log.debug("download %s: over limit while streaming", shown)

@@ -1,11 +1,18 @@
-"""The NemoVideo client's one retry policy, and its one translation of httpx errors.
+"""The NemoVideo client's one retry policy, and its one translation of aiohttp errors.
 
-Translation (:func:`translated`): every httpx error becomes a
+Translation (:func:`translated`): every aiohttp error (and time-out) becomes a
 :class:`~core.errors.TransportError` (``raise ... from exc``) that records
 whether the request may have reached the server (``maybe_sent``). Only a failure
-to connect, or a wait for a pooled connection, proves nothing left the machine;
-a hang-up or time-out after sending leaves the outcome unknown. A time-out while
-a chat stream opens or reads is a :class:`~core.errors.StreamTimeoutError`.
+to connect (``ClientConnectorError``), or a time-out connecting or waiting for a
+pooled connection (``ConnectionTimeoutError``), proves nothing left the machine;
+a hang-up after sending (``ServerDisconnectedError``, ``ClientPayloadError``, a
+reset) or a time-out waiting for the reply leaves the outcome unknown. (The
+httpx-aiohttp adapter got this wrong, calling every ``ClientConnectionError`` a
+connect time-out: a hang-up after the request went out would have resent chat
+messages and render submits; see :mod:`core.transport`.) A time-out while a chat
+stream opens or reads is a :class:`~core.errors.StreamTimeoutError`. An exception
+raised by a request body itself (an upload refusing to pass the size cap) reaches
+the caller as itself, not as the connection error aiohttp wraps it in.
 
 Retries (:meth:`RetryPolicy.run`), and why they are safe:
 
@@ -27,7 +34,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-import httpx
+import aiohttp
 
 from core.errors import RateLimitedError, ServerError, StreamTimeoutError, TransportError
 
@@ -37,27 +44,44 @@ log = logging.getLogger("nemo.client")
 T = TypeVar("T")
 
 # Nothing reached the server: safe to resend even a non-idempotent call.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# (ConnectionTimeoutError covers both the connect and the wait for a pooled connection.)
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 @contextlib.contextmanager
 def translated(what: str, *, stream: bool = False) -> Iterator[None]:
-    """Turn httpx errors raised in the block into the client's error tree.
+    """Turn aiohttp errors raised in the block into the client's error tree.
 
-    ``what`` names the exchange in the message (never a URL or a token);
-    ``stream`` makes a time-out a :class:`StreamTimeoutError`.
+    ``what`` names the exchange in the message (never a URL or a token: aiohttp's
+    own messages carry URLs, so they are not passed on); ``stream`` makes a
+    time-out a :class:`StreamTimeoutError`.
     """
     try:
         yield
     except _NOT_SENT as exc:
         name = type(exc).__name__
         raise TransportError(f"cannot reach NemoVideo ({name})", maybe_sent=False) from exc
-    except httpx.TimeoutException as exc:
+    except TimeoutError as exc:  # aiohttp's ServerTimeoutError/SocketTimeoutError, or total
         if stream:
             raise StreamTimeoutError(f"NemoVideo {what} timed out") from exc
         raise TransportError(f"NemoVideo {what} failed ({type(exc).__name__})") from exc
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
+        body_error = _raised_by_body(exc)
+        if body_error is not None:
+            raise body_error from None
         raise TransportError(f"NemoVideo {what} failed ({type(exc).__name__})") from exc
+
+
+def _raised_by_body(exc: aiohttp.ClientError) -> Exception | None:
+    """The request body's own exception, if aiohttp wrapped one as a connection error.
+
+    aiohttp reports a body generator's exception as a bare ``ClientConnectionError``
+    caused by it; an ``OSError`` there is a real socket failure and stays one.
+    """
+    cause = exc.__cause__
+    if type(exc) is not aiohttp.ClientConnectionError or not isinstance(cause, Exception):
+        return None
+    return None if isinstance(cause, aiohttp.ClientError | OSError) else cause
 
 
 @dataclass(frozen=True, slots=True)

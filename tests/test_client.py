@@ -1,10 +1,10 @@
-"""NemoClient against the simulator over real HTTP/SSE on 127.0.0.1 (plus a few
-httpx.MockTransport cases for what a live server cannot easily stage)."""
+"""NemoClient against the simulator over real HTTP/SSE on 127.0.0.1 (plus a few cases
+against a scripted local server, tests/fakes/scripted_http.py, for what the simulator
+does not stage)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -12,7 +12,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 
 from core.client import NemoClient
@@ -42,6 +42,7 @@ from core.events import (
 )
 from core.files import ACCEPTED_EXTENSIONS
 from simulator.server import SimConfig, Simulator
+from tests.fakes.scripted_http import HANG_UP, Reply, ScriptedServer
 
 PROMPT = "make a 10-second clip of a futuristic city at night"
 
@@ -180,10 +181,12 @@ async def test_from_settings_and_borrowed_http(sim: Simulator) -> None:
         assert client.max_upload_bytes == 3 * 2**20
         await client.anonymous_token("settings")
     assert sim.requests[-1].headers["X-Skill-Source"] == "tester"
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession() as http:
         async with NemoClient(base_url=sim.base_url + "/", http=http) as client:
             await client.anonymous_token("borrowed")
-        assert not http.is_closed  # borrowed, not owned
+        assert not http.closed  # borrowed, not owned
+        async with http.get(f"{sim.base_url}/_sim/stats") as still_usable:
+            assert still_usable.status == 200
 
 
 # -- errors, one per code ---------------------------------------------------------------
@@ -352,7 +355,7 @@ async def test_connect_errors_are_retried_then_translated(sleeps: Sleeps) -> Non
     async with NemoClient(base_url="http://127.0.0.1:9", sleep=sleeps) as client:
         with pytest.raises(TransportError) as info:
             await client.create_session("nmv_usr_secret")
-        assert isinstance(info.value.__cause__, httpx.ConnectError)
+        assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
         assert info.value.maybe_sent is False  # nothing left the machine: safe to resend
         with pytest.raises(TransportError):
             await collect(client.chat("nmv_usr_secret", "1", "hi"))
@@ -371,7 +374,7 @@ async def test_dropped_stream_raises_transport_error(sim: Simulator, nemo: NemoC
             async for event in events:
                 seen.append(event)
     assert not isinstance(info.value, StreamTimeoutError)
-    assert isinstance(info.value.__cause__, httpx.HTTPError)
+    assert isinstance(info.value.__cause__, aiohttp.ClientError)
     assert info.value.maybe_sent is True  # the message was sent: its outcome is unknown
     assert len(calls(sim, "chat")) == 1  # never resent
     await sim.idle()
@@ -570,99 +573,113 @@ async def test_tokens_never_logged_or_shown(
     assert "secret-client-id" not in caplog.text
 
 
-# -- MockTransport: what a live server does not stage easily ------------------------------------
+# -- a scripted server: what the simulator does not stage ------------------------------------
 
 
-def mock_client(handler: Any, sleeps: Sleeps, **kwargs: Any) -> NemoClient:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return NemoClient(base_url="http://nemo.test", http=http, sleep=sleeps, **kwargs)
-
-
-async def test_post_read_error_is_not_resent(sleeps: Sleeps) -> None:
-    seen: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.url.path)
-        raise httpx.ReadError("connection reset")
-
-    nemo = mock_client(handler, sleeps)
-    with pytest.raises(TransportError):
-        await nemo.create_session("tok")
-    assert seen == ["/api/tasks/me/with-session/nemo_agent"]
-    with pytest.raises(TransportError):
-        await nemo.credits("tok")
-    assert len(seen) == 4  # GET: three attempts
+async def test_post_hung_up_on_after_sending_is_not_resent(sleeps: Sleeps) -> None:
+    async with ScriptedServer(default=HANG_UP) as server:
+        nemo = NemoClient(base_url=server.url, sleep=sleeps)
+        with pytest.raises(TransportError) as info:
+            await nemo.create_session("tok")
+        assert info.value.maybe_sent is True
+        assert [r.path for r in server.requests] == ["/api/tasks/me/with-session/nemo_agent"]
+        assert sleeps.delays == []
+        with pytest.raises(TransportError):
+            await nemo.credits("tok")
+        # GET: three attempts (two backoffs); aiohttp itself sends an idempotent
+        # method once more on a fresh connection when one is hung up on (RFC 9112 9.3.1).
+        assert len(sleeps.delays) == 2
+        assert len(server.requests) == 1 + 3 * 2
+        await nemo.aclose()
 
 
 async def test_connect_error_on_post_is_resent(sleeps: Sleeps) -> None:
-    attempts = 0
+    server = ScriptedServer(Reply(json={"code": 0, "data": {"session_id": "42"}}))
+    await server.start()
+    await server.stop()  # the port now refuses connections
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        nonlocal attempts
-        attempts += 1
-        if attempts == 1:
-            raise httpx.ConnectError("refused")
-        return httpx.Response(200, json={"code": 0, "data": {"session_id": "42"}})
+    async def restart_then_sleep(delay: float) -> None:
+        await sleeps(delay)
+        await server.start()  # the backend is back before the second attempt
 
-    nemo = mock_client(handler, sleeps)
-    assert (await nemo.create_session("tok")).session_id == "42"
-    assert attempts == 2 and len(sleeps.delays) == 1
+    nemo = NemoClient(base_url=server.url, sleep=restart_then_sleep)
+    try:
+        assert (await nemo.create_session("tok")).session_id == "42"
+    finally:
+        await nemo.aclose()
+        await server.stop()
+    assert len(server.requests) == 1 and len(sleeps.delays) == 1  # refused once, then sent
 
 
 async def test_stream_of_unknown_size_not_replayed_after_429(sleeps: Sleeps) -> None:
-    attempts = 0
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        nonlocal attempts
-        attempts += 1
-        await request.aread()
-        return httpx.Response(429, json={"message": "slow"}, headers={"Retry-After": "2"})
+    slow = Reply(429, json={"message": "slow"}, headers={"Retry-After": "2"})
 
     async def chunks() -> AsyncIterator[bytes]:
         yield b"abc"
 
-    nemo = mock_client(handler, sleeps)
-    with pytest.raises(RateLimitedError):
-        await nemo.upload("tok", "1", filename="a.mp3", stream=chunks())
-    assert attempts == 1 and sleeps.delays == []
-    with pytest.raises(RateLimitedError):
-        await nemo.upload("tok", "1", filename="a.mp3", data=b"abc")
-    assert attempts == 3 and sleeps.delays == [2.0]
+    async with ScriptedServer(default=slow) as server:
+        nemo = NemoClient(base_url=server.url, sleep=sleeps)
+        with pytest.raises(RateLimitedError):
+            await nemo.upload("tok", "1", filename="a.mp3", stream=chunks())
+        assert len(server.requests) == 1 and sleeps.delays == []
+        assert b"abc" in server.requests[0].body  # the stream was sent, so it is spent
+        with pytest.raises(RateLimitedError):
+            await nemo.upload("tok", "1", filename="a.mp3", data=b"abc")
+        assert len(server.requests) == 3 and sleeps.delays == [2.0]
+        await nemo.aclose()
+
+
+async def test_upload_stream_past_the_cap_raises_file_too_large_itself(sleeps: Sleeps) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(8):
+            yield b"\x00" * 1000
+
+    async with ScriptedServer() as server:
+        nemo = NemoClient(base_url=server.url, sleep=sleeps, max_upload_bytes=5000)
+        with pytest.raises(FileTooLargeError):
+            await nemo.upload("tok", "1", filename="a.mp3", stream=chunks())
+        assert sleeps.delays == []  # not retried
+        assert all(len(r.body) <= 5000 + 500 for r in server.requests)  # the excess never left
+        await nemo.aclose()
 
 
 async def test_chat_json_event_list_reply_and_old_style_stream(sleeps: Sleeps) -> None:
     replies = [
-        httpx.Response(200, json=[{"content": {"parts": [{"text": "plain"}]}}]),
-        httpx.Response(
-            200,
+        Reply(json=[{"content": {"parts": [{"text": "plain"}]}}]),
+        Reply(
             headers={"Content-Type": "text/event-stream"},
-            content=b': ping\n\ndata: {"type":"text","content":"old "}\n\n'
-            b'data: {"type":"heartbeat"}\n\ndata: {"type":"text","content":"style"}',
+            chunks=[
+                b': ping\n\ndata: {"type":"text","content":"old "}\n\n',
+                b'data: {"type":"heartbeat"}\n\ndata: {"type":"text","content":"style"}',
+            ],
         ),
     ]
-    nemo = mock_client(lambda request: replies.pop(0), sleeps)
-    assert text_of(await collect(nemo.chat("tok", "1", "hi"))) == "plain"
-    events = await collect(nemo.chat("tok", "1", "hi"))
+    async with ScriptedServer(*replies) as server:
+        nemo = NemoClient(base_url=server.url, sleep=sleeps)
+        assert text_of(await collect(nemo.chat("tok", "1", "hi"))) == "plain"
+        events = await collect(nemo.chat("tok", "1", "hi"))
+        await nemo.aclose()
     assert text_of(events) == "old style"
     assert sum(isinstance(e, HeartbeatEvent) for e in events) == 2
 
 
 async def test_download_over_limit_without_content_length(sleeps: Sleeps) -> None:
-    async def body() -> AsyncIterator[bytes]:
-        for _ in range(10):
-            yield b"\x00" * 1000
+    big = Reply(chunks=[b"\x00" * 1000] * 10)
+    async with ScriptedServer(big, 503, 503, Reply(body=b"ok")) as server:
+        nemo = NemoClient(base_url=server.url, sleep=sleeps)
+        assert await nemo.download(f"{server.url}/x.mp4", limit=5000) is None
+        assert await nemo.download(f"{server.url}/x.mp4", limit=10) == b"ok"
+        await nemo.aclose()
+    assert len(server.requests) == 4  # the big one, then two 503s and the retry that worked
 
-    nemo = mock_client(lambda request: httpx.Response(200, content=body()), sleeps)
-    assert await nemo.download("http://cdn.test/x.mp4", limit=5000) is None
 
-    def flaky(request: httpx.Request) -> httpx.Response:
-        flaky.n += 1  # type: ignore[attr-defined]
-        return httpx.Response(503 if flaky.n < 3 else 200, content=b"ok")  # type: ignore[attr-defined]
-
-    flaky.n = 0  # type: ignore[attr-defined]
-    nemo = mock_client(flaky, sleeps)
-    assert await nemo.download("http://cdn.test/x.mp4", limit=10) == b"ok"
-    assert flaky.n == 3  # type: ignore[attr-defined]
+async def test_download_follows_redirects(sleeps: Sleeps) -> None:
+    moved = Reply(302, headers={"Location": "/media/final.mp4"})
+    async with ScriptedServer(moved, Reply(body=b"video")) as server:
+        nemo = NemoClient(base_url=server.url, sleep=sleeps)
+        assert await nemo.download("/render/x.mp4", limit=100) == b"video"
+        await nemo.aclose()
+    assert [r.path for r in server.requests] == ["/render/x.mp4", "/media/final.mp4"]
 
 
 async def test_render_status_unknown_payloads_do_not_crash(sleeps: Sleeps) -> None:
@@ -671,11 +688,45 @@ async def test_render_status_unknown_payloads_do_not_crash(sleeps: Sleeps) -> No
         {"code": 0, "data": {"state": "done", "output": "https://cdn/x.mp4"}},
         {"status": None, "progress": []},
     ]
-    nemo = mock_client(lambda request: httpx.Response(200, json=payloads.pop(0)), sleeps)
-    first = await nemo.render_status("tok", "render_1")
-    second = await nemo.render_status("tok", "render_1")
-    third = await nemo.render_status("tok", "render_1")
+    async with ScriptedServer(*(Reply(json=p) for p in payloads)) as server:
+        nemo = NemoClient(base_url=server.url, sleep=sleeps)
+        first = await nemo.render_status("tok", "render_1")
+        second = await nemo.render_status("tok", "render_1")
+        third = await nemo.render_status("tok", "render_1")
+        await nemo.aclose()
     assert (first.status, first.progress) == ("processing", 12)
     assert (second.status, second.output_url) == ("completed", "https://cdn/x.mp4")
     assert third.status == "pending"
-    assert json.dumps(payloads) == "[]"
+    assert len(server.requests) == 3
+
+
+async def test_no_cookies_are_kept_or_sent(sleeps: Sleeps) -> None:
+    """One pooled session serves every user: a cookie one reply sets never goes back out."""
+    cookie = Reply(json={"code": 0, "data": {}}, headers={"Set-Cookie": "sid=user-a; Path=/"})
+    async with ScriptedServer(cookie) as server:
+        nemo = NemoClient(base_url=server.url, sleep=sleeps)
+        await nemo.credits("token-of-a")
+        await nemo.credits("token-of-b")
+        await nemo.aclose()
+    assert [r.headers.get("cookie") for r in server.requests] == [None, None]
+    assert server.requests[1].headers["authorization"] == "Bearer token-of-b"
+
+
+async def test_the_environments_proxy_is_used_and_no_proxy_bypasses_it(
+    sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP(S)_PROXY / NO_PROXY as the environment gives them, read when the client is made."""
+    ok = Reply(json={"code": 0, "data": {"available": 7, "frozen": 0, "total": 7}})
+    async with ScriptedServer(default=ok) as proxy, ScriptedServer(default=ok) as direct:
+        for name in ("HTTPS_PROXY", "ALL_PROXY", "https_proxy", "all_proxy", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with NemoClient(base_url="http://nemo.example", sleep=sleeps) as far:
+            assert (await far.credits("tok")).available == 7
+        async with NemoClient(base_url=direct.url, sleep=sleeps) as near:
+            assert (await near.credits("tok")).available == 7
+    assert [r.path for r in proxy.requests] == ["http://nemo.example/api/credits/balance/simple"]
+    assert proxy.requests[0].headers["authorization"] == "Bearer tok"
+    assert [r.path for r in direct.requests] == ["/api/credits/balance/simple"]

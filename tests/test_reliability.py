@@ -20,9 +20,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 
+from core import nemo_http
 from core.app import open_core
 from core.client import NemoClient
 from core.config import Settings
@@ -32,6 +33,7 @@ from simulator.server import Simulator
 from tests.conftest import fast_sim_config
 from tests.fakes.collecting import CollectingAdapter, CollectingReplier
 from tests.fakes.procs import BotProcess, bot_env, db_rows, integrity, wait_until
+from tests.fakes.scripted_http import SILENCE, Reply, ScriptedServer
 from tests.fakes.telegram_server import FakeTelegram
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
@@ -307,73 +309,87 @@ async def test_heartbeat_only_stream_ends_with_a_time_out_message(tmp_path: Path
 # --------------------------------------------------------- retries: what, when, how often
 
 
-class Script:
-    """A MockTransport handler answering from a list of outcomes (then 200 OK)."""
-
-    def __init__(self, *outcomes: object, ok: dict[str, Any] | None = None) -> None:
-        self.outcomes = list(outcomes)
-        self.ok = ok or {"code": 0, "data": {"available": 7, "frozen": 0, "total": 7}}
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        outcome = self.outcomes.pop(0) if self.outcomes else None
-        if isinstance(outcome, Exception):
-            raise outcome
-        if isinstance(outcome, int):
-            return httpx.Response(outcome, text="<html>oops</html>")
-        return httpx.Response(200, json=self.ok)
+OK = Reply(json={"code": 0, "data": {"available": 7, "frozen": 0, "total": 7}})
+# A JSON call's read time-out, shortened so a silent server times out quickly.
+SHORT_JSON_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=1.0)
 
 
-def _client(script: Script, sleeps: list[float]) -> NemoClient:
+@pytest.fixture
+def short_json_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nemo_http, "JSON_TIMEOUT", SHORT_JSON_TIMEOUT)
+
+
+def _client(server: ScriptedServer, sleeps: list[float], **kwargs: Any) -> NemoClient:
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    http = httpx.AsyncClient(transport=httpx.MockTransport(script))
-    return NemoClient(base_url="http://nemo.test", http=http, sleep=sleep)
+    return NemoClient(base_url=server.url, sleep=sleep, **kwargs)
 
 
-async def test_idempotent_calls_retry_5xx_and_time_outs_with_jittered_backoff() -> None:
-    seen: list[tuple[float, float]] = []
-    for _ in range(12):
-        sleeps: list[float] = []
-        script = Script(503, httpx.ReadTimeout("slow"))
-        credits = await _client(script, sleeps).credits("tok")
-        assert credits.available == 7
-        assert len(script.requests) == 3
+def _attempts(server: ScriptedServer) -> int:
+    return len(server.requests)
+
+
+async def test_idempotent_calls_retry_5xx_and_time_outs_with_jittered_backoff(
+    short_json_timeout: None,
+) -> None:
+    # A 5xx, then a time-out (the server reads the request and never answers), then OK.
+    sleeps: list[float] = []
+    async with ScriptedServer(503, SILENCE, default=OK) as server, _client(server, sleeps) as nemo:
+        credits = await nemo.credits("tok")
+    assert credits.available == 7
+    assert _attempts(server) == 3
+    first, second = sleeps
+    assert 0.25 <= first <= 0.75 and 0.5 <= second <= 1.5  # doubled, ±50 %
+
+    seen: list[tuple[float, float]] = [(first, second)]
+    for _ in range(11):  # two 5xx replies: the same schedule, jittered
+        sleeps = []
+        async with ScriptedServer(503, 502, default=OK) as server, _client(server, sleeps) as nemo:
+            assert (await nemo.credits("tok")).available == 7
         first, second = sleeps
-        assert 0.25 <= first <= 0.75 and 0.5 <= second <= 1.5  # doubled, ±50 %
+        assert 0.25 <= first <= 0.75 and 0.5 <= second <= 1.5
         seen.append((first, second))
     assert len(set(seen)) > 1  # jittered, not a fixed schedule
 
     sleeps = []
-    script = Script(500, 502, 503)
-    with pytest.raises(ServerError):
-        await _client(script, sleeps).state("tok", "1")
-    assert len(script.requests) == 3  # bounded
+    async with ScriptedServer(500, 502, 503, default=OK) as server, _client(server, sleeps) as nemo:
+        with pytest.raises(ServerError):
+            await nemo.state("tok", "1")
+    assert _attempts(server) == 3  # bounded
 
 
-async def test_calls_that_may_have_taken_effect_are_not_resent() -> None:
+async def test_calls_that_may_have_taken_effect_are_not_resent(short_json_timeout: None) -> None:
     sleeps: list[float] = []
-    script = Script(httpx.ReadTimeout("slow"))
-    with pytest.raises(TransportError):
-        await _client(script, sleeps).submit_render("tok", "1", {"t": [{"tt": 0, "sg": [{}]}]})
-    assert len(script.requests) == 1
+    async with ScriptedServer(SILENCE, default=OK) as server, _client(server, sleeps) as nemo:
+        with pytest.raises(TransportError) as info:
+            await nemo.submit_render("tok", "1", {"t": [{"tt": 0, "sg": [{}]}]})
+    assert info.value.maybe_sent is True and not isinstance(info.value, StreamTimeoutError)
+    assert _attempts(server) == 1
 
-    script = Script(503)
-    with pytest.raises(ServerError):
-        await _client(script, sleeps).create_session("tok")
-    assert len(script.requests) == 1
+    async with ScriptedServer(503, default=OK) as server, _client(server, sleeps) as nemo:
+        with pytest.raises(ServerError):
+            await nemo.create_session("tok")
+    assert _attempts(server) == 1
 
-    script = Script(httpx.ReadTimeout("slow"))
-    with pytest.raises(StreamTimeoutError):
-        async for _ in _client(script, sleeps).chat("tok", "1", "hi"):
-            pass
-    assert len(script.requests) == 1
+    # a chat stream that never answers: a stream time-out (the limit bounds the wait)
+    async with (
+        ScriptedServer(SILENCE, default=OK) as server,
+        _client(server, sleeps, heartbeat_timeout=1.0) as nemo,
+    ):
+        with pytest.raises(StreamTimeoutError):
+            async for _ in nemo.chat("tok", "1", "hi"):
+                pass
+    assert _attempts(server) == 1
+    assert sleeps == []
 
     # nothing left the machine: resending is safe even for a chat message
-    script = Script(*[httpx.ConnectError("refused")] * 3)
-    with pytest.raises(TransportError):
-        async for _ in _client(script, sleeps).chat("tok", "1", "hi"):
-            pass
-    assert len(script.requests) == 3
+    server = ScriptedServer(default=OK)
+    await server.start()
+    await server.stop()  # the port refuses connections
+    async with _client(server, sleeps) as nemo:
+        with pytest.raises(TransportError) as info:
+            async for _ in nemo.chat("tok", "1", "hi"):
+                pass
+    assert info.value.maybe_sent is False
+    assert len(sleeps) == 2  # three attempts, two backoffs

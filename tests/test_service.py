@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from core.app import build_service, open_core
 from core.client import NemoClient
 from core.config import Settings
 from core.polling import PollPolicy
 from core.service import ConversationService
-from core.transport import NemoTransport
 from core.types import Action, Attachment, IncomingMessage, Intent, Video
 from core.wire import RenderState
 from simulator.server import Simulator
@@ -441,34 +440,33 @@ async def test_a_refused_export_leaves_no_render_behind(sim: Simulator, tmp_path
         assert video.url.startswith(sim.base_url)
 
 
-class LoseSubmitReply(httpx.AsyncBaseTransport):
-    """Passes every call through, but loses the reply to the first render submit."""
+class LoseSubmitReply:
+    """An aiohttp client middleware: passes every call through, but loses the reply
+    to the first render submit (the backend got it; the client sees a read time-out)."""
 
     def __init__(self) -> None:
-        self._inner = NemoTransport(limits=httpx.Limits())
         self.lost = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        response = await handler(request)
         is_submit = request.method == "POST" and request.url.path.endswith("/proxy/lambda")
         if is_submit and not self.lost:
             self.lost += 1
-            await response.aclose()
-            raise httpx.ReadTimeout("reply lost", request=request)
+            response.close()
+            raise aiohttp.SocketTimeoutError("reply lost")
         return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 async def test_an_export_whose_reply_was_lost_is_still_followed_and_delivered(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    transport = LoseSubmitReply()
+    loser = LoseSubmitReply()
     settings = settings_for(sim, tmp_path)
     async with (
         SQLiteStore(settings.nemo_bot_db) as store,
-        httpx.AsyncClient(transport=transport) as http,  # the client does not close a given one
+        aiohttp.ClientSession(middlewares=(loser,)) as http,  # borrowed, not closed
         NemoClient(base_url=sim.base_url, http=http) as client,
     ):
         service = build_service(
@@ -479,7 +477,7 @@ async def test_an_export_whose_reply_was_lost_is_still_followed_and_delivered(
         await service.handle(msg("export"), r)
         video = await asyncio.wait_for(r.videos.get(), 20)
         await service.aclose()
-    assert transport.lost == 1
+    assert loser.lost == 1
     assert sim.stats["renders"] == 1  # followed, not resubmitted
     assert video.url.startswith(sim.base_url)
     assert not any("Nothing was lost" in t for t in r.texts())
