@@ -89,12 +89,19 @@ PROBE: contextvars.ContextVar[Probe | None] = contextvars.ContextVar("probe", de
 
 
 class _StampedContent:
-    """A /run_sse response body that notes each chunk's newest timestamp as it passes."""
+    """A /run_sse response body that notes each chunk's newest timestamp as it passes.
+
+    Everything but ``iter_any`` (what the client reads with) goes to aiohttp's own reader,
+    which the response itself still uses when it is released.
+    """
 
     def __init__(self, inner: aiohttp.StreamReader, probe: Probe, gauge: Gauge) -> None:
         self._inner = inner
         self._probe = probe
         self._gauge = gauge
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         probe = self._probe

@@ -17,7 +17,7 @@
     └── TransportError                connection refused, time-out, dropped stream
         └── StreamTimeoutError        only heartbeats for too long
 
-Low-level httpx / httpx-sse errors are translated once, in
+Low-level aiohttp errors (and time-outs) are translated once, in
 :func:`core.retry.translated`, with ``raise ... from exc``. Messages never contain tokens.
 """
 

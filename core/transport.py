@@ -1,5 +1,7 @@
-"""The HTTP transport under the NemoVideo client and the Telegram Bot API: httpx's API
-on aiohttp's sockets.
+"""The HTTP transport under python-telegram-bot's Bot API calls: httpx's API on
+aiohttp's sockets. (The NemoVideo client talked through it too, until httpx's own
+per-call work showed as half the client's CPU in a crowd: it now uses aiohttp
+directly, :mod:`core.nemo_http`, with the same error mapping in :mod:`core.retry`.)
 
 httpx's own connection pool does work per request that grows with the requests in
 flight (encode/httpx#3215); with hundreds of users streaming at once that costs a
