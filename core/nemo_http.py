@@ -13,12 +13,10 @@ largest piece of that CPU. httpx's request/response models, URL parsing, header
 objects and cookie jar roughly doubled the client's CPU per call, even with aiohttp
 moving the bytes underneath (``core.transport``). Measured with the three calls a new
 user's first message makes (anonymous token, session, open ``/run_sse``), 1,000 users
-at once against the simulator on this 2-core machine, client CPU until every stream
-opened, medians of four runs per checkout, each checkout's runs interleaved with a
-bare aiohttp script doing the same (``/tmp/perf/floorraw.py 1000 nemo,raw,nemo,raw``
-twice per checkout, branch and main alternated): httpx on aiohttp (before) 2.10 s of
-client CPU, last stream open after 2.6 s; this module 1.06 s, 1.55 s; the bare aiohttp
-script 0.97 s (so the client now costs ~1.1x the floor, from ~2.2x).
+at once against the simulator on this 2-core machine (the floor rows of
+``python -m bench crowd``), client CPU until every stream opened, medians of four
+runs each, side by side: httpx on aiohttp 2.10 s (last stream opened after 2.6 s);
+this module 1.06 s (1.55 s); a bare aiohttp script making the same calls 0.97 s.
 
 What httpx gave for free and is kept here by hand: proxies from the environment
 (read once, decided once per host, passed per request: aiohttp's ``trust_env`` would
