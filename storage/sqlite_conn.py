@@ -10,11 +10,12 @@ finished replies reached Telegram ~0.8 s later (median) than with the same SQL r
 inline. Run here, a statement costs the loop what SQLite itself costs.
 
 What could block the loop is waiting for a lock another process holds (Discord shard
-processes, or the ``nemo-bot admin`` commands, share the file): SQLite's own busy
-handler would sleep in the calling thread. So the connection's busy time-out is 0
-and :meth:`LoopConnection._run` retries a refused statement after an ``asyncio``
-sleep (1 ms doubling to 50 ms) for up to ``busy_timeout`` seconds, as SQLite's busy
-handler would, without stopping the loop. A statement refused with "database is
+processes share the file, and so does a ``nemo-bot chat`` started next to the running
+bot with the same ``NEMO_BOT_DB``): SQLite's own busy handler would sleep in the
+calling thread. So the connection's busy time-out is 0 and
+:meth:`LoopConnection._run` retries a refused statement after an ``asyncio`` sleep
+(1 ms doubling to 50 ms) for up to ``busy_timeout`` seconds, as SQLite's busy handler
+would, without stopping the loop. A statement refused with "database is
 locked" did nothing, so running it again is safe; one that opened a transaction
 (``BEGIN IMMEDIATE`` in a script) has it rolled back first.
 
