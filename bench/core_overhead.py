@@ -4,7 +4,10 @@ Subject: :class:`core.service.ConversationService` as ``open_core`` builds it (S
 file store, the default pooled NemoClient) handling chat, status and credits requests
 with a no-op replier. Baseline: a bare ``httpx.AsyncClient`` script making the same
 HTTP calls per request (chat = POST /run_sse read to the end + GET state, as the core
-does; status = GET state; credits = GET credits), parsing the JSON it gets.
+does; status = GET state; credits = GET credits), parsing the JSON it gets. A second,
+informational baseline makes the same calls from a bare ``aiohttp.ClientSession`` (the
+library the client is built on since 2026-12-01): against it the ratio shows the
+core's own work per request (store, routing, relay), not its HTTP client's.
 
 Both hit the same simulator (a subprocess, no think time) with the same users and
 sessions and the same concurrency. Rounds alternate subject/baseline (order flipped
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 from bench.common import (
@@ -117,18 +121,20 @@ class BareScript:
     def _auth(self, token: str) -> dict[str, str]:
         return {**self.headers, "Authorization": f"Bearer {token}"}
 
-    async def _state(self, token: str, session: str) -> Any:
-        r = await self.http.get(
-            f"{self.base}/api/state/{APP}/me/{session}/latest", headers=self._auth(token)
-        )
-        return json.loads(r.content)["data"]
+    async def _get(self, url: str, headers: dict[str, str]) -> bytes:
+        return (await self.http.get(url, headers=headers)).content
+
+    async def _stream(self, url: str, body: Any, headers: dict[str, str]) -> None:
+        async with self.http.stream("POST", url, json=body, headers=headers) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data:") and len(line) > 5:
+                    json.loads(line[5:])
 
     async def request(self, token: str, session: str, kind: str) -> None:
         if kind == "credits":
-            r = await self.http.get(
-                f"{self.base}/api/credits/balance/simple", headers=self._auth(token)
+            json.loads(
+                await self._get(f"{self.base}/api/credits/balance/simple", self._auth(token))
             )
-            json.loads(r.content)
             return
         if kind == "chat":
             body = {
@@ -138,13 +144,9 @@ class BareScript:
                 "new_message": {"role": "user", "parts": [{"text": CHAT_TEXT}]},
             }
             headers = {**self._auth(token), "Accept": "text/event-stream"}
-            async with self.http.stream(
-                "POST", f"{self.base}/run_sse", json=body, headers=headers
-            ) as r:
-                async for line in r.aiter_lines():
-                    if line.startswith("data:") and len(line) > 5:
-                        json.loads(line[5:])
-        await self._state(token, session)
+            await self._stream(f"{self.base}/run_sse", body, headers)
+        state = f"{self.base}/api/state/{APP}/me/{session}/latest"
+        json.loads(await self._get(state, self._auth(token)))
 
     async def round(self) -> tuple[float, float, int]:
         async def user(u: int) -> None:
@@ -155,6 +157,27 @@ class BareScript:
         cpu, wall = cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(user(u) for u in range(USERS)))
         return time.perf_counter() - wall, cpu_seconds() - cpu, 0
+
+
+class BareAiohttpScript(BareScript):
+    """The same HTTP calls, straight from aiohttp."""
+
+    def __init__(
+        self, http: aiohttp.ClientSession, base: str, creds: list[tuple[str, str]]
+    ) -> None:
+        super().__init__(http, base, creds)  # type: ignore[arg-type]
+        self.session = http
+
+    async def _get(self, url: str, headers: dict[str, str]) -> bytes:
+        async with self.session.get(url, headers=headers) as r:
+            return await r.read()
+
+    async def _stream(self, url: str, body: Any, headers: dict[str, str]) -> None:
+        async with self.session.post(url, json=body, headers=headers) as r:
+            async for raw in r.content:  # one line at a time
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("data:") and len(line) > 5:
+                    json.loads(line[5:])
 
 
 async def _credentials(service: ConversationService) -> list[tuple[str, str]]:
@@ -183,22 +206,36 @@ async def run() -> Result:
                     timeout=30,
                     limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
                 ) as http,
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=256),
+                    timeout=aiohttp.ClientTimeout(total=30),
+                ) as session,
             ):
                 # Warm-up: first contact (token, session) and one of each request per user.
                 warm = NullReplier()
                 await asyncio.gather(
                     *(service.handle(_message(u, k), warm) for u in range(USERS) for k in KINDS)
                 )
-                bare = BareScript(http, base, await _credentials(service))
+                creds = await _credentials(service)
+                bare = BareScript(http, base, creds)
+                aio = BareAiohttpScript(session, base, creds)
                 await bare.round()
+                await aio.round()
                 await _core_round(service)
-                core: list[tuple[float, float]] = []
-                base_: list[tuple[float, float]] = []
-                for r in range(ROUNDS):
-                    pair = [("core", _core_round(service)), ("bare", bare.round())]
-                    for who, coro in pair if r % 2 == 0 else reversed(pair):
-                        wall, cpu, _ = await coro
-                        (core if who == "core" else base_).append((wall, cpu))
+                runs: dict[str, list[tuple[float, float]]] = {"core": [], "bare": [], "aio": []}
+                rounds = {
+                    "core": lambda: _core_round(service),
+                    "bare": bare.round,
+                    "aio": aio.round,
+                }
+                names = list(rounds)
+                for r in range(ROUNDS):  # each subject first, second and last in turn
+                    for who in names[r % 3 :] + names[: r % 3]:
+                        wall, cpu, _ = await rounds[who]()
+                        runs[who].append((wall, cpu))
+    core, base_, aio_ = runs["core"], runs["bare"], runs["aio"]
+    aio_rps = [n / w for w, _ in aio_]
+    aio_cpu = [c / n * 1000 for _, c in aio_]
     core_rps = [n / w for w, _ in core]
     bare_rps = [n / w for w, _ in base_]
     core_cpu = [c / n * 1000 for _, c in core]
@@ -223,6 +260,13 @@ async def run() -> Result:
     result.add(
         "CPU ms/request core vs bare",
         f"{median(core_cpu):.2f} vs {median(bare_cpu):.2f} ({cpu_ratio:.1f}x)",
+    )
+    aio_ratio = median(ratios(core_rps, aio_rps))
+    result.data.update(aiohttp_rps=aio_rps, aiohttp_cpu_ms_per_request=aio_cpu)
+    result.add(
+        "core vs bare aiohttp: requests/s (CPU ms/request)",
+        f"{median(core_rps):.0f} vs {median(aio_rps):.0f}: {aio_ratio:.2f}x "
+        f"({median(core_cpu):.2f} vs {median(aio_cpu):.2f})",
     )
     return result
 
