@@ -93,28 +93,6 @@ def _prepare_file(path: Path) -> None:
     os.close(fd)
 
 
-async def _enable_wal(conn: LoopConnection) -> sqlite3.Row | None:
-    """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
-
-    Switching a new file to WAL needs its exclusive lock, and SQLite answers "database
-    is locked" at once, without the busy handler, when other processes are opening the
-    same new file at that moment (shard processes starting together): try again for up
-    to the busy time-out.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    delay = 0.01
-    while True:
-        try:
-            cursor = await conn.execute("PRAGMA journal_mode = WAL")
-            row: sqlite3.Row | None = cursor.fetchone()
-            return row
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.2)
-
-
 async def _user_version(conn: LoopConnection) -> int:
     row = (await conn.execute("PRAGMA user_version")).fetchone()
     return int(row[0]) if row is not None else 0
@@ -172,7 +150,10 @@ class SQLiteStore(SQLiteHistory, SQLiteAdmin, SQLiteCoordination):
         try:
             await conn.execute("PRAGMA foreign_keys = ON")
             if self._path is not None:
-                row = await _enable_wal(conn)
+                # Switching a new file to WAL needs its exclusive lock: processes opening
+                # the same new file together (shards starting at once) are refused with
+                # "database is locked", which the connection retries like any lock wait.
+                row = (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
                 if row is None or str(row[0]).lower() != "wal":
                     log.warning("could not enable WAL journal mode for %s", self._path)
                 await conn.execute("PRAGMA synchronous = NORMAL")
