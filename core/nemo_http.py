@@ -19,8 +19,7 @@ runs each, side by side: httpx on aiohttp 2.10 s (last stream opened after 2.6 s
 this module 1.06 s (1.55 s); a bare aiohttp script making the same calls 0.97 s.
 
 What httpx gave for free and is kept here by hand: proxies from the environment
-(read once, decided once per host, passed per request: aiohttp's ``trust_env`` would
-look them and ``~/.netrc`` up again in a worker thread on every request), no cookies
+(:class:`core.proxies.ProxyRoutes`, passed per request), no cookies
 (one pooled session serves every user: :class:`aiohttp.DummyCookieJar`), and the
 error mapping of :func:`core.retry.translated`.
 """
@@ -32,7 +31,6 @@ import codecs
 import contextlib
 import logging
 import time
-import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -42,6 +40,7 @@ import aiohttp
 from core.envelope import unwrap
 from core.errors import StreamTimeoutError
 from core.events import ChatEvent, EventDecoder, HeartbeatEvent, SSEChatDecoder
+from core.proxies import ProxyRoutes
 from core.retry import RetryPolicy, translated
 
 __all__ = ["DOWNLOAD_TIMEOUT", "JSON_TIMEOUT", "POOL_LIMIT", "UPLOAD_TIMEOUT", "NemoHttp"]
@@ -89,9 +88,7 @@ class NemoHttp:
         self._attribution = attribution
         self._sleep = sleep
         self._retry = retry or RetryPolicy()
-        # HTTP(S)_PROXY / NO_PROXY, read once; each origin's route decided once.
-        self._proxies = urllib.request.getproxies_environment()
-        self._routes: dict[str, str | None] = {}  # scheme://host -> proxy URL (None: direct)
+        self._routes = ProxyRoutes()
         # Silence between bytes is bounded by the heartbeat limit: any longer and
         # the stream is dead anyway. Heartbeats keep 15-minute generations alive.
         self._sse_timeout = aiohttp.ClientTimeout(
@@ -112,12 +109,7 @@ class NemoHttp:
     def _proxy(self, url: str) -> str | None:
         """The proxy for ``url`` from the environment (None: connect directly)."""
         parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.hostname}"
-        if origin not in self._routes:
-            proxy = self._proxies.get(parts.scheme) or self._proxies.get("all")
-            bypass = proxy and urllib.request.proxy_bypass(parts.hostname or "")
-            self._routes[origin] = None if bypass else proxy
-        return self._routes[origin]
+        return self._routes.proxy_for(parts.scheme, parts.hostname or "")
 
     async def aclose(self) -> None:
         """Close the HTTP session if this object created it."""

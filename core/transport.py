@@ -24,12 +24,13 @@ so nothing but httpx's error tree ever leaves the transport.
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
+
+from core.proxies import ProxyRoutes
 
 __all__ = ["NemoTransport"]
 
@@ -39,21 +40,12 @@ class NemoTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, limits: httpx.Limits) -> None:
         self._limits = limits
-        # HTTP(S)_PROXY / NO_PROXY are honoured, as httpx's own transport does, but read
-        # here once per host: aiohttp's trust_env looks them (and ~/.netrc) up again in
-        # a worker thread on every request, two thread hops a call.
-        self._proxies = urllib.request.getproxies_environment()
-        self._routes: dict[str, str | None] = {}  # scheme://host -> proxy URL (None: direct)
+        self._routes = ProxyRoutes()
         self._inner: dict[str | None, AiohttpTransport] = {}
         self._closed = False
 
     def _transport_for(self, url: httpx.URL) -> AiohttpTransport:
-        origin = f"{url.scheme}://{url.host}"
-        if origin not in self._routes:
-            proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
-            bypass = proxy and urllib.request.proxy_bypass(url.host)
-            self._routes[origin] = None if bypass else proxy
-        proxy = self._routes[origin]
+        proxy = self._routes.proxy_for(url.scheme, url.host)
         inner = self._inner.get(proxy)
         if inner is None:
             limits = self._limits
