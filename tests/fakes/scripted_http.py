@@ -23,10 +23,11 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json as jsonlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.fakes.listener import ResettableServer
 
 __all__ = ["HANG_UP", "SILENCE", "Reply", "Request", "ScriptedServer"]
 
@@ -58,46 +59,20 @@ class Request:
     body: bytes
 
 
-class ScriptedServer:
+class ScriptedServer(ResettableServer):
     """Answers requests from a script of outcomes; see the module docstring."""
 
     def __init__(self, *outcomes: object, default: object = None) -> None:
+        super().__init__()
         self.outcomes = list(outcomes)
         self.default = default if default is not None else Reply(json={"code": 0, "data": {}})
         self.requests: list[Request] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> ScriptedServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        """Listen (again, on the same port once one was chosen)."""
-        if self._server is None:
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-            self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Refuse new connections and reset the open ones."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        if server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 5)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
             while await self._one(reader, writer):

@@ -15,48 +15,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from tests.fakes.listener import ResettableServer
+
 __all__ = ["TcpProxy"]
 
 
-class TcpProxy:
+class TcpProxy(ResettableServer):
     """Forwards 127.0.0.1:``port`` to ``host``:``target_port`` until cut."""
 
     def __init__(self, host: str, target_port: int) -> None:
+        super().__init__()
         self.host = host
         self.target_port = target_port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> TcpProxy:
-        await self.restore()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.cut()
 
     async def restore(self) -> None:
         """Accept connections (again) on the same port."""
-        if self._server is None:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-            self.port = self._server.sockets[0].getsockname()[1]
+        await self.start()
 
     async def cut(self) -> None:
         """Refuse new connections and reset the open ones."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
+        await self.stop()
+
+    async def _after_reset(self) -> None:
         for task in list(self._pumps):
             task.cancel()
         await asyncio.gather(*self._pumps, return_exceptions=True)
-        if server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 5)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
         except OSError:
