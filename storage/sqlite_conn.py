@@ -1,6 +1,6 @@
 """One ``sqlite3`` connection run on the event loop's own thread; waits for locks asynchronously.
 
-Why not a worker thread (aiosqlite, used until 0.3): a statement on an indexed row
+Why not a worker thread (aiosqlite, used until 2026-12-01): a statement on an indexed row
 takes SQLite tens of microseconds, while handing it to a worker thread and back
 costs the event loop two wake-ups and the worker two turns of the GIL. When the
 loop is busy, each of those turns waits for CPython's switch interval (5 ms): with
